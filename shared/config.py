@@ -1,0 +1,149 @@
+"""Configuration models for both programs.
+
+Precedence, highest first: explicit overrides (CLI flags) → environment (``EDGE_*`` / ``HUB_*``,
+nested with ``__``) → a YAML file → the embedded defaults, which run hub and agent on loopback with
+no set-up. Secrets are ``SecretStr`` so they never print; key material is referenced by file path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from shared.taxonomy import Tier
+
+
+class CostModel(BaseModel):
+    """Price of one call. Token prices for APIs, GPU-seconds for self-hosted, energy for the edge."""
+
+    usd_per_1k_prompt: float = 0.0
+    usd_per_1k_completion: float = 0.0
+    usd_per_gpu_second: float = 0.0
+    # edge: energy estimate, so local answers are never silently free
+    joules_per_token: float = 0.0
+    usd_per_kwh: float = 0.15
+
+    def estimate(self, prompt_tokens: int, completion_tokens: int, seconds: float = 0.0) -> float:
+        tokens = prompt_tokens + completion_tokens
+        energy_usd = tokens * self.joules_per_token / 3.6e6 * self.usd_per_kwh
+        return (
+            prompt_tokens / 1000 * self.usd_per_1k_prompt
+            + completion_tokens / 1000 * self.usd_per_1k_completion
+            + seconds * self.usd_per_gpu_second
+            + energy_usd
+        )
+
+
+class TenantConfig(BaseModel):
+    name: str
+    api_key: SecretStr
+    quality_target: float | None = None
+
+
+class LocalModelConfig(BaseModel):
+    """The edge's GGUF model. ``path`` wins; else ``name`` is looked up in the models directory."""
+
+    name: str = "qwen2.5-coder-0.5b-instruct"
+    path: Path | None = None
+    n_ctx: int = 4096
+    n_threads: int = 2
+    cost: CostModel = CostModel(joules_per_token=0.05)
+
+
+class HubModelEntry(BaseModel):
+    """One model the hub can serve. Adding a model is a config change, not a code change."""
+
+    name: str
+    backend: Literal["vllm", "openai_http", "llamacpp", "echo"]
+    tier: Tier = Tier.OSS
+    path: Path | None = None  # vllm: HF folder; llamacpp: GGUF file (else from the models dir)
+    served_model: str | None = None  # openai_http: upstream model id
+    base_url: str | None = None  # openai_http only; never taken from a request
+    api_key: SecretStr | None = None
+    max_model_len: int = 4096
+    cost: CostModel = CostModel()
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+class _YamlSettings(BaseSettings):
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls), file_secret_settings)
+
+
+def _default_home(kind: str) -> Path:
+    return Path.home() / ".edgeroute" / kind
+
+
+class EdgeSettings(_YamlSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGE_", env_nested_delimiter="__", extra="forbid")
+
+    home: Path = Field(default_factory=lambda: _default_home("edge"))
+    host: str = "127.0.0.1"
+    port: int = 8080
+    models_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "edgeroute" / "models")
+    local_model: LocalModelConfig = LocalModelConfig()
+    hub_url: str | None = None
+    hub_public_key_file: Path | None = None
+    # below this mean token probability the spine escalates (the routing policy refines this)
+    confidence_threshold: float = 0.75
+    draft_tokens: int = 24  # how much local output the confidence check looks at before deciding
+    hub_timeout_s: float = 60.0
+    heartbeat_s: float = 2.0
+    tenants: list[TenantConfig] = []
+    max_body_bytes: int = 1024 * 1024
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+
+class HubSettings(_YamlSettings):
+    model_config = SettingsConfigDict(env_prefix="HUB_", env_nested_delimiter="__", extra="forbid")
+
+    home: Path = Field(default_factory=lambda: _default_home("hub"))
+    bind: str = "tcp://127.0.0.1:5555"
+    models_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "edgeroute" / "models")
+    heartbeat_s: float = 2.0
+    max_frame_bytes: int = 4 * 1024 * 1024
+    models: list[HubModelEntry] = [
+        HubModelEntry(
+            name="qwen2.5-coder-0.5b-instruct",
+            backend="vllm",
+            tier=Tier.OSS,
+            cost=CostModel(usd_per_gpu_second=0.0006),
+        )
+    ]
+    default_model: str = "qwen2.5-coder-0.5b-instruct"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def enrolled_dir(self) -> Path:
+        return self.home / "enrolled"
+
+
+def load_settings(cls: type[SettingsT], yaml_file: Path | None = None, **overrides: Any) -> SettingsT:
+    """Build settings from defaults, an optional YAML file, the environment and ``overrides``."""
+    bound = type(cls.__name__, (cls,), {"model_config": {**cls.model_config, "yaml_file": yaml_file}})
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return bound(**clean)  # type: ignore[no-any-return]

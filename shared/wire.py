@@ -1,0 +1,152 @@
+"""Typed structs that cross the edge ↔ hub link.
+
+Every frame is one ``Envelope``; its ``body`` is a tagged union, so the decoder validates the
+message kind and every field type before any handler sees it. Add a message by adding a struct
+with a new ``tag`` to ``Body``: old peers reject it with a typed ``DecodeFailure`` instead of
+misreading it, and the ``v`` field lets either side refuse a protocol it does not speak.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+Scalar = str | int | float | bool | None
+
+
+class TraceStep(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One hop of the route trace: what the router considered and why it went on or stopped."""
+
+    stage: str  # a Route value, or a pipeline stage such as "classify" / "policy"
+    decision: str  # "hit", "miss", "answer", "escalate", "skip", "error", "fallback", ...
+    reason: str = ""
+    elapsed_ms: float = 0.0
+    detail: dict[str, Scalar] = {}
+
+
+class ChatMessage(msgspec.Struct, frozen=True, omit_defaults=True):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str
+    name: str | None = None
+
+
+class SamplingParams(msgspec.Struct, frozen=True, omit_defaults=True):
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    stop: list[str] = []
+    seed: int | None = None
+
+
+class Usage(msgspec.Struct, frozen=True):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+class Classification(msgspec.Struct, frozen=True, omit_defaults=True):
+    modality: str = "text"
+    task: str = "other"
+    domain: str = "general"
+    # predicted probability that each tier answers correctly, keyed by Tier value
+    success: dict[str, float] = {}
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+class Hello(msgspec.Struct, tag="hello", frozen=True):
+    agent_version: str
+    models: list[str] = []
+
+
+class Ready(msgspec.Struct, tag="ready", frozen=True):
+    hub_version: str
+    heartbeat_s: float
+    models: list[str] = []
+
+
+class Heartbeat(msgspec.Struct, tag="heartbeat", frozen=True):
+    sent_at: float
+
+
+class Escalate(msgspec.Struct, tag="escalate", frozen=True, omit_defaults=True):
+    """Edge → hub: answer this request. ``deadline`` is a wall-clock epoch in seconds."""
+
+    request_id: str
+    model: str
+    messages: list[ChatMessage]
+    params: SamplingParams
+    deadline: float
+    stream: bool = False
+    draft: str | None = None  # the edge's local answer, when it made one
+    confidence: float | None = None
+    classification: Classification | None = None
+    quality_target: float | None = None
+    tenant: str = ""  # tenant *hash* for accounting; hub authenticates the edge, not the tenant
+
+
+class Reply(msgspec.Struct, tag="reply", frozen=True, omit_defaults=True):
+    request_id: str
+    text: str
+    model: str
+    route: str
+    finish_reason: str = "stop"
+    usage: Usage = Usage()
+    cost_usd: float = 0.0
+    trace: list[TraceStep] = []
+
+
+class ReplyChunk(msgspec.Struct, tag="chunk", frozen=True, omit_defaults=True):
+    """One streamed delta; the stream ends with a ``Reply`` carrying usage and trace."""
+
+    request_id: str
+    seq: int
+    delta: str
+
+
+class Error(msgspec.Struct, tag="error", frozen=True, omit_defaults=True):
+    request_id: str
+    code: str  # "bad_frame", "unsupported_version", "deadline_exceeded", "backend_error", ...
+    message: str
+    retryable: bool = False
+
+
+class CacheDelta(msgspec.Struct, tag="cache_delta", frozen=True):
+    """Hub → edges over PUB/SUB: versioned cache entries (the global cache issue fills this)."""
+
+    seq: int
+    entries: list[dict[str, Scalar]]
+
+
+class TelemetryBatch(msgspec.Struct, tag="telemetry", frozen=True):
+    batch_id: str
+    events: list[dict[str, Scalar]]
+
+
+class TelemetryAck(msgspec.Struct, tag="telemetry_ack", frozen=True):
+    batch_id: str
+    accepted: int
+
+
+Body = (
+    Hello
+    | Ready
+    | Heartbeat
+    | Escalate
+    | Reply
+    | ReplyChunk
+    | Error
+    | CacheDelta
+    | TelemetryBatch
+    | TelemetryAck
+)
+
+
+class Envelope(msgspec.Struct, frozen=True):
+    v: int
+    body: Body

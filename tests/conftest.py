@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared import paths
+
+
+@pytest.fixture(scope="session")
+def models_dir() -> Path:
+    d = paths.models_dir()
+    if not d.is_dir():
+        pytest.fail(f"models directory {d} is missing: run `make models` (the test command does)")
+    return d
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    d = paths.data_dir()
+    if not d.is_dir():
+        pytest.fail(f"data directory {d} is missing: set EDGEROUTE_DATA_DIR or run scripts/download_data.py")
+    return d
