@@ -11,7 +11,7 @@ export VLLM_CPU_KVCACHE_SPACE ?= 2
 
 .PHONY: setup models demo test lint typecheck pytest bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip wheel
 	$(BIN)/pip install -e '.[hub,dev]'
@@ -19,7 +19,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip uninstall -y torchvision torchaudio torchcodec
 	touch $@
 
-setup: $(BIN)/.installed
+setup: $(VENV)/.installed
 
 models: setup
 	$(BIN)/edgeroute-models install default
