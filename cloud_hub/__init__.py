@@ -1,0 +1,1 @@
+"""edgeroute cloud hub: vLLM and other backends, global cache, telemetry, evaluation."""

@@ -1,0 +1,1 @@
+"""The main job: hub + agent on embedded defaults, a representative workload, the north-star report."""
