@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from cloud_hub.demo.replay import Record, extract_letter, extract_number, is_correct
+from cloud_hub.demo.report import FrontierPrice, summarise
+from cloud_hub.demo.workload import WorkItem, build_workload
+
+
+def test_workload_is_deterministic_mixed_and_has_repeats(data_dir: Path) -> None:
+    a = build_workload(data_dir, 50)
+    b = build_workload(data_dir, 50)
+    assert [w.prompt for w in a] == [w.prompt for w in b]
+    kinds = Counter(w.kind for w in a)
+    assert set(kinds) == {"chat", "math", "mcq", "code", "writing"}
+    repeats = [w for w in a if w.repeat_of is not None]
+    assert repeats, "real traffic repeats itself; the workload must too"
+    verbatim = [w for w in repeats if a[w.repeat_of or 0].prompt == w.prompt]
+    assert verbatim and len(verbatim) < len(repeats)
+    assert all(w.reference for w in a if w.kind in {"math", "mcq"})
+
+
+def test_reference_extraction() -> None:
+    assert extract_number("so 3 + 4 = 7\n#### 1,234") == "1234"
+    assert extract_number("The answer is 42.") == "42"
+    assert extract_number("no digits") is None
+    assert extract_letter("B. because") == "B"
+    assert extract_letter("The answer is (C)") == "C"
+    assert is_correct(WorkItem("mcq", "q", reference="A"), "A") is True
+    assert is_correct(WorkItem("mcq", "q", reference="A"), "D") is False
+    assert is_correct(WorkItem("chat", "q"), "anything") is None
+
+
+def test_summary_counts_routes_cost_and_quality() -> None:
+    item = WorkItem("mcq", "q", reference="A")
+    recs = [
+        Record(
+            item,
+            route="exact_cache",
+            prompt_tokens=100,
+            completion_tokens=10,
+            correct=True,
+            baseline_correct=True,
+        ),
+        Record(
+            item,
+            route="edge_local",
+            cost_usd=1e-6,
+            prompt_tokens=100,
+            completion_tokens=10,
+            correct=False,
+            baseline_correct=True,
+        ),
+        Record(
+            item,
+            route="hub_oss",
+            cost_usd=1e-5,
+            prompt_tokens=100,
+            completion_tokens=10,
+            correct=True,
+            baseline_correct=True,
+        ),
+        Record(
+            item,
+            route="frontier",
+            cost_usd=1e-3,
+            prompt_tokens=100,
+            completion_tokens=10,
+            correct=True,
+            baseline_correct=False,
+        ),
+        Record(item, error="boom"),
+    ]
+    s = summarise(recs, FrontierPrice(2.5, 10.0))
+    assert s["errors"] == 1
+    assert s["share_without_frontier"] == 0.75
+    assert s["share_without_hub_gpu"] == 0.5
+    assert s["router_accuracy"] == 0.75 and s["always_hub_accuracy"] == 0.75
+    assert abs(float(s["always_frontier_cost_usd"]) - 4 * (100 * 2.5 + 10 * 10.0) / 1e6) < 1e-12  # type: ignore[arg-type]
