@@ -48,6 +48,24 @@ class TenantConfig(BaseModel):
     quality_target: float | None = None
 
 
+class CacheSettings(BaseModel):
+    """Edge caches. ``path`` defaults to ``<home>/cache.db``; ``hub_*`` endpoints enable global sync."""
+
+    enabled: bool = True
+    path: Path | None = None
+    exact_ttl_s: float = 7 * 24 * 3600.0
+    semantic_ttl_s: float = 7 * 24 * 3600.0
+    time_bucket_s: float = 3600.0  # time-sensitive requests only hit within the same bucket
+    max_entries: int = 200_000
+    max_bytes: int = 512 * 1024 * 1024
+    pool_size: int = 3  # answers kept per key when temperature > 0
+    semantic: bool = True
+    min_cosine: float = 0.80  # candidates below this never reach the verifier
+    verifier_file: Path | None = None  # else the weights shipped with the package
+    hub_pub_endpoint: str | None = None
+    hub_snapshot_endpoint: str | None = None
+
+
 class LocalModelConfig(BaseModel):
     """The edge's GGUF model. ``path`` wins; else ``name`` is looked up in the models directory."""
 
@@ -109,6 +127,7 @@ class EdgeSettings(_YamlSettings):
     heartbeat_s: float = 2.0
     tenants: list[TenantConfig] = []
     max_body_bytes: int = 1024 * 1024
+    cache: CacheSettings = CacheSettings()
 
     @property
     def keys_dir(self) -> Path:
