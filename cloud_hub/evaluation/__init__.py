@@ -1,0 +1,1 @@
+"""The evaluation loop: scoring sampled traffic, weakness reports, exports, canary recalibration."""

@@ -1,0 +1,1 @@
+"""Telemetry on the edge: event recording, metrics, durable spool and delivery to the hub."""

@@ -1,0 +1,118 @@
+"""Prometheus series for the edge: one scrape answers cost, latency, cache, fallback, escalation
+and regeneration questions per route, plus the health of the telemetry pipeline itself.
+
+Each instance owns its ``CollectorRegistry`` (no process-global state), so tests and several
+agents in one process never collide; the app serves ``render()`` on ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from edge_agent.telemetry.spool import SpoolStats
+from shared.telemetry import TelemetryEvent
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class EdgeMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        route = ["route"]
+        self.requests = Counter(
+            "edgeroute_requests", "Answered requests", ["route", "model", "domain", "task"], registry=r
+        )
+        self.errors = Counter("edgeroute_request_errors", "Failed requests", ["route", "error"], registry=r)
+        self.cache_hits = Counter("edgeroute_cache_hits", "Requests answered from a cache", route, registry=r)
+        self.cache_lookups = Counter(
+            "edgeroute_cache_lookups", "Requests that consulted the caches", registry=r
+        )
+        self.fallbacks = Counter(
+            "edgeroute_fallbacks", "Requests served by a fallback path", route, registry=r
+        )
+        self.escalations = Counter(
+            "edgeroute_escalations", "Requests escalated past the edge", ["route", "reason"], registry=r
+        )
+        self.regenerations = Counter(
+            "edgeroute_regenerations",
+            "Regenerated requests (explicit flag or near-duplicate re-ask)",
+            ["route", "source"],
+            registry=r,
+        )
+        self.cost = Counter("edgeroute_cost_usd", "Estimated cost in USD", route, registry=r)
+        self.tokens = Counter("edgeroute_tokens", "Tokens processed", ["route", "direction"], registry=r)
+        self.latency = Histogram(
+            "edgeroute_request_duration_seconds",
+            "End-to-end latency",
+            route,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "edgeroute_time_to_first_token_seconds",
+            "Time to first token",
+            route,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.feedback = Counter("edgeroute_feedback", "User feedback by sign", ["sentiment"], registry=r)
+        self.spool_pending = Gauge("edgeroute_telemetry_spool_events", "Events awaiting delivery", registry=r)
+        self.spool_bytes = Gauge("edgeroute_telemetry_spool_bytes", "Bytes awaiting delivery", registry=r)
+        self.spool_dropped = Gauge(
+            "edgeroute_telemetry_dropped_events", "Events dropped by the spool cap (cumulative)", registry=r
+        )
+        self.delivered = Counter(
+            "edgeroute_telemetry_delivered_events", "Events acknowledged by the hub", registry=r
+        )
+        self.delivery_failures = Counter(
+            "edgeroute_telemetry_delivery_failures", "Failed delivery attempts", ["reason"], registry=r
+        )
+
+    def observe(self, event: TelemetryEvent) -> None:
+        if event.kind == "feedback":
+            rating = event.rating or 0.0
+            self.feedback.labels("positive" if rating > 0 else "negative" if rating < 0 else "neutral").inc()
+            return
+        if event.kind != "request":
+            return
+        route = event.route or "none"
+        if event.error_type:
+            self.errors.labels(route, event.error_type).inc()
+        else:
+            self.requests.labels(
+                route, event.response_model or event.request_model, event.domain, event.task
+            ).inc()
+        self.cache_lookups.inc()
+        if event.is_cache_hit:
+            self.cache_hits.labels(route).inc()
+        if event.fallback:
+            self.fallbacks.labels(route).inc()
+        if event.escalated:
+            self.escalations.labels(route, event.escalation_reason).inc()
+        if event.regeneration:
+            self.regenerations.labels(route, "explicit" if event.regenerate_flag else "near_duplicate").inc()
+        self.cost.labels(route).inc(max(event.cost_usd, 0.0))
+        self.tokens.labels(route, "input").inc(max(event.input_tokens, 0))
+        self.tokens.labels(route, "output").inc(max(event.output_tokens, 0))
+        if event.latency_s is not None:
+            self.latency.labels(route).observe(event.latency_s)
+        if event.ttft_s is not None:
+            self.ttft.labels(route).observe(event.ttft_s)
+
+    def observe_spool(self, stats: SpoolStats) -> None:
+        self.spool_pending.set(stats.pending_events)
+        self.spool_bytes.set(stats.pending_bytes)
+        self.spool_dropped.set(stats.dropped_events)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,89 @@
+"""The edge's single entry point for telemetry: metrics, regeneration detection, spooling.
+
+The request path calls ``record`` once per request and ``feedback`` for ``POST /v1/feedback``;
+both only touch memory and one local SQLite write, so a slow or absent hub never slows a request.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from edge_agent.telemetry.metrics import EdgeMetrics
+from edge_agent.telemetry.regeneration import RegenerationDetector
+from edge_agent.telemetry.spool import TelemetrySpool
+from shared.telemetry import TelemetryEvent, clip_content
+
+
+class FeedbackError(ValueError):
+    """A feedback call the API must answer with 400."""
+
+
+class TelemetryRecorder:
+    def __init__(
+        self,
+        spool: TelemetrySpool,
+        metrics: EdgeMetrics | None = None,
+        regeneration: RegenerationDetector | None = None,
+        capture_content: bool = False,
+    ) -> None:
+        self.spool = spool
+        self.metrics = metrics or EdgeMetrics()
+        self.regeneration = regeneration or RegenerationDetector()
+        # prompts and answers leave the device only when the operator opts in (evaluation needs
+        # them for the judge; reference checks need only the answer and the reference)
+        self.capture_content = capture_content
+
+    def record(self, event: TelemetryEvent, prompt: str | None = None) -> TelemetryEvent:
+        """Enrich, count and spool one request event; returns the event as spooled.
+
+        ``prompt`` (the last user turn) feeds the near-duplicate check even when content capture
+        is off; it is not stored unless ``capture_content`` is set.
+        """
+        changes: dict[str, object] = {}
+        text = prompt if prompt is not None else event.prompt
+        if event.kind == "request" and text is not None:
+            verdict = self.regeneration.check(
+                event.user or event.tenant, text, event.response_id, explicit=event.regenerate_flag
+            )
+            if verdict.regeneration and not event.regeneration:
+                changes["regeneration"] = True
+            if verdict.regenerates and not event.regenerates:
+                changes["regenerates"] = verdict.regenerates
+        if self.capture_content:
+            if event.prompt is None and prompt is not None:
+                changes["prompt"] = clip_content(prompt)
+            elif event.prompt is not None:
+                changes["prompt"] = clip_content(event.prompt)
+            changes["completion"] = clip_content(event.completion)
+        elif event.prompt is not None or event.completion is not None:
+            changes["prompt"] = None
+            changes["completion"] = None
+        if changes:
+            event = msgspec.structs.replace(event, **changes)
+        self.metrics.observe(event)
+        self.spool.append(event)
+        return event
+
+    def feedback(self, response_id: str, rating: float, tenant: str = "", user: str = "") -> TelemetryEvent:
+        """A user's rating of an earlier answer, in [-1, 1] (the API maps thumbs and 1–5 stars)."""
+        if not response_id or len(response_id) > 200:
+            raise FeedbackError("response_id must be a non-empty string of at most 200 characters")
+        if not -1.0 <= rating <= 1.0:
+            raise FeedbackError("rating must be between -1 and 1")
+        event = TelemetryEvent(
+            kind="feedback",
+            response_id=response_id,
+            rating=rating,
+            tenant=tenant,
+            user=user,
+            operation="feedback",
+        )
+        self.metrics.observe(event)
+        self.spool.append(event)
+        return event
+
+    def refresh_spool_metrics(self) -> None:
+        self.metrics.observe_spool(self.spool.stats())
+
+    def close(self) -> None:
+        self.spool.close()
