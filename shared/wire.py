@@ -123,6 +123,18 @@ class CacheDelta(msgspec.Struct, tag="cache_delta", frozen=True):
     entries: list[dict[str, Scalar]]
 
 
+class CacheSnapshotRequest(msgspec.Struct, tag="cache_snapshot_req", frozen=True):
+    """Edge → hub snapshot socket: send every live entry changed after ``since`` (0 = all)."""
+
+    since: int
+
+
+class CacheSnapshotDone(msgspec.Struct, tag="cache_snapshot_done", frozen=True):
+    """Ends a snapshot (after zero or more ``CacheDelta`` frames): the edge is now at ``seq``."""
+
+    seq: int
+
+
 class TelemetryBatch(msgspec.Struct, tag="telemetry", frozen=True):
     batch_id: str
     events: list[dict[str, Scalar]]
@@ -142,6 +154,8 @@ Body = (
     | ReplyChunk
     | Error
     | CacheDelta
+    | CacheSnapshotRequest
+    | CacheSnapshotDone
     | TelemetryBatch
     | TelemetryAck
 )
