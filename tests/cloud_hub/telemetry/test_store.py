@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,9 +17,9 @@ def _batch(events: list[TelemetryEvent], batch_id: str = "b") -> TelemetryBatch:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> TelemetryStore:
+def store(tmp_path: Path) -> Iterator[TelemetryStore]:
     s = TelemetryStore(tmp_path / "hub.db", observer=HubTelemetryMetrics())
-    yield s  # type: ignore[misc]
+    yield s
     s.close()
 
 
