@@ -1,0 +1,120 @@
+"""Pushes global-cache changes to edges: PUB for live deltas, ROUTER for snapshots (the Clone pattern).
+
+Each change is one ``CacheDelta`` whose ``seq`` is the store's sequence number, so an edge sees a
+gap as soon as it misses one and asks the snapshot socket for everything after its own number.
+Both sockets are CURVE servers; which clients may connect is up to the ZAP handler installed on
+``ctx`` (the hub's allow-list). Sends never block: a subscriber over its high-water mark loses
+deltas (and later catches up by snapshot) instead of stalling the hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import zmq
+
+from cloud_hub.cache.store import GlobalCacheStore
+from shared.cache_text import GlobalEntry
+from shared.codec import Codec, DecodeFailure
+from shared.wire import CacheDelta, CacheSnapshotDone, CacheSnapshotRequest, Error
+
+log = logging.getLogger(__name__)
+
+TOPIC = b"cache"
+SNAPSHOT_CHUNK = 256  # entries per snapshot frame, well under the 4 MiB frame limit
+
+
+def curve_server(sock: zmq.Socket[bytes], public: bytes, secret: bytes) -> None:
+    sock.curve_server = True
+    sock.curve_publickey = public
+    sock.curve_secretkey = secret
+
+
+class CachePublisher:
+    def __init__(
+        self,
+        ctx: zmq.Context[zmq.Socket[bytes]],
+        store: GlobalCacheStore,
+        *,
+        pub_endpoint: str,
+        snapshot_endpoint: str,
+        public_key: bytes,
+        secret_key: bytes,
+        hwm: int = 1000,
+    ) -> None:
+        self.store = store
+        self._codec = Codec()
+        self._pub_lock = threading.Lock()
+        self._pub = ctx.socket(zmq.PUB)
+        curve_server(self._pub, public_key, secret_key)
+        self._pub.sndhwm = hwm
+        self._pub.linger = 0
+        self._pub.bind(pub_endpoint)
+        self._snap = ctx.socket(zmq.ROUTER)
+        curve_server(self._snap, public_key, secret_key)
+        self._snap.sndhwm = hwm
+        self._snap.linger = 0
+        self._snap.bind(snapshot_endpoint)
+        self.pub_endpoint = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.snapshot_endpoint = self._snap.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.dropped = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve_snapshots, name="cache-snapshots", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def publish(self, entry: GlobalEntry) -> bool:
+        """Send one change to every subscriber; False when it was dropped (nobody blocks on it)."""
+        frame = self._codec.encode(CacheDelta(seq=entry.version, entries=[entry.to_wire()]))
+        with self._pub_lock:
+            if self._closed:
+                return False
+            try:
+                self._pub.send_multipart([TOPIC, frame], flags=zmq.NOBLOCK)
+            except zmq.Again:
+                self.dropped += 1
+                return False
+        return True
+
+    def _serve_snapshots(self) -> None:
+        codec = Codec()
+        poller = zmq.Poller()
+        poller.register(self._snap, zmq.POLLIN)
+        while not self._stop.is_set():
+            if not dict(poller.poll(100)):
+                continue
+            try:
+                ident, frame = self._snap.recv_multipart(zmq.NOBLOCK)
+            except (zmq.Again, ValueError):
+                continue  # a frame count we do not speak: ignore rather than crash the loop
+            try:
+                body = codec.decode(frame)
+                if not isinstance(body, CacheSnapshotRequest):
+                    raise DecodeFailure("invalid", f"expected cache_snapshot_req, got {type(body).__name__}")
+            except DecodeFailure as exc:
+                self._reply(codec, ident, Error(request_id="", code=exc.code, message=exc.message))
+                continue
+            entries, seq = self.store.changes_since(max(body.since, 0))
+            for i in range(0, len(entries), SNAPSHOT_CHUNK):
+                chunk = entries[i : i + SNAPSHOT_CHUNK]
+                self._reply(
+                    codec, ident, CacheDelta(seq=chunk[-1].version, entries=[e.to_wire() for e in chunk])
+                )
+            self._reply(codec, ident, CacheSnapshotDone(seq=seq))
+
+    def _reply(self, codec: Codec, ident: bytes, body: CacheDelta | CacheSnapshotDone | Error) -> None:
+        try:
+            self._snap.send_multipart([ident, codec.encode(body)], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("snapshot reply dropped: client over its high-water mark")
+
+    def close(self) -> None:
+        with self._pub_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._pub.close(linger=0)
+        self._snap.close(linger=0)

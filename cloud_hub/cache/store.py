@@ -1,0 +1,167 @@
+"""The hub's global answer cache: which answers may be shared, and a versioned log of changes.
+
+An answer becomes shared only when it passed the hub's checks, the question is generic (not
+personal, not time-sensitive) and at least ``min_tenants`` distinct tenants asked it; until then
+it is private to whoever asked. Every change gets the next sequence number, which is what the
+publisher sends and what a lagging edge asks a snapshot from. Deletes stay as tombstones so an
+edge that was offline learns about them too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from shared.cache_text import GlobalEntry, global_key, is_generic, normalize_text
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS gc_entries(
+    key TEXT PRIMARY KEY,
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    family TEXT NOT NULL,
+    sys_hash TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    op TEXT NOT NULL DEFAULT 'pending',   -- pending | put | delete
+    version INTEGER NOT NULL DEFAULT 0,   -- sequence number of the last published change
+    updated REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gc_version ON gc_entries(version);
+CREATE TABLE IF NOT EXISTS gc_tenants(
+    key TEXT NOT NULL REFERENCES gc_entries(key) ON DELETE CASCADE,
+    tenant TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    PRIMARY KEY (key, tenant)
+);
+CREATE TABLE IF NOT EXISTS gc_meta(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO gc_meta VALUES ('seq', 0);
+"""
+
+
+_COLUMNS = "SELECT key, op, question, answer, family, sys_hash, domain, version FROM gc_entries"
+
+
+class GlobalCacheStore:
+    def __init__(self, path: Path | str, *, min_tenants: int = 2) -> None:
+        if isinstance(path, Path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.min_tenants = min_tenants
+        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.executescript(SCHEMA)
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def offer(
+        self,
+        *,
+        tenant: str,
+        question: str,
+        answer: str,
+        family: str,
+        sys_hash: str,
+        domain: str = "general",
+        passed_checks: bool,
+        now: float | None = None,
+    ) -> GlobalEntry | None:
+        """Record that ``tenant`` got ``answer``; returns the entry when this makes it shared."""
+        question = normalize_text(question)
+        if not passed_checks or not answer.strip() or not is_generic(question):
+            return None
+        now = time.time() if now is None else now
+        key = global_key(question, family, sys_hash)
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO gc_entries"
+                    "(key, question, answer, family, sys_hash, domain, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key, question, answer, family, sys_hash, domain, now),
+                )
+                self._conn.execute("INSERT OR IGNORE INTO gc_tenants VALUES (?, ?, ?)", (key, tenant, now))
+                op, tenants = self._conn.execute(
+                    "SELECT op, (SELECT count(*) FROM gc_tenants WHERE key = ?)"
+                    " FROM gc_entries WHERE key = ?",
+                    (key, key),
+                ).fetchone()
+                entry = None
+                if op == "pending" and tenants >= self.min_tenants:
+                    entry = self._bump(key, "put", now)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return entry
+
+    def retract(self, key: str, now: float | None = None) -> GlobalEntry | None:
+        """Withdraw a shared answer (an audit found it wrong); edges delete it on the next delta."""
+        now = time.time() if now is None else now
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute("SELECT op FROM gc_entries WHERE key = ?", (key,)).fetchone()
+                entry = self._bump(key, "delete", now) if row is not None and row[0] == "put" else None
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return entry
+
+    def _bump(self, key: str, op: str, now: float) -> GlobalEntry:
+        self._conn.execute("UPDATE gc_meta SET value = value + 1 WHERE name = 'seq'")
+        (seq,) = self._conn.execute("SELECT value FROM gc_meta WHERE name = 'seq'").fetchone()
+        self._conn.execute(
+            "UPDATE gc_entries SET op = ?, version = ?, updated = ? WHERE key = ?", (op, seq, now, key)
+        )
+        return self._entry(key)
+
+    def _entry(self, key: str) -> GlobalEntry:
+        row = self._conn.execute(
+            _COLUMNS + " WHERE key = ?",
+            (key,),
+        ).fetchone()
+        return _to_entry(row)
+
+    @property
+    def seq(self) -> int:
+        with self._lock:
+            (seq,) = self._conn.execute("SELECT value FROM gc_meta WHERE name = 'seq'").fetchone()
+        return int(seq)
+
+    def changes_since(self, since: int) -> tuple[list[GlobalEntry], int]:
+        """Every published entry changed after ``since`` (oldest first) and the current sequence number."""
+        with self._lock:
+            rows = self._conn.execute(
+                _COLUMNS + " WHERE op != 'pending' AND version > ? ORDER BY version",
+                (since,),
+            ).fetchall()
+            (seq,) = self._conn.execute("SELECT value FROM gc_meta WHERE name = 'seq'").fetchone()
+        return [_to_entry(r) for r in rows], int(seq)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._conn.close()
+
+
+def _to_entry(row: tuple[str, str, str, str, str, str, str, int]) -> GlobalEntry:
+    key, op, question, answer, family, sys_hash, domain, version = row
+    if op == "delete":
+        return GlobalEntry(key=key, op="delete", family=family, sys_hash=sys_hash, version=version)
+    return GlobalEntry(
+        key=key,
+        op=op,
+        question=question,
+        answer=answer,
+        family=family,
+        sys_hash=sys_hash,
+        domain=domain,
+        version=version,
+    )

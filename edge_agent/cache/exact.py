@@ -1,0 +1,146 @@
+"""Exact-match answer cache in SQLite: TTL, a pool of answers for sampled requests, LRU eviction.
+
+The key (``keys.exact_key``) already contains the tenant scope, so a lookup can only ever see
+the asking tenant's rows. Counters kept by triggers make the size cap O(1) to check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from edge_agent.cache.base import CachedAnswer, Lookup
+from edge_agent.cache.db import Connection, Database
+from edge_agent.cache.keys import CacheRequest, exact_key
+from shared.config import CacheSettings
+from shared.taxonomy import Route
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS exact_entries(
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    answer_hash TEXT NOT NULL,
+    model TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    last_used REAL NOT NULL,
+    served INTEGER NOT NULL DEFAULT 1,
+    bytes INTEGER NOT NULL,
+    UNIQUE(key, answer_hash)
+);
+CREATE INDEX IF NOT EXISTS exact_lru ON exact_entries(last_used);
+CREATE INDEX IF NOT EXISTS exact_expiry ON exact_entries(expires);
+CREATE TABLE IF NOT EXISTS exact_stats(id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER, bytes INTEGER);
+INSERT OR IGNORE INTO exact_stats VALUES (0, 0, 0);
+CREATE TRIGGER IF NOT EXISTS exact_ins AFTER INSERT ON exact_entries BEGIN
+    UPDATE exact_stats SET n = n + 1, bytes = bytes + new.bytes WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS exact_del AFTER DELETE ON exact_entries BEGIN
+    UPDATE exact_stats SET n = n - 1, bytes = bytes - old.bytes WHERE id = 0;
+END;
+"""
+
+
+def pool_target(req: CacheRequest, pool_size: int) -> int:
+    """Greedy or seeded sampling is reproducible, so one answer is the answer; else keep a pool."""
+    if req.params.temperature <= 0.0 or req.params.seed is not None:
+        return 1
+    return max(1, pool_size)
+
+
+class ExactCache:
+    def __init__(self, db: Database, settings: CacheSettings | None = None) -> None:
+        self.db = db
+        self.settings = settings or CacheSettings()
+        with self.db.lock:
+            self.db.conn.executescript(SCHEMA)
+
+    def key(self, req: CacheRequest) -> str:
+        return exact_key(req, time_bucket_s=self.settings.time_bucket_s)
+
+    def get(self, req: CacheRequest) -> Lookup:
+        t0 = time.perf_counter()
+        key = self.key(req)
+        now = req.now
+        target = pool_target(req, self.settings.pool_size)
+        with self.db.lock:
+            rows = self.db.conn.execute(
+                "SELECT id, answer, model FROM exact_entries WHERE key = ? AND expires > ?"
+                " ORDER BY served, last_used LIMIT ?",
+                (key, now, target + 1),
+            ).fetchall()
+            if len(rows) < target:
+                # a sampled request whose pool is not full yet: a fresh answer grows the pool, so
+                # the same caller does not see the same text again and again
+                reason = "pool_filling" if rows else "no_entry"
+                return Lookup(None, reason, _ms(t0))
+            entry_id, answer, model = rows[0]
+            self.db.conn.execute(
+                "UPDATE exact_entries SET served = served + 1, last_used = ? WHERE id = ?",
+                (now, entry_id),
+            )
+        hit = CachedAnswer(entry_id=entry_id, text=answer, model=model, stage=Route.EXACT_CACHE)
+        return Lookup(hit, "exact_key", _ms(t0), {"pool": len(rows)})
+
+    def put(self, req: CacheRequest, answer: str, model: str) -> int | None:
+        """Store ``answer``; returns its row id (None when the pool already holds this text)."""
+        key = self.key(req)
+        now = req.now
+        ttl = min(self.settings.exact_ttl_s, self.settings.time_bucket_s) if req.time_sensitive else None
+        expires = now + (ttl if ttl is not None else self.settings.exact_ttl_s)
+        answer_hash = hashlib.sha256(answer.encode()).hexdigest()
+        size = len(answer.encode()) + len(key) + 64
+        target = pool_target(req, self.settings.pool_size)
+        with self.db.tx() as conn:
+            if target == 1:
+                conn.execute(
+                    "DELETE FROM exact_entries WHERE key = ? AND answer_hash != ?", (key, answer_hash)
+                )
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO exact_entries"
+                "(key, tenant, answer, answer_hash, model, created, expires, last_used, served, bytes)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+                (key, req.tenant_scope, answer, answer_hash, model, now, expires, now, size),
+            )
+            row_id: int | None = cur.lastrowid if cur.rowcount else None
+            if target > 1:
+                conn.execute(
+                    "DELETE FROM exact_entries WHERE key = ? AND id NOT IN"
+                    " (SELECT id FROM exact_entries WHERE key = ? ORDER BY created DESC LIMIT ?)",
+                    (key, key, target),
+                )
+            self._evict(conn, now)
+        return row_id
+
+    def _evict(self, c: Connection, now: float) -> None:
+        c.execute(
+            "DELETE FROM exact_entries WHERE id IN"
+            " (SELECT id FROM exact_entries WHERE expires <= ? LIMIT 256)",
+            (now,),
+        )
+        n, size = c.execute("SELECT n, bytes FROM exact_stats WHERE id = 0").fetchone()
+        over = max(n - self.settings.max_entries, 0)
+        if size > self.settings.max_bytes:
+            avg = size / max(n, 1)
+            over = max(over, int((size - self.settings.max_bytes) / max(avg, 1.0)) + 1)
+        if over:
+            c.execute(
+                "DELETE FROM exact_entries WHERE id IN"
+                " (SELECT id FROM exact_entries ORDER BY last_used LIMIT ?)",
+                (over,),
+            )
+
+    def stats(self) -> tuple[int, int]:
+        with self.db.read() as conn:
+            n, size = conn.execute("SELECT n, bytes FROM exact_stats WHERE id = 0").fetchone()
+        return int(n), int(size)
+
+    def clear_tenant(self, tenant_scope: str) -> int:
+        with self.db.tx() as conn:
+            return int(conn.execute("DELETE FROM exact_entries WHERE tenant = ?", (tenant_scope,)).rowcount)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0

@@ -1,0 +1,298 @@
+"""Hard guards and pair features for semantic matches.
+
+Embeddings place "enable 2FA" next to "disable 2FA" and "2+2" next to "2+3"; a cached answer for
+one is wrong for the other. The guards veto any pair whose numbers, negations, operators or named
+entities differ, whatever the similarity; the features feed the learned verifier.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_'.+#-]*[A-Za-z0-9+#]|[A-Za-z]|\d+(?:[.,]\d+)*")
+_NUMBER = re.compile(r"(?<![A-Za-z])[-+]?\d+(?:[.,]\d+)*")
+_OPERATOR = re.compile(r"(?<=[\s\d)])([-+*/^%=<>]|\*\*|<=|>=|!=)(?=[\s\d(])")
+_NEGATIONS = frozenset(
+    [
+        "not",
+        "no",
+        "never",
+        "none",
+        "nothing",
+        "nobody",
+        "nowhere",
+        "neither",
+        "nor",
+        "without",
+        "cannot",
+        "cant",
+        "dont",
+        "doesnt",
+        "didnt",
+        "isnt",
+        "arent",
+        "wasnt",
+        "werent",
+        "wont",
+        "wouldnt",
+        "shouldnt",
+        "couldnt",
+        "hasnt",
+        "havent",
+        "hadnt",
+    ]
+)
+# Pairs of opposites; a word from one side that the other text swaps for its antonym flips the answer.
+_ANTONYMS = (
+    ("enable", "disable"),
+    ("enabled", "disabled"),
+    ("allow", "deny"),
+    ("allow", "block"),
+    ("add", "remove"),
+    ("increase", "decrease"),
+    ("before", "after"),
+    ("max", "min"),
+    ("maximum", "minimum"),
+    ("true", "false"),
+    ("on", "off"),
+    ("import", "export"),
+    ("encrypt", "decrypt"),
+    ("start", "stop"),
+    ("open", "close"),
+    ("install", "uninstall"),
+    ("buy", "sell"),
+    ("lock", "unlock"),
+    ("up", "down"),
+    ("upload", "download"),
+    ("push", "pull"),
+    ("win", "lose"),
+    ("more", "less"),
+    ("best", "worst"),
+    ("good", "bad"),
+    ("pros", "cons"),
+    ("advantages", "disadvantages"),
+    ("legal", "illegal"),
+    ("first", "last"),
+    ("positive", "negative"),
+    ("higher", "lower"),
+    ("above", "below"),
+    ("male", "female"),
+    ("encode", "decode"),
+    ("compress", "decompress"),
+    ("ascending", "descending"),
+    ("left", "right"),
+    ("input", "output"),
+    ("inside", "outside"),
+    ("include", "exclude"),
+)
+_OPPOSITE: dict[str, str] = {}
+for _a, _b in _ANTONYMS:
+    _OPPOSITE[_a] = _b
+    _OPPOSITE[_b] = _a
+_WH = frozenset(["what", "why", "how", "when", "where", "who", "whom", "whose", "which"])
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "am",
+        "do",
+        "does",
+        "did",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "from",
+        "by",
+        "with",
+        "and",
+        "or",
+        "as",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "i",
+        "you",
+        "he",
+        "she",
+        "we",
+        "they",
+        "me",
+        "him",
+        "her",
+        "us",
+        "them",
+        "can",
+        "could",
+        "should",
+        "would",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "what",
+        "why",
+        "how",
+        "when",
+        "where",
+        "who",
+        "which",
+        "there",
+        "here",
+        "about",
+        "into",
+        "than",
+        "then",
+        "so",
+        "if",
+        "some",
+        "any",
+    ]
+)
+
+
+def tokens(text: str) -> list[str]:
+    return _TOKEN.findall(text)
+
+
+def _words(text: str) -> list[str]:
+    return [t.lower().replace("'", "") for t in tokens(text)]
+
+
+def numbers(text: str) -> list[str]:
+    out = []
+    for raw in _NUMBER.findall(text):
+        cleaned = raw.replace(",", "")
+        try:
+            out.append(repr(float(cleaned)))
+        except ValueError:
+            out.append(cleaned)
+    return sorted(out)
+
+
+def operators(text: str) -> list[str]:
+    return sorted(_OPERATOR.findall(f" {text} "))
+
+
+def negation_count(words: list[str]) -> int:
+    return sum(1 for w in words if w in _NEGATIONS or (w.endswith("nt") and w[:-2] in _NEG_STEMS))
+
+
+_NEG_STEMS = frozenset(
+    [
+        "do",
+        "does",
+        "did",
+        "is",
+        "are",
+        "was",
+        "were",
+        "wo",
+        "would",
+        "should",
+        "could",
+        "has",
+        "have",
+        "had",
+        "ca",
+    ]
+)
+
+
+def entities(text: str) -> set[str]:
+    """Capitalised words not at a sentence start, acronyms and quoted spans, lower-cased."""
+    out: set[str] = set()
+    for sentence in re.split(r"(?<=[.?!:;])\s+|\n+", text):
+        toks = tokens(sentence)
+        for i, tok in enumerate(toks):
+            if not tok[:1].isalpha():
+                continue
+            if (
+                (tok.isupper() and len(tok) >= 2)
+                or any(c.isupper() for c in tok[1:])
+                or (i > 0 and tok[0].isupper() and tok.lower() not in STOPWORDS)
+            ):
+                out.add(tok.lower())
+    for quoted in re.findall(r"[\"`“]([^\"`”]{1,60})[\"`”]", text):
+        out.add(quoted.strip().lower())
+    return out
+
+
+def _entity_missing(ents: set[str], other_words: set[str], other_text: str) -> int:
+    low = other_text.lower()
+    return sum(1 for e in ents if e not in other_words and e not in low)
+
+
+def antonym_clash(wa: set[str], wb: set[str]) -> bool:
+    """One text uses a word whose opposite only the other text uses."""
+    for w in wa ^ wb:
+        opp = _OPPOSITE.get(w)
+        if opp is not None and ((w in wa and opp in wb and opp not in wa) or (w in wb and opp in wa)):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class PairCheck:
+    """Why a pair was vetoed (empty when it passed) and the verifier's lexical features."""
+
+    veto: str
+    features: dict[str, float]
+
+
+def check_pair(a: str, b: str) -> PairCheck:
+    wa_list, wb_list = _words(a), _words(b)
+    wa, wb = set(wa_list), set(wb_list)
+    ca, cb = wa - STOPWORDS, wb - STOPWORDS
+    ea, eb = entities(a), entities(b)
+    ent_missing = _entity_missing(ea, wb, b) + _entity_missing(eb, wa, a)
+    num_diff = numbers(a) != numbers(b)
+    op_diff = operators(a) != operators(b)
+    neg_diff = (negation_count(wa_list) % 2) != (negation_count(wb_list) % 2)
+    clash = antonym_clash(wa, wb)
+    wh_diff = (wa & _WH) != (wb & _WH)
+    veto = ""
+    if num_diff:
+        veto = "numbers_differ"
+    elif op_diff:
+        veto = "operators_differ"
+    elif neg_diff:
+        veto = "negation_differs"
+    elif clash:
+        veto = "antonym"
+    elif ent_missing:
+        veto = "entities_differ"
+    la, lb = max(len(wa_list), 1), max(len(wb_list), 1)
+    features = {
+        "jaccard": len(wa & wb) / max(len(wa | wb), 1),
+        "content_jaccard": len(ca & cb) / max(len(ca | cb), 1),
+        "content_only_a": len(ca - cb) / max(len(ca), 1),
+        "content_only_b": len(cb - ca) / max(len(cb), 1),
+        "char3": _char_jaccard(a, b),
+        "len_ratio": min(la, lb) / max(la, lb),
+        "wh_diff": float(wh_diff),
+        "entity_missing": float(min(ent_missing, 3)),
+        "entities_shared": float(min(len(ea & eb), 3)),
+    }
+    return PairCheck(veto, features)
+
+
+def _char_jaccard(a: str, b: str) -> float:
+    ga = {a.lower()[i : i + 3] for i in range(max(len(a) - 2, 0))}
+    gb = {b.lower()[i : i + 3] for i in range(max(len(b) - 2, 0))}
+    return len(ga & gb) / max(len(ga | gb), 1)

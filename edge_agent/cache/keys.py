@@ -1,0 +1,145 @@
+"""What a cached answer is keyed on, and which requests may use the semantic cache.
+
+The tenant comes from the authenticated request context, never from the body, and is folded into
+every key and every vector partition, so two tenants can never share an entry by accident.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from shared.cache_text import (
+    digest,
+    is_personal,
+    is_time_sensitive,
+    model_family,
+    normalize_text,
+    system_hash,
+    tenant_hash,
+)
+from shared.wire import ChatMessage, SamplingParams
+
+# Standalone questions longer than this are pasted documents or code: embeddings truncate them,
+# so two different long inputs can embed alike. Only the exact cache serves them.
+MAX_SEMANTIC_CHARS = 600
+
+_canon = msgspec.json.Encoder(order="sorted")
+
+
+@dataclass(frozen=True)
+class CacheRequest:
+    """The parts of a chat request that decide whether a stored answer fits it."""
+
+    tenant: str
+    model: str
+    messages: tuple[ChatMessage, ...]
+    params: SamplingParams = field(default_factory=SamplingParams)
+    tools: Any = None  # the request's tool/function spec, JSON-compatible
+    domain: str = "general"
+    # a rewrite of a multi-turn follow-up into one self-contained question, when the pipeline has one
+    standalone: str | None = None
+    now: float = field(default_factory=time.time)
+
+    @property
+    def family(self) -> str:
+        return model_family(self.model)
+
+    @property
+    def system_prompts(self) -> list[str]:
+        return [m.content for m in self.messages if m.role in ("system", "developer")]
+
+    @property
+    def sys_hash(self) -> str:
+        return system_hash(self.system_prompts)
+
+    @property
+    def conversation(self) -> list[ChatMessage]:
+        return [m for m in self.messages if m.role not in ("system", "developer")]
+
+    @property
+    def last_user(self) -> str:
+        for m in reversed(self.messages):
+            if m.role == "user":
+                return m.content
+        return ""
+
+    @property
+    def time_sensitive(self) -> bool:
+        return any(is_time_sensitive(m.content) for m in self.conversation if m.role == "user")
+
+    @property
+    def tenant_scope(self) -> str:
+        return tenant_hash(self.tenant)
+
+
+def time_bucket(now: float, bucket_s: float) -> int:
+    return int(now // bucket_s)
+
+
+def exact_key(req: CacheRequest, *, time_bucket_s: float = 3600.0) -> str:
+    """Digest of everything that can change the answer; time-sensitive requests also get the hour."""
+    p = req.params
+    sampling = {
+        "max_tokens": p.max_tokens,
+        "temperature": round(p.temperature, 4),
+        "top_p": round(p.top_p, 4),
+        "stop": sorted(p.stop),
+        "seed": p.seed,
+    }
+    convo = [[m.role, m.name or "", normalize_text(m.content)] for m in req.conversation]
+    bucket = time_bucket(req.now, time_bucket_s) if req.time_sensitive else -1
+    tools = _canon.encode(req.tools).decode() if req.tools is not None else ""
+    return digest(
+        "exact-v1",
+        req.tenant_scope,
+        req.family,
+        req.sys_hash,
+        digest("tools", tools),
+        _canon.encode(sampling).decode(),
+        _canon.encode(convo).decode(),
+        str(bucket),
+    )
+
+
+def semantic_scope(tenant_scope: str, family: str, sys_hash: str) -> str:
+    """The vec0 partition: one per tenant, model family and system prompt."""
+    return digest("scope", tenant_scope, family, sys_hash)[:32]
+
+
+GLOBAL_TENANT = "*global*"
+
+
+@dataclass(frozen=True)
+class Eligibility:
+    ok: bool
+    reason: str
+    question: str = ""
+
+
+def semantic_eligibility(req: CacheRequest) -> Eligibility:
+    """Only standalone, impersonal, timeless questions without tools may match by meaning."""
+    if req.tools is not None or any(m.role == "tool" for m in req.messages):
+        return Eligibility(False, "tool_calling")
+    convo = req.conversation
+    if not convo or convo[-1].role != "user":
+        return Eligibility(False, "no_user_turn")
+    if len(convo) > 1:
+        if req.standalone is None:
+            return Eligibility(False, "follow_up_without_rewrite")
+        question = req.standalone
+    else:
+        question = convo[-1].content
+    question = normalize_text(question)
+    if not question:
+        return Eligibility(False, "empty")
+    if len(question) > MAX_SEMANTIC_CHARS:
+        return Eligibility(False, "too_long")
+    if is_personal(question):
+        return Eligibility(False, "personal")
+    if req.time_sensitive or is_time_sensitive(question):
+        return Eligibility(False, "time_sensitive")
+    return Eligibility(True, "eligible", question)

@@ -1,0 +1,341 @@
+"""Verified semantic cache: sqlite-vec bit index partitioned by tenant scope, float rescoring, guards.
+
+Layout: ``sem_entries`` holds the question, its float32 embedding and metadata; ``sem_answers``
+holds one answer (greedy) or a pool (sampled); ``sem_vec`` is a vec0 table with a ``bit[dim]``
+column partitioned by scope, so a KNN query only ever scans the asking tenant's partition (and the
+hub's shared partition). The binary scan picks ``rescore`` candidates; exact cosine on the stored
+floats ranks them, and only then do the guards and the verifier decide. Every write touches the
+three tables in one transaction, so a crash cannot leave the index out of step with the rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.cache.base import CachedAnswer, Embedder, Lookup, Vectors
+from edge_agent.cache.db import Connection, Database
+from edge_agent.cache.exact import pool_target
+from edge_agent.cache.keys import GLOBAL_TENANT, CacheRequest, semantic_eligibility, semantic_scope
+from edge_agent.cache.verifier import Verifier
+from shared.cache_text import GlobalEntry, question_form
+from shared.config import CacheSettings
+from shared.taxonomy import Route
+
+
+def schema(dim: int) -> str:
+    return f"""
+CREATE TABLE IF NOT EXISTS sem_entries(
+    id INTEGER PRIMARY KEY,
+    scope TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    family TEXT NOT NULL,
+    domain TEXT NOT NULL,
+    question TEXT NOT NULL,
+    qform TEXT NOT NULL,
+    emb BLOB NOT NULL,
+    model TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    hub_key TEXT UNIQUE,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    last_used REAL NOT NULL,
+    UNIQUE(scope, qform)
+);
+CREATE INDEX IF NOT EXISTS sem_lru ON sem_entries(last_used);
+CREATE INDEX IF NOT EXISTS sem_expiry ON sem_entries(expires);
+CREATE TABLE IF NOT EXISTS sem_answers(
+    id INTEGER PRIMARY KEY,
+    entry_id INTEGER NOT NULL REFERENCES sem_entries(id) ON DELETE CASCADE,
+    answer TEXT NOT NULL,
+    answer_hash TEXT NOT NULL,
+    served INTEGER NOT NULL DEFAULT 1,
+    created REAL NOT NULL,
+    UNIQUE(entry_id, answer_hash)
+);
+CREATE VIRTUAL TABLE IF NOT EXISTS sem_vec USING vec0(scope TEXT PARTITION KEY, bits BIT[{dim}]);
+CREATE TABLE IF NOT EXISTS sem_meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sem_stats(id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER NOT NULL);
+INSERT OR IGNORE INTO sem_stats VALUES (0, 0);
+CREATE TRIGGER IF NOT EXISTS sem_ins AFTER INSERT ON sem_entries BEGIN
+    UPDATE sem_stats SET n = n + 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS sem_del AFTER DELETE ON sem_entries BEGIN
+    UPDATE sem_stats SET n = n - 1 WHERE id = 0;
+END;
+"""
+
+
+# Hub entries live until the hub retracts them; local eviction never touches them.
+HUB_EXPIRES = 1e18
+
+
+@dataclass(frozen=True)
+class Candidate:
+    entry_id: int
+    cosine: float
+    question: str
+    domain: str
+    model: str
+    origin: str
+
+
+class SemanticCache:
+    def __init__(
+        self,
+        db: Database,
+        embedder: Embedder,
+        verifier: Verifier,
+        settings: CacheSettings | None = None,
+        *,
+        rescore: int = 100,
+    ) -> None:
+        self.db = db
+        self.embedder = embedder
+        self.verifier = verifier
+        self.settings = settings or CacheSettings()
+        self.rescore = rescore
+        self.dim = embedder.dim
+        with self.db.lock:
+            self.db.conn.executescript(schema(self.dim))
+            row = self.db.conn.execute("SELECT value FROM sem_meta WHERE name = 'dim'").fetchone()
+            if row is None:
+                self.db.conn.execute("INSERT INTO sem_meta VALUES ('dim', ?)", (str(self.dim),))
+            elif int(row[0]) != self.dim:
+                raise ValueError(f"cache was built with {row[0]}-d embeddings, the embedder gives {self.dim}")
+
+    # --- lookup ---------------------------------------------------------------------------------
+
+    def get(self, req: CacheRequest) -> Lookup:
+        t0 = time.perf_counter()
+        elig = semantic_eligibility(req)
+        if not elig.ok:
+            return Lookup(None, f"ineligible:{elig.reason}", _ms(t0))
+        query = self.embedder.embed([elig.question])[0]
+        scopes = [
+            semantic_scope(req.tenant_scope, req.family, req.sys_hash),
+            semantic_scope(GLOBAL_TENANT, req.family, req.sys_hash),
+        ]
+        candidates = self.search(scopes, query, k=10, now=req.now)
+        best: dict[str, float | str | int] = {}
+        for cand in candidates:
+            ok, prob, why = self.verifier.accept(cand.cosine, cand.question, elig.question, req.domain)
+            if not best:
+                best = {"best_cosine": round(cand.cosine, 4), "best_reason": why, "best_entry": cand.entry_id}
+            if not ok:
+                continue
+            answer = self._pick_answer(cand.entry_id, req, req.now)
+            if answer is None:
+                return Lookup(None, "pool_filling", _ms(t0), dict(best))
+            hit = CachedAnswer(
+                entry_id=cand.entry_id,
+                text=answer,
+                model=cand.model,
+                stage=Route.SEMANTIC_CACHE,
+                similarity=cand.cosine,
+                verifier=prob,
+                origin=cand.origin,
+                matched=cand.question,
+            )
+            return Lookup(hit, "verified", _ms(t0), {"candidates": len(candidates)})
+        return Lookup(None, "no_verified_match" if candidates else "no_candidate", _ms(t0), dict(best))
+
+    def search(self, scopes: list[str], query: Vectors, *, k: int, now: float) -> list[Candidate]:
+        """Top-``k`` live entries by exact cosine among the bit-prefiltered candidates of ``scopes``."""
+        q = np.ascontiguousarray(query, dtype=np.float32)
+        qbytes = q.tobytes()
+        with self.db.read() as conn:
+            ids: list[int] = []
+            for scope in scopes:
+                ids.extend(
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT rowid FROM sem_vec WHERE bits MATCH vec_quantize_binary(?)"
+                        " AND scope = ? AND k = ?",
+                        (qbytes, scope, self.rescore),
+                    )
+                )
+            if not ids:
+                return []
+            rows = conn.execute(
+                "SELECT id, emb, question, domain, model, origin FROM sem_entries"
+                f" WHERE id IN ({','.join('?' * len(ids))}) AND expires > ?",
+                (*ids, now),
+            ).fetchall()
+        if not rows:
+            return []
+        mat = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), self.dim)
+        sims = mat @ q
+        order = np.argsort(-sims, kind="stable")[:k]
+        return [
+            Candidate(rows[i][0], float(sims[i]), rows[i][2], rows[i][3], rows[i][4], rows[i][5])
+            for i in order
+        ]
+
+    def _pick_answer(self, entry_id: int, req: CacheRequest, now: float) -> str | None:
+        target = pool_target(req, self.settings.pool_size)
+        with self.db.lock:
+            rows = self.db.conn.execute(
+                "SELECT id, answer FROM sem_answers WHERE entry_id = ? ORDER BY served, id LIMIT ?",
+                (entry_id, target + 1),
+            ).fetchall()
+            if len(rows) < target:
+                return None
+            self.db.conn.execute("UPDATE sem_answers SET served = served + 1 WHERE id = ?", (rows[0][0],))
+            self.db.conn.execute("UPDATE sem_entries SET last_used = ? WHERE id = ?", (now, entry_id))
+        return str(rows[0][1])
+
+    # --- store ----------------------------------------------------------------------------------
+
+    def put(self, req: CacheRequest, answer: str, model: str) -> int | None:
+        """Store an answer for an eligible request; returns the entry id (None when ineligible)."""
+        elig = semantic_eligibility(req)
+        if not elig.ok or not answer.strip():
+            return None
+        emb = self.embedder.embed([elig.question])[0]
+        scope = semantic_scope(req.tenant_scope, req.family, req.sys_hash)
+        with self.db.tx() as conn:
+            entry_id = self._upsert(
+                conn,
+                scope,
+                req.tenant_scope,
+                req.family,
+                req.domain,
+                elig.question,
+                emb,
+                model,
+                "local",
+                None,
+                req.now,
+                req.now + self.settings.semantic_ttl_s,
+            )
+            self._add_answer(conn, entry_id, answer, pool_target(req, self.settings.pool_size), req.now)
+            self._evict(conn, req.now)
+        return entry_id
+
+    def hub_seq(self) -> int:
+        """The last hub sequence number applied to this store (0 before any sync)."""
+        with self.db.read() as conn:
+            row = conn.execute("SELECT value FROM sem_meta WHERE name = 'hub_seq'").fetchone()
+        return int(row[0]) if row else 0
+
+    def apply_global(self, entries: list[GlobalEntry], seq: int, now: float) -> int:
+        """Apply hub changes and record ``seq`` in the same transaction; returns entries applied.
+
+        An entry at or below the stored version is skipped, so replaying a delta is harmless.
+        """
+        current = self.hub_seq()
+        fresh = [e for e in entries if e.version > current]
+        puts = [e for e in fresh if e.op == "put"]
+        embs = self.embedder.embed([e.question for e in puts]) if puts else None
+        with self.db.tx() as conn:
+            for e in fresh:
+                self._delete_where(conn, "hub_key = ?", (e.key,))
+            for i, e in enumerate(puts):
+                assert embs is not None
+                entry_id = self._upsert(
+                    conn,
+                    semantic_scope(GLOBAL_TENANT, e.family, e.sys_hash),
+                    GLOBAL_TENANT,
+                    e.family,
+                    e.domain,
+                    e.question,
+                    embs[i],
+                    e.family,
+                    "hub",
+                    e.key,
+                    now,
+                    HUB_EXPIRES,
+                )
+                self._add_answer(conn, entry_id, e.answer, 1, now)
+            conn.execute(
+                "INSERT INTO sem_meta VALUES ('hub_seq', ?)"
+                " ON CONFLICT(name) DO UPDATE SET value = excluded.value"
+                " WHERE CAST(excluded.value AS INTEGER) > CAST(sem_meta.value AS INTEGER)",
+                (str(max(seq, current)),),
+            )
+        return len(fresh)
+
+    def _upsert(
+        self,
+        conn: Connection,
+        scope: str,
+        tenant: str,
+        family: str,
+        domain: str,
+        question: str,
+        emb: Vectors,
+        model: str,
+        origin: str,
+        hub_key: str | None,
+        now: float,
+        expires: float,
+    ) -> int:
+        qform = question_form(question)
+        row = conn.execute(
+            "SELECT id FROM sem_entries WHERE scope = ? AND qform = ?", (scope, qform)
+        ).fetchone()
+        if row is not None:
+            conn.execute(
+                "UPDATE sem_entries SET expires = ?, last_used = ? WHERE id = ?", (expires, now, row[0])
+            )
+            return int(row[0])
+        blob = np.ascontiguousarray(emb, dtype=np.float32).tobytes()
+        cur = conn.execute(
+            "INSERT INTO sem_entries(scope, tenant, family, domain, question, qform, emb, model, origin,"
+            " hub_key, created, expires, last_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (scope, tenant, family, domain, question, qform, blob, model, origin, hub_key, now, expires, now),
+        )
+        entry_id = int(cur.lastrowid)
+        conn.execute(
+            "INSERT INTO sem_vec(rowid, scope, bits) VALUES (?, ?, vec_quantize_binary(?))",
+            (entry_id, scope, blob),
+        )
+        return entry_id
+
+    def _add_answer(self, conn: Connection, entry_id: int, answer: str, target: int, now: float) -> None:
+        h = hashlib.sha256(answer.encode()).hexdigest()
+        if target == 1:
+            conn.execute("DELETE FROM sem_answers WHERE entry_id = ? AND answer_hash != ?", (entry_id, h))
+        conn.execute(
+            "INSERT OR IGNORE INTO sem_answers(entry_id, answer, answer_hash, served, created)"
+            " VALUES (?, ?, ?, 1, ?)",
+            (entry_id, answer, h, now),
+        )
+        conn.execute(
+            "DELETE FROM sem_answers WHERE entry_id = ? AND id NOT IN"
+            " (SELECT id FROM sem_answers WHERE entry_id = ? ORDER BY id DESC LIMIT ?)",
+            (entry_id, entry_id, max(target, 1)),
+        )
+
+    def _delete_where(self, conn: Connection, where: str, args: tuple[object, ...]) -> int:
+        ids = [r[0] for r in conn.execute(f"SELECT id FROM sem_entries WHERE {where}", args)]
+        for entry_id in ids:
+            conn.execute("DELETE FROM sem_vec WHERE rowid = ?", (entry_id,))
+            conn.execute("DELETE FROM sem_entries WHERE id = ?", (entry_id,))
+        return len(ids)
+
+    def _evict(self, conn: Connection, now: float) -> None:
+        self._delete_where(conn, "id IN (SELECT id FROM sem_entries WHERE expires <= ? LIMIT 64)", (now,))
+        (n,) = conn.execute("SELECT n FROM sem_stats WHERE id = 0").fetchone()
+        over = n - self.settings.max_entries
+        if over > 0:
+            self._delete_where(
+                conn,
+                "id IN (SELECT id FROM sem_entries WHERE origin = 'local' ORDER BY last_used LIMIT ?)",
+                (over,),
+            )
+
+    def count(self) -> tuple[int, int]:
+        """(rows in ``sem_entries``, rows in the vector index): equal unless something is broken."""
+        with self.db.read() as conn:
+            (n,) = conn.execute("SELECT count(*) FROM sem_entries").fetchone()
+            (v,) = conn.execute("SELECT count(*) FROM sem_vec").fetchone()
+        return int(n), int(v)
+
+
+def _ms(t0: float) -> float:
+    return (time.perf_counter() - t0) * 1000.0

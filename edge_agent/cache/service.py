@@ -1,0 +1,92 @@
+"""The edge's cache stage: exact first, then verified semantic, each leaving a trace step.
+
+The pipeline builds a ``CacheRequest`` with the tenant from the authenticated request context and
+calls ``lookup`` before the local model and ``store`` after an answer it trusts.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_agent.cache.base import CachedAnswer, Embedder
+from edge_agent.cache.db import Database
+from edge_agent.cache.exact import ExactCache
+from edge_agent.cache.keys import CacheRequest
+from edge_agent.cache.semantic import SemanticCache
+from edge_agent.cache.verifier import Verifier
+from shared.config import CacheSettings
+from shared.taxonomy import Route
+from shared.wire import TraceStep
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CacheResult:
+    answer: CachedAnswer | None
+    trace: list[TraceStep] = field(default_factory=list)
+
+    @property
+    def hit(self) -> bool:
+        return self.answer is not None
+
+
+class CacheService:
+    def __init__(
+        self,
+        path: Path | str,
+        settings: CacheSettings | None = None,
+        embedder: Embedder | None = None,
+        verifier: Verifier | None = None,
+    ) -> None:
+        self.settings = settings or CacheSettings()
+        self.db = Database(path)
+        self.exact = ExactCache(self.db, self.settings)
+        self.semantic: SemanticCache | None = None
+        if embedder is not None and self.settings.semantic:
+            verifier = verifier or Verifier.load(self.settings.verifier_file)
+            verifier.min_cosine = max(verifier.min_cosine, self.settings.min_cosine)
+            self.semantic = SemanticCache(self.db, embedder, verifier, self.settings)
+        self._closed = False
+
+    def lookup(self, req: CacheRequest) -> CacheResult:
+        result = CacheResult(None)
+        if not self.settings.enabled:
+            return result
+        exact = self.exact.get(req)
+        result.trace.append(exact.trace(Route.EXACT_CACHE))
+        if exact.answer is not None:
+            result.answer = exact.answer
+            return result
+        if self.semantic is None:
+            result.trace.append(TraceStep(stage=Route.SEMANTIC_CACHE, decision="skip", reason="disabled"))
+            return result
+        sem = self.semantic.get(req)
+        result.trace.append(sem.trace(Route.SEMANTIC_CACHE))
+        result.answer = sem.answer
+        return result
+
+    def store(self, req: CacheRequest, answer: str, model: str) -> None:
+        """Remember ``answer``; failures are logged, never raised, because the answer already exists."""
+        if not self.settings.enabled or not answer.strip():
+            return
+        try:
+            self.exact.put(req, answer, model)
+            if self.semantic is not None:
+                self.semantic.put(req, answer, model)
+        except Exception:
+            log.exception("cache store failed")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.db.close()
+
+    def __enter__(self) -> CacheService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
