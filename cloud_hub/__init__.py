@@ -1,1 +1,3 @@
-"""edgeroute cloud hub: vLLM and other backends, global cache, telemetry, evaluation."""
+"""The cloud hub: answers escalations from edge agents over an authenticated ZeroMQ link."""
+
+HUB_VERSION = "0.1.0"

@@ -1,0 +1,74 @@
+"""The ZAP allow-list: only enrolled edge keys complete the CURVE handshake.
+
+``cloud-hub enroll`` drops a public key file into the enrolled directory; the running hub sees it
+within one poll interval (or at once on SIGHUP) without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import zmq.asyncio
+from zmq.auth.asyncio import AsyncioAuthenticator
+
+log = logging.getLogger(__name__)
+
+Snapshot = tuple[tuple[str, int, int], ...]
+
+
+class Enrolments:
+    def __init__(self, context: zmq.asyncio.Context, enrolled_dir: Path, poll_s: float = 1.0) -> None:
+        self._context = context
+        self._dir = enrolled_dir
+        self._poll_s = poll_s
+        self._auth: AsyncioAuthenticator | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._snapshot: Snapshot = ()
+
+    def start(self) -> None:
+        """Must run before the server socket binds, so no handshake slips through unchecked."""
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._auth = AsyncioAuthenticator(self._context, log=logging.getLogger("cloud_hub.zap"))
+        self._auth.start()
+        self.reload()
+        self._task = asyncio.get_running_loop().create_task(self._watch(), name="enrolment-watch")
+
+    def _scan(self) -> Snapshot:
+        entries = []
+        for path in sorted(self._dir.glob("*.key")):
+            with contextlib.suppress(FileNotFoundError):
+                st = path.stat()
+                entries.append((path.name, st.st_mtime_ns, st.st_size))
+        return tuple(entries)
+
+    def reload(self) -> int:
+        """Re-read the allow-list; returns the number of enrolled keys."""
+        if self._auth is None:
+            raise RuntimeError("Enrolments.start() was not called")
+        self._snapshot = self._scan()
+        self._auth.configure_curve(domain="*", location=str(self._dir))
+        count = len(self._auth.certs.get("*", {}))
+        log.info("allow-list loaded: %d enrolled edge key(s)", count)
+        return count
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._poll_s)
+            try:
+                if self._scan() != self._snapshot:
+                    self.reload()
+            except OSError:
+                log.exception("cannot read enrolment directory %s", self._dir)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None

@@ -1,0 +1,47 @@
+"""The one interface every hub model backend implements.
+
+A backend turns chat messages into text. It knows nothing of the link, tiers or prices: the
+registry attaches those, so the same backend class serves an OSS model and a fine-tune alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from shared.wire import ChatMessage, SamplingParams, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    text: str
+    finish_reason: str
+    usage: Usage
+
+
+class BackendError(Exception):
+    """A backend could not answer. ``retryable`` tells the edge whether trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+StreamItem = str | Completion
+
+
+@runtime_checkable
+class Backend(Protocol):
+    async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> Completion:
+        """The whole answer at once."""
+        ...
+
+    def stream(self, messages: Sequence[ChatMessage], params: SamplingParams) -> AsyncIterator[StreamItem]:
+        """Text deltas as they are produced, then exactly one ``Completion`` with the full text
+        and usage."""
+        ...
+
+    async def close(self) -> None:
+        """Release the model; safe to call twice."""
+        ...

@@ -1,0 +1,1 @@
+"""Subcommands of ``cloud-hub`` (see ``cloud_hub.cli.SUBCOMMANDS``)."""

@@ -1,0 +1,95 @@
+"""``cloud-hub serve``: run the hub until SIGTERM/SIGINT.
+
+Prints ``hub ready on <endpoint>`` on stdout once it accepts edges (port 0 is resolved to the
+real port), which is what scripts and tests wait for. SIGHUP re-reads the enrolled keys now.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from cloud_hub.registry import ModelRegistry
+from cloud_hub.server import Hub
+from cloud_hub.sink import MemorySink, TelemetrySink
+from shared.config import HubSettings, load_settings
+from shared.keys import key_paths
+
+HELP = "serve enrolled edges on a CURVE-secured ZeroMQ socket"
+log = logging.getLogger(__name__)
+
+SinkFactory = Callable[[HubSettings], TelemetrySink]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", type=Path, help="hub home (keys/, enrolled/); default ~/.edgeroute/hub")
+    parser.add_argument("--bind", help="ZeroMQ endpoint, e.g. tcp://127.0.0.1:5555 (port 0: any free port)")
+    parser.add_argument("--config", type=Path, help="YAML file with HubSettings (models, heartbeat, ...)")
+    parser.add_argument(
+        "--telemetry-sink",
+        metavar="MODULE:FACTORY",
+        help="callable taking HubSettings and returning a TelemetrySink; default: in-memory counters",
+    )
+
+
+def _sink_factory(spec: str | None) -> SinkFactory:
+    if not spec:
+        return lambda _settings: MemorySink()
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise ValueError(f"--telemetry-sink wants MODULE:FACTORY, got {spec!r}")
+    factory: SinkFactory = getattr(importlib.import_module(module_name), attr)
+    return factory
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.config is not None and not args.config.is_file():
+        print(f"error: config file {args.config} not found")
+        return 2
+    settings = load_settings(HubSettings, yaml_file=args.config, home=args.home, bind=args.bind)
+    secret = key_paths(settings.keys_dir)[1]
+    if not secret.is_file():
+        print(
+            f"error: no hub key pair in {settings.keys_dir}; run `cloud-hub keys init --home {settings.home}`"
+        )
+        return 2
+    try:
+        factory = _sink_factory(args.telemetry_sink)
+    except (ImportError, AttributeError, ValueError) as exc:
+        print(f"error: telemetry sink: {exc}")
+        return 2
+    return asyncio.run(serve(settings, secret, factory))
+
+
+async def serve(settings: HubSettings, secret_key_file: Path, sink_factory: SinkFactory) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    registry = await ModelRegistry.open(settings)
+    sink = sink_factory(settings)
+    hub = Hub(
+        bind=settings.bind,
+        secret_key_file=secret_key_file,
+        enrolled_dir=settings.enrolled_dir,
+        registry=registry,
+        sink=sink,
+        heartbeat_s=settings.heartbeat_s,
+        max_frame=settings.max_frame_bytes,
+    )
+    try:
+        endpoint = await hub.start()
+        loop.add_signal_handler(signal.SIGHUP, hub.reload_enrolments)
+        print(f"hub ready on {endpoint}", flush=True)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await hub.close()
+        await registry.close()
+        sink.close()
+    return 0

@@ -1,0 +1,187 @@
+"""The hub's end of the link: a CURVE-secured ZeroMQ ROUTER serving enrolled edges.
+
+One receive loop decodes frames and never waits on a model: each escalation runs as its own
+task, so heartbeats, telemetry and other edges' requests keep flowing while a backend works. The
+edge's identity is the public key its CURVE handshake proved (ZAP ``User-Id``), never a payload
+field. A bad frame costs its sender one typed ``Error`` reply and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from pathlib import Path
+
+import zmq
+import zmq.asyncio
+
+from cloud_hub import HUB_VERSION
+from cloud_hub.auth import Enrolments
+from cloud_hub.dispatch import Dispatcher
+from cloud_hub.registry import ModelRegistry
+from cloud_hub.sink import MemorySink, TelemetrySink
+from shared.codec import DEFAULT_MAX_FRAME, Codec, DecodeFailure
+from shared.keys import fingerprint, load_secret
+from shared.wire import Body, Error, Escalate, Heartbeat, Hello, Ready, TelemetryBatch
+
+log = logging.getLogger(__name__)
+
+
+class Hub:
+    def __init__(
+        self,
+        *,
+        bind: str,
+        secret_key_file: Path,
+        enrolled_dir: Path,
+        registry: ModelRegistry,
+        sink: TelemetrySink | None = None,
+        heartbeat_s: float = 2.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        enrol_poll_s: float = 1.0,
+    ) -> None:
+        self._bind = bind
+        self._public, self._secret = load_secret(secret_key_file)
+        self._enrolled_dir = enrolled_dir
+        self._enrol_poll_s = enrol_poll_s
+        self.registry = registry
+        self.sink: TelemetrySink = sink if sink is not None else MemorySink()
+        self._dispatcher = Dispatcher(registry)
+        self._heartbeat_s = heartbeat_s
+        self._codec = Codec(max_frame)
+        self._context: zmq.asyncio.Context | None = None
+        self._socket: zmq.asyncio.Socket | None = None
+        self._enrolments: Enrolments | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.edges: dict[str, float] = {}  # edge id → wall-clock time last heard from
+        self.endpoint = ""
+        self._closed = False
+
+    async def start(self) -> str:
+        """Bind and start serving; returns the bound endpoint (port 0 becomes the real port)."""
+        if self._context is not None:
+            raise RuntimeError("hub already started")
+        self._context = zmq.asyncio.Context()
+        self._enrolments = Enrolments(self._context, self._enrolled_dir, self._enrol_poll_s)
+        self._enrolments.start()
+        sock = self._context.socket(zmq.ROUTER)
+        sock.curve_server = True
+        sock.curve_publickey = self._public
+        sock.curve_secretkey = self._secret
+        # The codec answers frames up to a few times its limit with an "oversized" error;
+        # libzmq drops peers that send more than that before the bytes reach us.
+        sock.maxmsgsize = self._codec.max_frame * 4 + 4096
+        sock.linger = 0
+        # Replies to an edge that has gone raise instead of vanishing, so we can log them.
+        sock.router_mandatory = True
+        sock.bind(self._bind)
+        self._socket = sock
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._loop_task = asyncio.get_running_loop().create_task(self._serve(), name="hub-recv")
+        log.info("hub serving on %s with models %s", self.endpoint, ", ".join(self.registry.names))
+        return self.endpoint
+
+    def reload_enrolments(self) -> int:
+        if self._enrolments is None:
+            raise RuntimeError("hub not started")
+        return self._enrolments.reload()
+
+    async def _serve(self) -> None:
+        assert self._socket is not None
+        while True:
+            frames = await self._socket.recv_multipart(copy=False)
+            try:
+                self._on_message(frames)
+            except Exception:
+                log.exception("dropping a message that could not be handled")
+
+    def _on_message(self, frames: list[zmq.Frame]) -> None:
+        routing_id = frames[0].bytes
+        payload = frames[-1]
+        edge_id = _edge_id(payload)
+        self.edges[edge_id] = time.time()
+        if len(frames) != 2:
+            self._reply(routing_id, Error("", "malformed", f"expected one frame, got {len(frames) - 1}"))
+            return
+        try:
+            body = self._codec.decode(payload.buffer)
+        except DecodeFailure as exc:
+            log.info("bad frame from edge %s: %s", edge_id, exc)
+            self._reply(routing_id, Error("", exc.code, exc.message))
+            return
+        if isinstance(body, Heartbeat):
+            self._reply(routing_id, Heartbeat(sent_at=body.sent_at))
+        elif isinstance(body, Hello):
+            log.info("edge %s connected (agent %s)", edge_id, body.agent_version)
+            self._reply(routing_id, Ready(HUB_VERSION, self._heartbeat_s, self.registry.names))
+        elif isinstance(body, Escalate):
+            self._spawn(self._dispatcher.handle(body, edge_id, lambda out: self._send(routing_id, out)))
+        elif isinstance(body, TelemetryBatch):
+            self._ingest(routing_id, edge_id, body)
+        else:
+            message = f"the hub does not accept {type(body).__name__} messages"
+            self._reply(routing_id, Error(_request_id(body), "unexpected_message", message))
+
+    def _ingest(self, routing_id: bytes, edge_id: str, batch: TelemetryBatch) -> None:
+        try:
+            ack = self.sink.ingest(edge_id, batch)
+        except Exception as exc:
+            log.exception("telemetry sink failed on batch %s", batch.batch_id)
+            self._reply(routing_id, Error(batch.batch_id, "sink_error", str(exc), retryable=True))
+            return
+        self._reply(routing_id, ack)
+
+    def _spawn(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _reply(self, routing_id: bytes, body: Body) -> None:
+        self._spawn(self._send(routing_id, body))
+
+    async def _send(self, routing_id: bytes, body: Body) -> None:
+        if self._socket is None or self._closed:
+            return
+        try:
+            frame = self._codec.encode(body)
+        except DecodeFailure as exc:
+            request_id = _request_id(body)
+            frame = self._codec.encode(Error(request_id, exc.code, f"the hub's answer was too large: {exc}"))
+        try:
+            await self._socket.send_multipart([routing_id, frame])
+        except zmq.ZMQError as exc:
+            log.debug("reply to a departed edge dropped: %s", exc)
+
+    async def close(self) -> None:
+        """Stop serving and drop in-flight work; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        tasks = [t for t in (self._loop_task, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._enrolments is not None:
+            await self._enrolments.close()
+        if self._socket is not None:
+            self._socket.close(linger=0)
+        if self._context is not None:
+            self._context.term()
+        log.info("hub on %s stopped", self.endpoint)
+
+
+def _edge_id(frame: zmq.Frame) -> str:
+    try:
+        user_id = frame.get("User-Id")
+    except zmq.ZMQError:
+        return "unauthenticated"
+    return fingerprint(user_id.encode("ascii")) if isinstance(user_id, str) and user_id else "unauthenticated"
+
+
+def _request_id(body: Body) -> str:
+    return str(getattr(body, "request_id", "") or getattr(body, "batch_id", ""))
