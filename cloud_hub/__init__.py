@@ -1,3 +1,3 @@
-"""The cloud hub: answers escalations from edge agents over an authenticated ZeroMQ link."""
+"""edgeroute cloud hub: vLLM and other backends, global cache, telemetry, evaluation."""
 
 HUB_VERSION = "0.1.0"
