@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import numpy as np
+
+from edge_agent.cache.verifier import FEATURES, Verifier, choose_threshold, fit_logistic, train
+
+
+def test_newton_fit_recovers_a_known_separator() -> None:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4000, 3))
+    true_w = np.array([2.0, -1.0, 0.5])
+    y = (rng.random(4000) < 1 / (1 + np.exp(-(x @ true_w - 0.3)))).astype(np.float64)
+    w, b = fit_logistic(x, y, l2=1e-3)
+    assert np.allclose(w, true_w, atol=0.25) and abs(b + 0.3) < 0.2
+    w2, b2 = fit_logistic(x, y, l2=1e-3)
+    assert np.array_equal(w, w2) and b == b2  # deterministic
+
+
+def test_threshold_meets_the_false_rate_on_its_data() -> None:
+    rng = np.random.default_rng(1)
+    probs = list(rng.random(2000))
+    labels = [int(rng.random() < p) for p in probs]
+    t = choose_threshold(probs, labels, 0.05)
+    kept = [lab for p, lab in zip(probs, labels, strict=True) if p >= t]
+    assert len(kept) >= 20 and kept.count(0) / len(kept) <= 0.05
+
+
+def test_train_save_load_and_refine() -> None:
+    rows = []
+    paraphrases = [("How do I sort a list in Python?", "how can i sort a python list")] * 40
+    strangers = [("How do I sort a list in Python?", "How do I learn Python quickly?")] * 40
+    rows += [(0.93, a, b, 1) for a, b in paraphrases] + [(0.86, a, b, 0) for a, b in strangers]
+    v = train(rows, min_cosine=0.8, max_false_rate=0.02, meta={"source": "test"})
+    assert v.accept(0.93, *paraphrases[0], "general")[0]
+    assert not v.accept(0.86, *strangers[0], "general")[0]
+    assert not v.accept(0.99, "What is 2+2?", "What is 2+3?", "general")[0]
+    again = Verifier.from_json(v.to_json())
+    assert again.probability_of([0.9] * len(FEATURES)) == v.probability_of([0.9] * len(FEATURES))
+    # an audit of the code domain that found wrong hits just above the default raises only that domain
+    t0 = v.threshold("code")
+    raised = v.refine("code", [(t0 + 0.001, False), (t0 + 0.002, True), (0.9999, True)], 0.0)
+    assert raised > t0 and v.threshold("general") == t0
