@@ -46,6 +46,8 @@ class TenantConfig(BaseModel):
     name: str
     api_key: SecretStr
     quality_target: float | None = None
+    # per content domain (a shared.taxonomy.Domain value) overrides of quality_target
+    domain_quality_targets: dict[str, float] = {}
 
 
 class CacheSettings(BaseModel):
