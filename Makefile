@@ -25,7 +25,7 @@ models: setup
 	$(BIN)/edgeroute-models install default
 
 demo: models
-	$(BIN)/python scripts/demo.py
+	$(BIN)/cloud-hub demo
 
 lint: setup
 	$(BIN)/ruff check .

@@ -20,6 +20,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("serve", "cloud_hub.commands.serve"),
     ("bench", "cloud_hub.bench.cli"),
     ("eval", "cloud_hub.evaluation.cli"),
+    ("demo", "cloud_hub.demo.main"),
 )
 
 

@@ -14,6 +14,8 @@ from cloud_hub.demo.report import FrontierPrice, plot_routes, print_report, summ
 from cloud_hub.demo.workload import build_workload
 from shared import paths
 
+HELP = "run hub + edge agent on loopback, replay a representative workload, print the north-star report"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", type=Path, default=Path("var/demo"), help="state for both programs")
