@@ -1,0 +1,105 @@
+"""Response objects in the OpenAI shapes, for chat (``chat.completion[.chunk]``) and legacy text
+completions (``text_completion``), each with our ``edgeroute`` member added.
+
+One ``Shape`` per endpoint keeps the handlers identical for both: only the JSON differs.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from edge_agent.request import Answer
+from shared.wire import Usage
+
+Kind = Literal["chat", "text"]
+
+
+def usage_dict(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+@dataclass
+class Shape:
+    """Builds every JSON object of one response; ``id`` and ``created`` are fixed per response."""
+
+    kind: Kind
+    model: str
+    include_usage: bool = False
+    id: str = ""
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            prefix = "chatcmpl" if self.kind == "chat" else "cmpl"
+            self.id = f"{prefix}-{uuid.uuid4().hex}"
+
+    def _head(self, obj: str, model: str) -> dict[str, Any]:
+        return {"id": self.id, "object": obj, "created": self.created, "model": model}
+
+    def full(self, answer: Answer) -> dict[str, Any]:
+        if self.kind == "chat":
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": answer.finish_reason,
+            }
+            body = self._head("chat.completion", answer.model)
+        else:
+            choice = {
+                "index": 0,
+                "text": answer.text,
+                "logprobs": None,
+                "finish_reason": answer.finish_reason,
+            }
+            body = self._head("text_completion", answer.model)
+        body["choices"] = [choice]
+        body["usage"] = usage_dict(answer.usage)
+        body["edgeroute"] = answer.edgeroute_field()
+        return body
+
+    def chunk(
+        self, text: str | None, finish_reason: str | None = None, *, first: bool = False
+    ) -> dict[str, Any]:
+        if self.kind == "chat":
+            delta: dict[str, Any] = {}
+            if first:
+                delta["role"] = "assistant"
+            if text is not None:
+                delta["content"] = text
+            choice: dict[str, Any] = {
+                "index": 0,
+                "delta": delta,
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+            body = self._head("chat.completion.chunk", self.model)
+        else:
+            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
+            body = self._head("text_completion", self.model)
+        body["choices"] = [choice]
+        if self.include_usage:
+            body["usage"] = None
+        return body
+
+    def last_chunks(self, answer: Answer) -> list[dict[str, Any]]:
+        """The finishing chunk, then the usage chunk if asked for; the last one carries ``edgeroute``."""
+        self.model = answer.model
+        finish = self.chunk(None if self.kind == "chat" else "", answer.finish_reason)
+        chunks = [finish]
+        if self.include_usage:
+            usage = self._head(
+                "chat.completion.chunk" if self.kind == "chat" else "text_completion", self.model
+            )
+            usage["choices"] = []
+            usage["usage"] = usage_dict(answer.usage)
+            chunks.append(usage)
+        chunks[-1]["edgeroute"] = answer.edgeroute_field()
+        return chunks
