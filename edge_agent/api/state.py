@@ -35,7 +35,7 @@ class AgentState:
 
     def hub_models(self) -> list[str]:
         """Model names the hub announced, when the link exposes them."""
-        names = getattr(self.hub, "models", None)
+        names = getattr(self.hub, "hub_models", None)
         if isinstance(names, list | tuple | frozenset | set):
             return [n for n in names if isinstance(n, str)]
         return []

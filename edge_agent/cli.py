@@ -1,0 +1,137 @@
+"""``edge-agent``: key set-up, serving, benchmarks.
+
+``edge-agent keys init --home DIR`` prints the public key file to enrol at the hub;
+``edge-agent serve ...`` prints ``edge agent ready on http://HOST:PORT`` once it accepts requests;
+``edge-agent bench NAME`` runs ``edge_agent.bench.NAME`` (each module: ``add_arguments``, ``run``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+
+from aiohttp import web
+
+from shared.config import EdgeSettings, load_settings
+from shared.keys import init_keys
+
+BENCHES = ("gen", "link", "cache")
+READY_LINE = "edge agent ready on http://{host}:{port}"
+
+
+def _bench_module(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(f"edge_agent.bench.{name}")
+    except ImportError:
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-agent", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keys = sub.add_parser("keys", help="CURVE key pair of this edge")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    init = keys_sub.add_parser(
+        "init", help="create the key pair (kept if present); print the public key file"
+    )
+    init.add_argument("--home", type=Path, required=True)
+
+    serve = sub.add_parser("serve", help="serve the OpenAI-compatible API")
+    serve.add_argument("--home", type=Path, required=True)
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help="listen address (default 127.0.0.1)")
+    serve.add_argument("--hub", dest="hub_url", help="hub endpoint, e.g. tcp://127.0.0.1:5555")
+    serve.add_argument("--hub-key", type=Path, help="the hub's public key file")
+    serve.add_argument("--config", type=Path, help="YAML settings file")
+    serve.add_argument("--model", help="local model: installed name or path to a .gguf file")
+    serve.add_argument("--log-level", default="WARNING")
+
+    bench = sub.add_parser("bench", help="benchmarks that print figures")
+    bench_sub = bench.add_subparsers(dest="bench", required=True)
+    for name in BENCHES:
+        module = _bench_module(name)
+        if module is None:
+            bench_sub.add_parser(name, help="(not installed in this build)")
+            continue
+        doc = (module.__doc__ or "").strip().splitlines()
+        p = bench_sub.add_parser(name, help=doc[0] if doc else None)
+        module.add_arguments(p)
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> EdgeSettings:
+    settings = load_settings(
+        EdgeSettings,
+        args.config,
+        home=args.home,
+        port=args.port,
+        host=args.host,
+        hub_url=args.hub_url,
+        hub_public_key_file=args.hub_key,
+    )
+    if args.model:
+        model = Path(args.model).expanduser()
+        if model.suffix == ".gguf" or model.is_file():
+            update: dict[str, object] = {"path": model, "name": model.stem}
+        else:
+            update = {"name": args.model, "path": None}
+        settings.local_model = settings.local_model.model_copy(update=update)
+    return settings
+
+
+async def serve(settings: EdgeSettings) -> None:
+    from edge_agent.assemble import build_app  # loads llama.cpp: only for `serve`
+
+    app = await build_app(settings)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        port = runner.addresses[0][1] if runner.addresses else settings.port
+        print(READY_LINE.format(host=settings.host, port=port), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "keys":
+        public, _ = init_keys(args.home / "keys")
+        print(public)
+        return 0
+    if args.command == "serve":
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        try:
+            settings = settings_from_args(args)
+            asyncio.run(serve(settings))
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"edge-agent: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    module = _bench_module(args.bench)
+    if module is None:
+        print(f"edge-agent: benchmark {args.bench!r} is not available in this build", file=sys.stderr)
+        return 2
+    return int(module.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""Bad HTTP input gets an OpenAI error body with the right status, and the agent keeps serving."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from pydantic import SecretStr
+
+from edge_agent.app import create_app
+from edge_agent.backends.llamacpp import LlamaCppBackend
+from shared.config import EdgeSettings, TenantConfig
+from tests.edge_agent.harness import ThreadedAgent
+
+MAX_BODY = 64 * 1024
+OK_CHAT: dict[str, Any] = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+
+
+@pytest.fixture(scope="module")
+def agent(
+    smollm_backend: LlamaCppBackend, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadedAgent]:
+    settings = EdgeSettings(
+        home=tmp_path_factory.mktemp("edge"), confidence_threshold=0.0, max_body_bytes=MAX_BODY
+    )
+    with ThreadedAgent(create_app(settings, smollm_backend, owns_backend=False)) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def http(agent: ThreadedAgent) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=agent.base_url, timeout=120) as client:
+        yield client
+
+
+def _error(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["x-request-id"]
+    body = response.json()
+    assert set(body) == {"error"}
+    error: dict[str, Any] = body["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"]
+    assert "Traceback" not in error["message"]
+    return error
+
+
+def _with(**changes: Any) -> dict[str, Any]:
+    return {**OK_CHAT, **changes}
+
+
+def test_invalid_json(http: httpx.Client) -> None:
+    err = _error(http.post("/v1/chat/completions", content=b'{"model": "auto",'), 400)
+    assert err["type"] == "invalid_request_error" and err["code"] == "invalid_json"
+
+
+def test_body_must_be_an_object(http: httpx.Client) -> None:
+    _error(http.post("/v1/chat/completions", json=[OK_CHAT]), 400)
+
+
+def test_missing_messages(http: httpx.Client) -> None:
+    err = _error(http.post("/v1/chat/completions", json={"model": "auto"}), 400)
+    assert err["param"] == "messages" and "required" in err["message"]
+
+
+def test_empty_messages(http: httpx.Client) -> None:
+    _error(http.post("/v1/chat/completions", json=_with(messages=[])), 400)
+
+
+@pytest.mark.parametrize(
+    ("changes", "param"),
+    [
+        ({"messages": "hi"}, "messages"),
+        ({"max_tokens": "2"}, "max_tokens"),
+        ({"temperature": "0.5"}, "temperature"),
+        ({"stream": "yes"}, "stream"),
+        ({"messages": [{"role": "wizard", "content": "hi"}]}, "messages.0.role"),
+        ({"messages": [{"role": "user", "content": 7}]}, "messages.0.content"),
+    ],
+)
+def test_wrong_types(http: httpx.Client, changes: dict[str, Any], param: str) -> None:
+    err = _error(http.post("/v1/chat/completions", json=_with(**changes)), 400)
+    assert err["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("changes", "param"),
+    [
+        ({"temperature": 5}, "temperature"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+        ({"frequency_penalty": 0.5}, "frequency_penalty"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),
+        ({"temprature": 0.2}, "temprature"),
+    ],
+)
+def test_bad_parameters(http: httpx.Client, changes: dict[str, Any], param: str) -> None:
+    err = _error(http.post("/v1/chat/completions", json=_with(**changes)), 400)
+    assert err["param"] == param
+
+
+def test_image_content_is_refused_by_name(http: httpx.Client) -> None:
+    parts = [{"type": "image_url", "image_url": {"url": "data:,"}}]
+    err = _error(
+        http.post("/v1/chat/completions", json=_with(messages=[{"role": "user", "content": parts}])), 400
+    )
+    assert "image_url" in err["message"]
+
+
+def test_text_content_parts_are_accepted(http: httpx.Client) -> None:
+    parts = [{"type": "text", "text": "Say "}, {"type": "text", "text": "hi"}]
+    response = http.post("/v1/chat/completions", json=_with(messages=[{"role": "user", "content": parts}]))
+    assert response.status_code == 200
+
+
+def test_unknown_model(http: httpx.Client) -> None:
+    err = _error(http.post("/v1/chat/completions", json=_with(model="gpt-17")), 404)
+    assert err["code"] == "model_not_found" and err["param"] == "model"
+
+
+def test_bad_route_override_header(http: httpx.Client) -> None:
+    response = http.post("/v1/chat/completions", json=OK_CHAT, headers={"x-edgeroute-route": "frontier"})
+    _error(response, 400)
+
+
+def test_oversized_body(http: httpx.Client) -> None:
+    big = _with(messages=[{"role": "user", "content": "x" * (MAX_BODY * 2)}])
+    err = _error(http.post("/v1/chat/completions", content=json.dumps(big).encode()), 413)
+    assert err["code"] == "request_too_large"
+
+
+def test_wrong_method_and_unknown_path(http: httpx.Client) -> None:
+    assert _error(http.get("/v1/chat/completions"), 405)["code"] == "method_not_allowed"
+    assert _error(http.post("/v1/nothing", json={}), 404)["code"] == "unknown_url"
+
+
+def test_context_overflow_is_a_client_error(http: httpx.Client) -> None:
+    long = _with(messages=[{"role": "user", "content": "word " * 3000}])
+    assert _error(http.post("/v1/chat/completions", json=long), 400)["code"] == "context_length_exceeded"
+
+
+def test_completions_validation(http: httpx.Client) -> None:
+    assert _error(http.post("/v1/completions", json={"model": "auto"}), 400)["param"] == "prompt"
+    assert _error(http.post("/v1/completions", json={"model": "auto", "prompt": "a", "echo": True}), 400)
+
+
+def test_still_serving_after_bad_requests(http: httpx.Client) -> None:
+    for _ in range(3):
+        http.post("/v1/chat/completions", content=b"nope")
+    assert http.get("/health").json()["status"] == "ok"
+    assert http.post("/v1/chat/completions", json=OK_CHAT).status_code == 200
+    metrics = http.get("/metrics").text
+    assert 'edgeroute_http_requests_total{endpoint="/v1/chat/completions",status="400"}' in metrics
+
+
+def test_openai_client_sees_typed_errors(agent: ThreadedAgent) -> None:
+    client = openai.OpenAI(base_url=f"{agent.base_url}/v1", api_key="unused", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model="auto", messages=OK_CHAT["messages"], temperature=5)
+    assert bad.value.status_code == 400
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="gpt-17", messages=OK_CHAT["messages"])
+
+
+def test_tenants_need_a_valid_key(
+    smollm_backend: LlamaCppBackend, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    tenants = [TenantConfig(name="acme", api_key=SecretStr("sk-acme-1"))]
+    settings = EdgeSettings(home=tmp_path_factory.mktemp("edge"), tenants=tenants, confidence_threshold=0.0)
+    with ThreadedAgent(create_app(settings, smollm_backend, owns_backend=False)) as running:
+        with httpx.Client(base_url=running.base_url, timeout=120) as http:
+            assert _error(http.post("/v1/chat/completions", json=OK_CHAT), 401)["code"] == "invalid_api_key"
+            wrong = {"Authorization": "Bearer sk-other"}
+            assert _error(http.get("/v1/models", headers=wrong), 401)["type"] == "authentication_error"
+            assert http.get("/health").status_code == 200  # probes need no key
+        client = openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="sk-acme-1", max_retries=0)
+        assert client.chat.completions.create(**OK_CHAT).choices[0].message.content is not None
