@@ -12,6 +12,27 @@ from models.manifest import ModelEntry
 from models.stamp import list_files
 
 
+def origin_snapshot(entry: ModelEntry) -> dict[str, tuple[int, int]] | None:
+    """Size and mtime of an unpinned local source's files; ``None`` when the pins already decide."""
+    if entry.source is None or entry.source.local is None or entry.pinned:
+        return None
+    src = entry.source.local.path
+    if src.is_file():
+        files = {src.name: src}
+    elif src.is_dir():
+        files = {rel: src / rel for rel in (list(entry.files) or list_files(src))}
+    else:
+        return {}
+    snap: dict[str, tuple[int, int]] = {}
+    for rel, path in files.items():
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        snap[rel] = (st.st_size, st.st_mtime_ns)
+    return snap
+
+
 class LocalFetcher:
     def fetch(self, entry: ModelEntry, staging: Path, report: Reporter) -> None:
         assert entry.source is not None and entry.source.local is not None

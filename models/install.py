@@ -106,23 +106,24 @@ def _size(folder: Path) -> str:
 
 
 def _cmd_list(args: argparse.Namespace, manifest: Manifest, console: Console) -> int:
-    table = Table()
-    for col in ("name", "kind", "from", "default", "installed", "size"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("description", no_wrap=True, overflow="ellipsis")
+    rows: list[tuple[str, ...]] = []
     for name, entry in sorted(manifest.models.items()):
         folder = args.models_dir / name
-        origin = entry.source.type if entry.source else f"{entry.derive.method} ← {entry.derive.input}"  # type: ignore[union-attr]
-        table.add_row(
-            name,
-            entry.kind.value,
-            origin,
-            "yes" if name in manifest.default else "",
-            "yes" if read_stamp(folder) is not None else "no",
-            _size(folder),
-            entry.description,
-        )
-    Console().print(table)
+        derive = entry.derive
+        origin = f"{derive.method} ← {derive.input}" if derive else entry.source.type  # type: ignore[union-attr]
+        installed = read_stamp(folder) is not None
+        default = "yes" if name in manifest.default else ""
+        rows.append((name, entry.kind.value, origin, default, "yes" if installed else "no", _size(folder)))
+    table = Table()
+    for i, col in enumerate(("name", "kind", "from", "default", "installed", "size")):
+        table.add_column(col, no_wrap=True, min_width=max(len(col), *(len(r[i]) for r in rows)))
+    table.add_column("description", max_width=60, overflow="ellipsis", no_wrap=True)
+    for row, entry in zip(rows, (manifest.models[r[0]] for r in rows), strict=True):
+        table.add_row(*row, entry.description)
+    # a pipe gets rich's 80 columns, too narrow for names like qwen2.5-coder-0.5b-instruct-hf
+    out = Console()
+    out.width = max(out.width, 160)
+    out.print(table)
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from models.derive import DeriveError, deriver_for, library_versions
 from models.fetch import FetchError, Reporter, fetcher_for
+from models.fetch_local import origin_snapshot
 from models.manifest import Manifest, ModelEntry
 from models.stamp import (
     Derivation,
@@ -151,6 +152,8 @@ class Installer:
             stamp.derived is None or stamp.derived.input_files != expected.input_files
         ):
             return False
+        if stamp.origin != origin_snapshot(entry):
+            return False
         fresh: dict[str, FileRecord] = {}
         for rel, rec in stamp.files.items():
             path = folder / rel
@@ -165,7 +168,7 @@ class Installer:
                 return False
             fresh[rel] = record(path, digest)
         if fresh != stamp.files:
-            write_stamp(folder, Stamp(stamp.name, stamp.spec, fresh, stamp.derived))
+            write_stamp(folder, Stamp(stamp.name, stamp.spec, fresh, stamp.derived, stamp.origin))
         return True
 
     def _adopt(self, entry: ModelEntry, folder: Path) -> bool:
@@ -190,9 +193,10 @@ class Installer:
         staging = self.models_dir / f".staging-{entry.name}-{secrets.token_hex(4)}"
         staging.mkdir()
         try:
+            origin = origin_snapshot(entry)  # before copying: an edit during the copy shows up next time
             derived = self._produce(entry, staging, expected)
             records = self._check(entry, staging)
-            write_stamp(staging, Stamp(entry.name, spec_digest(entry), records, derived))
+            write_stamp(staging, Stamp(entry.name, spec_digest(entry), records, derived, origin))
             self._swap(staging, folder)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)

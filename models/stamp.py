@@ -40,6 +40,8 @@ class Stamp(msgspec.Struct, frozen=True):
     spec: str
     files: dict[str, FileRecord]
     derived: Derivation | None = None
+    # unpinned local sources: (size, mtime_ns) of each source file, so an edited original is re-copied
+    origin: dict[str, tuple[int, int]] | None = None
     format: int = 1
 
     def digests(self) -> dict[str, str]:
