@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterator
@@ -102,13 +103,13 @@ class Installer:
         return out
 
     def install(self, names: list[str]) -> list[Outcome]:
-        self.models_dir.mkdir(parents=True, exist_ok=True)
         return [self.ensure(entry) for entry in self.manifest.closure(self.expand(names))]
 
     def ensure(self, entry: ModelEntry) -> Outcome:
         """Make ``entry`` present and verified; derivation inputs must already be ensured."""
         folder = self.models_dir / entry.name
         with self._lock(entry.name):
+            self._sweep(entry.name)
             expected = self._expected_derivation(entry)
             if self._verify(entry, folder, expected):
                 return Outcome(entry.name, Action.PRESENT, folder)
@@ -121,12 +122,20 @@ class Installer:
 
     @contextmanager
     def _lock(self, name: str) -> Iterator[None]:
+        self.models_dir.mkdir(parents=True, exist_ok=True)
         with (self.models_dir / f".{name}.lock").open("a") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _sweep(self, name: str) -> None:
+        """Remove what a killed installer of ``name`` left behind; safe because we hold its lock."""
+        pattern = re.compile(rf"^\.(staging|trash)-{re.escape(name)}-[0-9a-f]{{8}}$")
+        for leftover in self.models_dir.iterdir():
+            if pattern.match(leftover.name):
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def _expected_derivation(self, entry: ModelEntry) -> Derivation | None:
         if entry.derive is None:

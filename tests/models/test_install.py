@@ -75,6 +75,16 @@ def test_touched_file_is_rehashed_and_corruption_reinstalled(tmp_path: Path, mod
     assert path.read_bytes() == PAYLOAD
 
 
+def test_leftovers_of_a_killed_install_are_swept(tmp_path: Path, models_tmp: Path) -> None:
+    m = load_manifest(_local_manifest(tmp_path, sha(PAYLOAD)))
+    (models_tmp / ".staging-tiny-0badc0de").mkdir()
+    (models_tmp / ".staging-tiny-0badc0de" / "tiny.gguf").write_bytes(b"half")
+    # another model's staging folder whose name starts the same way is not ours to remove
+    (models_tmp / ".staging-tiny-hf-0badc0de").mkdir()
+    Installer(m, models_tmp).install(["tiny"])
+    assert _leftovers(models_tmp) == [".staging-tiny-hf-0badc0de", "tiny"]
+
+
 def test_files_put_in_place_by_hand_are_adopted(tmp_path: Path, models_tmp: Path) -> None:
     m = load_manifest(_local_manifest(tmp_path, sha(PAYLOAD)))
     (models_tmp / "tiny").mkdir()
@@ -154,13 +164,14 @@ def test_cli_install_list_and_path(
     tmp_path: Path, models_tmp: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     extra = _local_manifest(tmp_path, sha(PAYLOAD))
-    common = ["--models-dir", str(models_tmp), "--manifest", str(extra)]
+    target = models_tmp / "not-yet-created"
+    common = ["--models-dir", str(target), "--manifest", str(extra)]
     assert main(["path", "tiny", *common]) == 1
     assert "edgeroute-models install tiny" in capsys.readouterr().err
     assert main(["install", "tiny", *common]) == 0
     capsys.readouterr()
     assert main(["path", "tiny", *common]) == 0
-    assert capsys.readouterr().out.strip() == str(models_tmp / "tiny" / "tiny.gguf")
+    assert capsys.readouterr().out.strip() == str(target / "tiny" / "tiny.gguf")
     assert main(["list", *common]) == 0
     listing = capsys.readouterr().out
     assert "tiny" in listing and "smollm2-135m-instruct" in listing
