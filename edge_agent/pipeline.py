@@ -367,9 +367,8 @@ class Pipeline:
             "cost_usd": reply.cost_usd,
             "draft_cost_usd": draft_cost,
         }
-        trace.append(
-            TraceStep(route, "answer", f"answered on the hub by {reply.model}", _ms(started), detail)
-        )
+        why = f"the hub answered with {reply.model} on route {route.value}"
+        trace.append(TraceStep("hub", "reply", why, _ms(started), detail))
         return Answer(
             text=reply.text or streamed,
             finish_reason=reply.finish_reason,

@@ -59,8 +59,9 @@ def _inference_request(
     state = request.app[STATE]
     force, source, hub_model = _forced_route(state, parsed.model)
     override = parsed.edgeroute
-    if override is not None and override.route is not None:
-        force, source = override.route, "body"
+    if override is not None:
+        if override.route is not None:
+            force, source = override.route, "body"
         hub_model = override.hub_model or hub_model
     header = request.headers.get(ROUTE_HEADER)
     if header is not None:

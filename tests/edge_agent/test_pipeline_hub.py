@@ -1,0 +1,166 @@
+"""Escalation through a real hub process (CURVE + ZAP over loopback) with its model-free echo
+backend, so every routing path is exercised in seconds: hub answers, hub streams, hub errors
+(the local draft is resumed), hub down (local fallback) and hub back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from edge_agent.app import create_app
+from edge_agent.assemble import build_hub_link
+from edge_agent.backends.llamacpp import LlamaCppBackend
+from shared.config import EdgeSettings
+from shared.keys import key_paths
+from tests.cloud_hub.helpers import HubProcess, make_keys, write_config
+from tests.edge_agent.harness import ThreadedAgent
+
+QUESTION = "alpha beta gamma delta"
+HUB_COST = {"usd_per_1k_prompt": 0.5, "usd_per_1k_completion": 1.5}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    root = tmp_path_factory.mktemp("link")
+    keys = make_keys(root)
+    config = write_config(
+        root / "hub.yaml",
+        [
+            {"name": "echo", "backend": "echo", "tier": "oss", "cost": HUB_COST},
+            {"name": "frontier-echo", "backend": "echo", "tier": "frontier"},
+        ],
+        default="echo",
+    )
+    process = HubProcess(keys.hub_home, config)
+    process.start()
+    yield process
+    process.kill()
+
+
+@pytest.fixture(scope="module")
+def agent(hub: HubProcess, smollm_backend: LlamaCppBackend) -> Iterator[ThreadedAgent]:
+    """Threshold 1.0: every unforced request escalates after its draft."""
+    edge_home = hub.home.parent / "edge"
+    settings = EdgeSettings(
+        home=edge_home,
+        hub_url=hub.endpoint,
+        hub_public_key_file=key_paths(hub.home / "keys")[0],
+        heartbeat_s=0.3,
+        hub_timeout_s=20,
+        confidence_threshold=1.0,
+        draft_tokens=6,
+    )
+    link = build_hub_link(settings)
+    with ThreadedAgent(create_app(settings, smollm_backend, hub=link, owns_backend=False)) as running:
+        _wait_hub(running, "connected")
+        yield running
+
+
+def _wait_hub(agent: ThreadedAgent, status: str, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if httpx.get(f"{agent.base_url}/health").json()["hub"] == status:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"hub never became {status}")
+
+
+def _chat(agent: ThreadedAgent, **extra: Any) -> httpx.Response:
+    headers = extra.pop("headers", {})
+    body = {"model": "auto", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 24, **extra}
+    return httpx.post(f"{agent.base_url}/v1/chat/completions", json=body, headers=headers, timeout=120)
+
+
+def _steps(body: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(s["stage"], s["decision"]) for s in body["edgeroute"]["trace"]]
+
+
+def _stream(agent: ThreadedAgent, **extra: Any) -> tuple[httpx.Headers, str, dict[str, Any]]:
+    body = {
+        "model": "auto",
+        "messages": [{"role": "user", "content": QUESTION}],
+        "max_tokens": 24,
+        "stream": True,
+        **extra,
+    }
+    text, last = "", {}
+    with httpx.stream("POST", f"{agent.base_url}/v1/chat/completions", json=body, timeout=120) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                chunk = json.loads(line[6:])
+                assert "error" not in chunk, chunk
+                for choice in chunk["choices"]:
+                    text += choice["delta"].get("content") or ""
+                last = chunk
+        return response.headers, text, last
+
+
+def test_low_confidence_is_answered_by_the_hub(agent: ThreadedAgent) -> None:
+    response = _chat(agent, temperature=0)
+    body = response.json()
+    assert response.headers["x-edgeroute-route"] == "hub_oss"
+    assert body["choices"][0]["message"]["content"] == QUESTION  # the echo model's answer
+    assert body["model"] == "echo"
+    assert _steps(body) == [("policy", "escalate"), ("hub_oss", "answer"), ("hub", "reply")]
+    info = body["edgeroute"]
+    assert "< 1.000" in info["trace"][0]["reason"]
+    hub_cost = info["trace"][-1]["detail"]["cost_usd"]
+    assert hub_cost > 0 and info["cost_usd"] > hub_cost  # hub price plus the local draft's energy
+    assert 0 < info["confidence"] < 1  # the draft's confidence travels with the answer
+
+
+def test_streaming_through_the_hub(agent: ThreadedAgent) -> None:
+    headers, text, last = _stream(agent, stream_options={"include_usage": True})
+    assert headers["x-edgeroute-route"] == "hub_oss"
+    assert text == QUESTION
+    assert last["edgeroute"]["route"] == "hub_oss"
+    assert last["usage"]["completion_tokens"] == len(QUESTION.split())
+
+
+def test_hub_model_named_in_the_request(agent: ThreadedAgent) -> None:
+    response = _chat(agent, model="hub:frontier-echo")
+    body = response.json()
+    assert response.headers["x-edgeroute-route"] == "frontier"
+    assert _steps(body)[0] == ("policy", "escalate")
+    assert "forced to the hub" in body["edgeroute"]["trace"][0]["reason"]
+    models = httpx.get(f"{agent.base_url}/v1/models").json()["data"]
+    assert {"echo", "frontier-echo"} <= {m["id"] for m in models}
+    assert _chat(agent, model="frontier-echo").headers["x-edgeroute-route"] == "frontier"
+
+
+def test_hub_error_resumes_the_local_draft(agent: ThreadedAgent) -> None:
+    local = _chat(agent, temperature=0, headers={"x-edgeroute-route": "edge_local"}).json()
+    failed = _chat(agent, temperature=0, edgeroute={"hub_model": "no-such-model"}).json()
+    assert _steps(failed) == [("policy", "escalate"), ("hub", "fallback"), ("edge_local", "answer")]
+    assert "unknown_model" in failed["edgeroute"]["trace"][1]["reason"]
+    assert failed["edgeroute"]["fallback"] is True
+    # the draft was stopped for the escalation and then continued: same greedy text, same length
+    assert failed["choices"][0]["message"]["content"] == local["choices"][0]["message"]["content"]
+    assert failed["usage"]["completion_tokens"] == local["usage"]["completion_tokens"]
+    _, streamed, last = _stream(agent, temperature=0, edgeroute={"hub_model": "no-such-model"})
+    assert streamed == local["choices"][0]["message"]["content"]
+    assert last["edgeroute"]["fallback"] is True
+
+
+def test_hub_down_answers_locally_and_recovers(agent: ThreadedAgent, hub: HubProcess) -> None:
+    hub.kill()
+    _wait_hub(agent, "disconnected")
+    body = _chat(agent).json()
+    assert body["edgeroute"]["route"] == "edge_local"
+    steps = {(s["stage"], s["decision"]): s["reason"] for s in body["edgeroute"]["trace"]}
+    assert "hub not connected" in steps[("hub", "fallback")]
+    forced = _chat(agent, model="hub").json()
+    assert forced["edgeroute"]["route"] == "edge_local" and forced["edgeroute"]["fallback"] is True
+    hub.bind = hub.endpoint  # same port, so the edge's reconnect finds it
+    hub.start()
+    _wait_hub(agent, "connected")
+    again = _chat(agent)
+    assert again.headers["x-edgeroute-route"] == "hub_oss"
+    assert again.json()["choices"][0]["message"]["content"] == QUESTION
