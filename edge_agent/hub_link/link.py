@@ -1,0 +1,307 @@
+"""HubLink: escalations, streams and telemetry to the hub over one CURVE-secured DEALER socket.
+
+ZeroMQ reconnects by itself; liveness is ours to track. The link says Hello until the hub answers
+Ready, then sends a Heartbeat every interval; any valid frame from the hub counts as a sign of
+life. After three silent intervals ``connected`` turns False, calls fail fast with
+``HubUnavailable`` and calls in flight are failed at once rather than left to their deadlines.
+Everything runs on the caller's event loop and nothing in it blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+from edge_agent.hub_link.errors import HubError, HubTimeout, HubUnavailable
+from shared.codec import DEFAULT_MAX_FRAME, Codec, DecodeFailure
+from shared.keys import load_secret
+from shared.wire import (
+    Body,
+    Error,
+    Escalate,
+    Heartbeat,
+    Hello,
+    Ready,
+    Reply,
+    ReplyChunk,
+    TelemetryAck,
+    TelemetryBatch,
+)
+
+log = logging.getLogger(__name__)
+
+AGENT_VERSION = "edgeroute-edge/0.1"
+_MISSED_BEATS = 3
+StreamItem = ReplyChunk | Reply
+
+
+def _failure(err: Error) -> HubError:
+    if err.code == "deadline_exceeded":
+        return HubTimeout(err.message)
+    return HubError(err.code, err.message, retryable=err.retryable)
+
+
+class HubLink:
+    def __init__(
+        self,
+        url: str,
+        hub_public_key: bytes,
+        secret_key_file: Path,
+        *,
+        heartbeat_s: float = 2.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self.url = url
+        self._hub_key = hub_public_key
+        self._public, self._secret = load_secret(secret_key_file)
+        self.heartbeat_s = heartbeat_s
+        self._codec = Codec(max_frame)
+        self._context: zmq.asyncio.Context | None = None
+        self._socket: zmq.asyncio.Socket | None = None
+        self._recv_task: asyncio.Task[None] | None = None
+        self._keepalive_task: asyncio.Task[None] | None = None
+        self._opened_at = 0.0
+        # a socket that has not reached the hub for this long is replaced (see _reopen_socket)
+        self.reopen_after_s = max(5.0, 2 * _MISSED_BEATS * heartbeat_s)
+        self._calls: dict[str, asyncio.Future[Reply]] = {}
+        self._streams: dict[str, asyncio.Queue[StreamItem | BaseException]] = {}
+        self._acks: dict[str, asyncio.Future[TelemetryAck]] = {}
+        self._last_seen: float | None = None  # monotonic time of the last valid frame from the hub
+        self.hub_models: list[str] = []
+        self.hub_version = ""
+        self.rtt_s: float | None = None  # from the last heartbeat echo
+        self._closed = False
+
+    async def start(self) -> None:
+        """Connect in the background and return at once; watch ``connected`` for the outcome."""
+        if self._context is not None or self._closed:
+            raise RuntimeError("HubLink.start() may be called once, before close()")
+        self._context = zmq.asyncio.Context()
+        self._open_socket()
+        self._keepalive_task = asyncio.get_running_loop().create_task(
+            self._keepalive(), name="hub-link-keepalive"
+        )
+
+    def _open_socket(self) -> None:
+        assert self._context is not None
+        sock = self._context.socket(zmq.DEALER)
+        sock.curve_serverkey = self._hub_key
+        sock.curve_publickey = self._public
+        sock.curve_secretkey = self._secret
+        # Queue only onto a live connection: while the hub is away a send fails at once
+        # instead of parking stale heartbeats and requests for a hub that may come back later.
+        sock.immediate = True
+        sock.linger = 0
+        sock.reconnect_ivl = 100
+        sock.reconnect_ivl_max = 2000
+        # ZMTP heartbeats make libzmq drop a half-open TCP connection (hub host gone without a
+        # FIN) and reconnect, instead of queueing into it until the high-water mark.
+        sock.heartbeat_ivl = int(self.heartbeat_s * 1000)
+        sock.heartbeat_timeout = int(self.heartbeat_s * 1000 * _MISSED_BEATS)
+        sock.maxmsgsize = self._codec.max_frame * 4 + 4096
+        sock.connect(self.url)
+        self._socket = sock
+        self._opened_at = time.monotonic()
+        self._recv_task = asyncio.get_running_loop().create_task(self._receive(sock), name="hub-link-recv")
+
+    async def _reopen_socket(self) -> None:
+        # libzmq gives up for good on a connection whose handshake was refused (key not yet
+        # enrolled, hub keys rotated); only a fresh socket tries again.
+        log.warning(
+            "no answer from the hub at %s for %.0fs (hub down, or this edge's key not enrolled: "
+            "`cloud-hub enroll`); reconnecting",
+            self.url,
+            time.monotonic() - self._opened_at,
+        )
+        await self._stop_receiving()
+        self._open_socket()
+
+    async def _stop_receiving(self) -> None:
+        if self._recv_task is not None:
+            self._recv_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recv_task
+            self._recv_task = None
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+    @property
+    def connected(self) -> bool:
+        seen = self._last_seen
+        return seen is not None and time.monotonic() - seen <= _MISSED_BEATS * self.heartbeat_s
+
+    # --- calls --------------------------------------------------------------------------------
+
+    async def escalate(self, req: Escalate) -> Reply:
+        """The hub's answer; ``HubUnavailable`` / ``HubTimeout`` (at ``req.deadline``) / ``HubError``."""
+        if req.stream:
+            req = msgspec.structs.replace(req, stream=False)
+        self._check_new(req.request_id)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._calls[req.request_id] = future
+        try:
+            await self._send(req)
+            async with asyncio.timeout(req.deadline - time.time()):
+                return await future
+        except TimeoutError:
+            raise HubTimeout(f"no answer from the hub by the deadline of {req.request_id}") from None
+        finally:
+            self._calls.pop(req.request_id, None)
+
+    async def stream(self, req: Escalate) -> AsyncIterator[StreamItem]:
+        """``ReplyChunk`` deltas in order, then the final ``Reply`` with usage, cost and trace."""
+        if not req.stream:
+            req = msgspec.structs.replace(req, stream=True)
+        self._check_new(req.request_id)
+        queue: asyncio.Queue[StreamItem | BaseException] = asyncio.Queue()
+        self._streams[req.request_id] = queue
+        try:
+            await self._send(req)
+            while True:
+                try:
+                    async with asyncio.timeout(req.deadline - time.time()):
+                        item = await queue.get()
+                except TimeoutError:
+                    raise HubTimeout(f"stream {req.request_id} did not finish by its deadline") from None
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, Reply):
+                    return
+        finally:
+            self._streams.pop(req.request_id, None)
+
+    async def send_telemetry(self, batch: TelemetryBatch, timeout: float) -> TelemetryAck:
+        if batch.batch_id in self._acks:
+            raise ValueError(f"telemetry batch {batch.batch_id!r} is already in flight")
+        if not self.connected:
+            raise HubUnavailable(f"hub at {self.url} is not connected")
+        future: asyncio.Future[TelemetryAck] = asyncio.get_running_loop().create_future()
+        self._acks[batch.batch_id] = future
+        try:
+            await self._send(batch)
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise HubTimeout(f"no ack for telemetry batch {batch.batch_id} within {timeout:.1f}s") from None
+        finally:
+            self._acks.pop(batch.batch_id, None)
+
+    def _check_new(self, request_id: str) -> None:
+        if request_id in self._calls or request_id in self._streams:
+            raise ValueError(f"request {request_id!r} is already in flight")
+        if not self.connected:
+            raise HubUnavailable(f"hub at {self.url} is not connected")
+
+    async def _send(self, body: Body) -> None:
+        if self._socket is None or self._closed:
+            raise HubUnavailable("hub link is not started or already closed")
+        frame = self._codec.encode(body)
+        try:
+            await self._socket.send(frame, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            raise HubUnavailable(f"no live connection to the hub at {self.url}") from None
+
+    # --- background ---------------------------------------------------------------------------
+
+    async def _keepalive(self) -> None:
+        was_connected = False
+        while True:
+            now_connected = self.connected
+            if was_connected and not now_connected:
+                log.warning("hub at %s stopped answering; failing calls in flight", self.url)
+                self._fail_all(HubUnavailable(f"hub at {self.url} stopped answering heartbeats"))
+            was_connected = now_connected
+            silent_s = time.monotonic() - max(self._opened_at, self._last_seen or 0.0)
+            if not now_connected and silent_s > self.reopen_after_s:
+                await self._reopen_socket()
+            ping: Body = Heartbeat(sent_at=time.time()) if now_connected else Hello(AGENT_VERSION)
+            with contextlib.suppress(HubUnavailable):
+                await self._send(ping)
+            # Probe often while (re)connecting so a returning hub is noticed within ~0.1 s.
+            await asyncio.sleep(self.heartbeat_s if now_connected else min(0.1, self.heartbeat_s))
+
+    async def _receive(self, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            frame = await sock.recv(copy=False)
+            try:
+                body = self._codec.decode(frame.buffer)
+            except DecodeFailure as exc:
+                log.warning("unreadable frame from the hub: %s", exc)
+                continue
+            first = self._last_seen is None or not self.connected
+            self._last_seen = time.monotonic()
+            if first:
+                log.info("hub at %s is reachable", self.url)
+            self._dispatch(body)
+
+    def _dispatch(self, body: Body) -> None:
+        if isinstance(body, Heartbeat):
+            self.rtt_s = max(0.0, time.time() - body.sent_at)
+        elif isinstance(body, Ready):
+            self.hub_models, self.hub_version = list(body.models), body.hub_version
+        elif isinstance(body, ReplyChunk | Reply):
+            self._deliver(body.request_id, body)
+        elif isinstance(body, TelemetryAck):
+            ack = self._acks.get(body.batch_id)
+            if ack is not None and not ack.done():
+                ack.set_result(body)
+        elif isinstance(body, Error):
+            self._on_error(body)
+        else:
+            log.warning("ignoring unexpected %s from the hub", type(body).__name__)
+
+    def _deliver(self, request_id: str, item: StreamItem | BaseException) -> None:
+        queue = self._streams.get(request_id)
+        if queue is not None:
+            queue.put_nowait(item)
+            return
+        call = self._calls.get(request_id)
+        if call is None or call.done():
+            return  # the caller gave up (deadline) before the hub answered
+        if isinstance(item, Reply):
+            call.set_result(item)
+        elif isinstance(item, BaseException):
+            call.set_exception(item)
+
+    def _on_error(self, err: Error) -> None:
+        if err.request_id in self._calls or err.request_id in self._streams:
+            self._deliver(err.request_id, _failure(err))
+        elif (ack := self._acks.get(err.request_id)) is not None and not ack.done():
+            ack.set_exception(_failure(err))
+        else:
+            log.warning("hub reported %s: %s", err.code, err.message)
+
+    def _fail_all(self, exc: HubUnavailable) -> None:
+        for call in self._calls.values():
+            if not call.done():
+                call.set_exception(exc)
+        for ack in self._acks.values():
+            if not ack.done():
+                ack.set_exception(exc)
+        for queue in self._streams.values():
+            queue.put_nowait(exc)
+
+    async def close(self) -> None:
+        """Stop the link and fail anything in flight with ``HubUnavailable``; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._last_seen = None
+        if self._keepalive_task is not None:
+            self._keepalive_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keepalive_task
+        await self._stop_receiving()
+        self._fail_all(HubUnavailable("hub link closed"))
+        if self._context is not None:
+            self._context.term()

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cloud_hub.dispatch import Dispatcher
+from shared.taxonomy import Route
+from shared.wire import Body, ChatMessage, Error, Escalate, Reply, ReplyChunk, SamplingParams
+from tests.cloud_hub.helpers import ECHO_COST, build_registry
+
+
+def _req(
+    model: str = "echo", text: str = "one two three", *, stream: bool = False, in_s: float = 5.0
+) -> Escalate:
+    return Escalate(
+        request_id="r1",
+        model=model,
+        messages=[ChatMessage("system", "be terse"), ChatMessage("user", text)],
+        params=SamplingParams(max_tokens=16),
+        deadline=time.time() + in_s,
+        stream=stream,
+    )
+
+
+async def _run(req: Escalate) -> list[Body]:
+    sent: list[Body] = []
+
+    async def send(body: Body) -> None:
+        sent.append(body)
+
+    await Dispatcher(build_registry(slow_s=0.3)).handle(req, "edge-a", send)
+    return sent
+
+
+async def test_reply_is_priced_and_traced() -> None:
+    [reply] = await _run(_req())
+    assert isinstance(reply, Reply)
+    assert (reply.text, reply.model, reply.route) == ("one two three", "echo", Route.HUB_OSS.value)
+    assert reply.usage.prompt_tokens == 5 and reply.usage.completion_tokens == 3
+    assert reply.cost_usd == pytest.approx(ECHO_COST.estimate(5, 3))
+    [step] = reply.trace
+    assert step.stage == "hub_oss" and step.decision == "answer"
+    assert step.detail["backend"] == "echo" and step.detail["edge"] == "edge-a"
+
+
+async def test_tier_sets_route_and_default_model_is_explained() -> None:
+    [frontier] = await _run(_req("frontier-echo"))
+    assert isinstance(frontier, Reply) and frontier.route == Route.FRONTIER.value
+    [default] = await _run(_req(""))
+    assert isinstance(default, Reply) and default.model == "echo"
+    assert "hub default" in default.trace[0].reason
+
+
+async def test_stream_sends_ordered_chunks_then_reply() -> None:
+    sent = await _run(_req(stream=True))
+    chunks, final = sent[:-1], sent[-1]
+    assert all(isinstance(c, ReplyChunk) for c in chunks)
+    assert [c.seq for c in chunks if isinstance(c, ReplyChunk)] == [0, 1, 2]
+    assert isinstance(final, Reply)
+    assert "".join(c.delta for c in chunks if isinstance(c, ReplyChunk)) == final.text == "one two three"
+
+
+async def test_unknown_model() -> None:
+    [err] = await _run(_req("gpt-99"))
+    assert isinstance(err, Error) and err.code == "unknown_model" and "gpt-99" in err.message
+    assert "echo" in err.message  # tells the edge what exists
+
+
+@pytest.mark.parametrize(("model", "retryable"), [("flaky", True), ("broken", False)])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_backend_errors_keep_retryable_flag(model: str, retryable: bool, stream: bool) -> None:
+    sent = await _run(_req(model, stream=stream))
+    err = sent[-1]
+    assert isinstance(err, Error) and err.code == "backend_error" and err.retryable is retryable
+
+
+async def test_deadline_past_on_arrival_is_dropped() -> None:
+    [err] = await _run(_req(in_s=-0.01))
+    assert isinstance(err, Error) and err.code == "deadline_exceeded"
+
+
+async def test_deadline_during_backend_work() -> None:
+    started = time.monotonic()
+    [err] = await _run(_req("slow", in_s=0.1))
+    assert isinstance(err, Error) and err.code == "deadline_exceeded"
+    assert time.monotonic() - started < 0.3  # dropped at the deadline, not after the backend's 0.3 s
