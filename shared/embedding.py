@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -95,11 +96,11 @@ class OnnxEmbedder:
     def dim(self) -> int:
         return self._dim
 
-    def _run(self, texts: list[str]) -> Vectors:
+    def _run(self, texts: Sequence[str]) -> Vectors:
         session = self._session
         if session is None:
             raise EmbedderClosed("embedder is closed")
-        encodings = self._tokenizer.encode_batch(texts)
+        encodings = self._tokenizer.encode_batch(list(texts))
         ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
         mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask}
@@ -108,7 +109,8 @@ class OnnxEmbedder:
         out = session.run(None, {k: v for k, v in feeds.items() if k in self._inputs})[0]
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    def embed(self, texts: list[str]) -> Vectors:
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        """Any sequence of strings (a bare ``str`` is refused: it would embed each character)."""
         if isinstance(texts, str):
             raise TypeError("embed takes a list of strings; use embed_one for a single text")
         if not texts:
