@@ -18,6 +18,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from shared import paths
 from shared.taxonomy import Tier
 
 
@@ -141,7 +142,7 @@ class HubSettings(_YamlSettings):
 
     home: Path = Field(default_factory=lambda: _default_home("hub"))
     bind: str = "tcp://127.0.0.1:5555"
-    models_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "edgeroute" / "models")
+    models_dir: Path = Field(default_factory=paths.models_dir)  # honours EDGEROUTE_MODELS_DIR
     heartbeat_s: float = 2.0
     max_frame_bytes: int = 4 * 1024 * 1024
     models: list[HubModelEntry] = [

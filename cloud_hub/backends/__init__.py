@@ -15,8 +15,20 @@ from shared.config import HubModelEntry
 __all__ = ["Backend", "BackendError", "Completion", "StreamItem", "open_backend"]
 
 
-def _model_path(entry: HubModelEntry, models_dir: Path, suffix: str = "") -> Path:
-    return entry.path if entry.path is not None else models_dir / (entry.name + suffix)
+def _model_path(entry: HubModelEntry, models_dir: Path, *names: str) -> Path:
+    """An explicit ``path`` wins; else the first of ``names`` the model manifest knows, installed."""
+    if entry.path is not None:
+        return entry.path
+    from models.manifest import ManifestError, artifact_path, load_manifest
+
+    manifest = load_manifest()
+    for name in names:
+        try:
+            manifest.get(name)
+        except ManifestError:
+            continue
+        return artifact_path(name, models_dir, manifest=manifest)
+    return models_dir / names[0]
 
 
 async def open_backend(entry: HubModelEntry, models_dir: Path) -> Backend:
@@ -35,16 +47,12 @@ async def open_backend(entry: HubModelEntry, models_dir: Path) -> Backend:
     if entry.backend == "llamacpp":
         from cloud_hub.backends.llamacpp import LlamaCppBackend
 
-        path = _model_path(entry, models_dir)
+        path = _model_path(entry, models_dir, entry.name)
         return await asyncio.to_thread(LlamaCppBackend, path, n_ctx=entry.max_model_len)
     if entry.backend == "vllm":
         from cloud_hub.backends.vllm import VllmBackend
 
         # Installed HF folders carry a "-hf" suffix next to the GGUF of the same model.
-        path = entry.path or _first_existing(models_dir / f"{entry.name}-hf", models_dir / entry.name)
+        path = _model_path(entry, models_dir, f"{entry.name}-hf", entry.name)
         return VllmBackend.open(path, max_model_len=entry.max_model_len)
     raise ValueError(f"model {entry.name!r}: unknown backend {entry.backend!r}")
-
-
-def _first_existing(*candidates: Path) -> Path:
-    return next((p for p in candidates if p.exists()), candidates[0])
