@@ -56,8 +56,13 @@ def create_app(
     sink: OutcomeSink | None = None,
     owns_backend: bool = True,
     registry: CollectorRegistry | None = None,
+    resources: Sequence[Managed] = (),
 ) -> web.Application:
-    """Build the app. With ``owns_backend`` the app closes the backend on shutdown."""
+    """Build the app. With ``owns_backend`` the app closes the backend on shutdown.
+
+    ``resources`` (telemetry delivery, cache files, ...) start after the hub link and close
+    before it, in reverse order. Pass the ``registry`` other components registered series in.
+    """
     registry = registry or CollectorRegistry()
     pipeline = Pipeline(
         backend,
@@ -77,12 +82,12 @@ def create_app(
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
-    app.cleanup_ctx.append(_lifecycle(hub, backend if owns_backend else None))
+    app.cleanup_ctx.append(_lifecycle(hub, resources, backend if owns_backend else None))
     return app
 
 
 def _lifecycle(
-    hub: HubClient | None, backend: LocalBackend | None
+    hub: HubClient | None, resources: Sequence[Managed], backend: LocalBackend | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         if isinstance(hub, Managed):
@@ -90,9 +95,18 @@ def _lifecycle(
                 await hub.start()
             except Exception:  # the agent still answers locally; /health reports the hub as down
                 log.exception("hub link failed to start")
+        started: list[Managed] = []
         try:
+            for resource in resources:
+                await resource.start()
+                started.append(resource)
             yield
         finally:
+            for resource in reversed(started):
+                try:
+                    await resource.close()
+                except Exception:
+                    log.exception("closing %r failed", resource)
             if isinstance(hub, Managed):
                 await hub.close()
             if backend is not None:

@@ -1,4 +1,4 @@
-"""Build a running agent's parts from settings: local model, hub link, app.
+"""Build a running agent's parts from settings: local model, hub link, caches, telemetry, app.
 
 The CLI and the end-to-end tests use the same assembly, so what is tested is what is served.
 """
@@ -6,19 +6,32 @@ The CLI and the end-to-end tests use the same assembly, so what is tested is wha
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from edge_agent.app import create_app
+from edge_agent.app import Managed, create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.backends.text import resolve_gguf
+from edge_agent.cache.service import CacheService
 from edge_agent.hub_link import HubLink
+from edge_agent.request import AnswerCache
+from edge_agent.stages import CacheStage, ClosingResource, DeliveryResource, TelemetrySink
+from edge_agent.telemetry.delivery import TelemetryDeliverer
+from edge_agent.telemetry.metrics import EdgeMetrics
+from edge_agent.telemetry.recorder import TelemetryRecorder
+from edge_agent.telemetry.spool import TelemetrySpool
 from models.manifest import ManifestError, artifact_path
 from shared import paths
 from shared.config import EdgeSettings
+from shared.embedding import OnnxEmbedder
 from shared.keys import init_keys, load_public
+
+log = logging.getLogger(__name__)
+EMBEDDING_MODEL = "minilm-l6-v2-onnx"
 
 
 def model_dirs(settings: EdgeSettings) -> list[Path]:
@@ -70,12 +83,55 @@ def build_hub_link(settings: EdgeSettings) -> HubLink | None:
     )
 
 
+def open_cache(settings: EdgeSettings) -> CacheService:
+    """The edge cache; semantic lookups only when the embedding model is installed."""
+    cfg = settings.cache
+    embedder = None
+    if cfg.semantic:
+        for base in model_dirs(settings):
+            try:
+                embedder = OnnxEmbedder(artifact_path(EMBEDDING_MODEL, base))
+                break
+            except FileNotFoundError:
+                continue
+        if embedder is None:
+            log.warning("embedding model %s not installed: semantic cache off", EMBEDDING_MODEL)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    return CacheService(cfg.path or settings.home / "cache.db", cfg, embedder=embedder)
+
+
 async def build_app(settings: EdgeSettings) -> web.Application:
-    """The app with its own backend and hub link; both close with the app."""
+    """The app with every part it owns: local model, hub link, caches, telemetry spool."""
     backend = await asyncio.to_thread(load_backend, settings)
+    resources: list[Managed] = []
     try:
         hub = build_hub_link(settings)
+        registry = CollectorRegistry()
+        caches: list[AnswerCache] = []
+        if settings.cache.enabled:
+            service = await asyncio.to_thread(open_cache, settings)
+            resources.append(ClosingResource(service))
+            caches.append(CacheStage(service))
+        settings.home.mkdir(parents=True, exist_ok=True)
+        spool = TelemetrySpool(settings.home / "telemetry.db")
+        metrics = EdgeMetrics(registry)
+        recorder = TelemetryRecorder(spool, metrics)
+        resources.append(ClosingResource(recorder))
+        if hub is not None:
+            # after the recorder, so it stops before the spool it reads is closed
+            resources.append(DeliveryResource(TelemetryDeliverer(spool, hub, metrics)))
     except Exception:
+        for resource in reversed(resources):
+            await resource.close()
         await backend.close()
         raise
-    return create_app(settings, backend, hub=hub, owns_backend=True)
+    return create_app(
+        settings,
+        backend,
+        hub=hub,
+        caches=caches,
+        sink=TelemetrySink(recorder),
+        registry=registry,
+        resources=resources,
+        owns_backend=True,
+    )

@@ -163,8 +163,8 @@ class Pipeline:
 
     async def _route(self, req: InferenceRequest, trace: list[TraceStep]) -> AsyncIterator[Event]:
         for cache in self.caches:
-            hit, step = await cache.lookup(req)
-            trace.append(step)
+            hit, steps = await cache.lookup(req)
+            trace.extend(steps)
             if hit is not None:
                 if req.stream and hit.text:
                     yield Delta(hit.text, hit.route)

@@ -7,7 +7,7 @@ control flow: ``AnswerCache`` (looked up before the local model, fed after every
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -94,9 +94,9 @@ class CacheHit:
 
 
 class AnswerCache(Protocol):
-    """A cache stage. ``lookup`` always returns its trace step, hit or not."""
+    """A cache stage. ``lookup`` always returns its trace steps, hit or not."""
 
-    async def lookup(self, req: InferenceRequest) -> tuple[CacheHit | None, TraceStep]: ...
+    async def lookup(self, req: InferenceRequest) -> tuple[CacheHit | None, Sequence[TraceStep]]: ...
 
     async def store(self, req: InferenceRequest, answer: Answer) -> None: ...
 
