@@ -3,6 +3,7 @@ are comparable over time in the MLflow UI and the training team can find the exp
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,8 @@ from cloud_hub.evaluation.report import WeaknessReport
 
 
 def _metric_key(*parts: str) -> str:
-    # MLflow keys allow alphanumerics, _ - . / and spaces
-    return "/".join("".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in p) for p in parts)
+    # dots, not slashes: the file store maps "/" to folders, and "pass_rate" is also a metric
+    return ".".join("".join(ch if ch.isalnum() or ch in "_-" else "_" for ch in p) for p in parts)
 
 
 def log_run(
@@ -26,6 +27,10 @@ def log_run(
     """Returns the MLflow run id."""
     import mlflow
 
+    if tracking_uri.startswith("file:"):
+        # MLflow 3 keeps the file store in maintenance mode behind this opt-in; it is the one
+        # backend that needs no database packages, which is what a light hub install wants
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     client = mlflow.MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)

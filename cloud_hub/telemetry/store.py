@@ -228,3 +228,8 @@ class TelemetryStore:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def store_path(home: Path) -> Path:
+    """Where the hub keeps its telemetry database under ``--home``."""
+    return home / "telemetry" / "events.db"
