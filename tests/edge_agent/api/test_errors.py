@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -183,3 +185,14 @@ def test_tenants_need_a_valid_key(
             assert http.get("/health").status_code == 200  # probes need no key
         client = openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="sk-acme-1", max_retries=0)
         assert client.chat.completions.create(**OK_CHAT).choices[0].message.content is not None
+
+
+def test_no_route_left_is_503(smollm_gguf: Path, tmp_path: Path) -> None:
+    backend = LlamaCppBackend(smollm_gguf, n_ctx=256, n_threads=1)
+    asyncio.run(backend.close())  # the local model is gone and there is no hub
+    settings = EdgeSettings(home=tmp_path, confidence_threshold=0.0)
+    with ThreadedAgent(create_app(settings, backend, owns_backend=False)) as running:
+        response = httpx.post(f"{running.base_url}/v1/chat/completions", json=OK_CHAT, timeout=60)
+        err = _error(response, 503)
+        assert err["code"] == "no_route" and err["type"] == "service_unavailable"
+        assert httpx.get(f"{running.base_url}/health").status_code == 200
