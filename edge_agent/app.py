@@ -18,8 +18,9 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent.api.chat import chat_completions, completions
 from edge_agent.api.errors import ApiError, error_response
+from edge_agent.api.feedback import feedback as feedback_handler
 from edge_agent.api.info import health, metrics, models
-from edge_agent.api.state import CONTEXT, REQUEST_ID, STATE, AgentState
+from edge_agent.api.state import CONTEXT, REQUEST_ID, STATE, AgentState, FeedbackRecorder
 from edge_agent.backends.base import LocalBackend
 from edge_agent.context import AuthError, Tenancy, request_id_from
 from edge_agent.metrics import HttpMetrics
@@ -57,6 +58,7 @@ def create_app(
     owns_backend: bool = True,
     registry: CollectorRegistry | None = None,
     resources: Sequence[Managed] = (),
+    feedback: FeedbackRecorder | None = None,
 ) -> web.Application:
     """Build the app. With ``owns_backend`` the app closes the backend on shutdown.
 
@@ -74,12 +76,15 @@ def create_app(
         caches=caches,
         sink=sink,
     )
-    state = AgentState(settings, pipeline, Tenancy(settings.tenants), HttpMetrics(registry), registry, hub)
+    state = AgentState(
+        settings, pipeline, Tenancy(settings.tenants), HttpMetrics(registry), registry, hub, feedback
+    )
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_edge_middleware])
     app[STATE] = state
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/feedback", feedback_handler)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     app.cleanup_ctx.append(_lifecycle(hub, resources, backend if owns_backend else None))

@@ -109,9 +109,13 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         registry = CollectorRegistry()
         caches: list[AnswerCache] = []
         if settings.cache.enabled:
-            service = await asyncio.to_thread(open_cache, settings)
-            resources.append(ClosingResource(service))
-            caches.append(CacheStage(service))
+            try:
+                service = await asyncio.to_thread(open_cache, settings)
+            except Exception:  # a cache only saves work: serve without it rather than not at all
+                log.exception("edge cache unavailable: serving without it")
+            else:
+                resources.append(ClosingResource(service))
+                caches.append(CacheStage(service))
         settings.home.mkdir(parents=True, exist_ok=True)
         spool = TelemetrySpool(settings.home / "telemetry.db")
         metrics = EdgeMetrics(registry)
@@ -131,6 +135,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         hub=hub,
         caches=caches,
         sink=TelemetrySink(recorder),
+        feedback=recorder,
         registry=registry,
         resources=resources,
         owns_backend=True,

@@ -43,7 +43,7 @@ class Message(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
-    content: str | list[TextPart | OtherPart] | None = None
+    content: str | list[TextPart | OtherPart] | None  # required; null only on assistant tool turns
     name: str | None = None
 
     def text(self, index: int) -> str:

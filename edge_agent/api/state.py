@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -13,6 +14,13 @@ from edge_agent.metrics import HttpMetrics
 from edge_agent.pipeline import Pipeline
 from edge_agent.request import HubClient
 from shared.config import EdgeSettings
+
+
+class FeedbackRecorder(Protocol):
+    """Where ``POST /v1/feedback`` ratings go (``edge_agent.telemetry``'s recorder)."""
+
+    def feedback(self, response_id: str, rating: float, tenant: str = "", user: str = "") -> object: ...
+
 
 # model ids that mean "let the router decide", besides the local model's own name
 AUTO_MODELS = frozenset({"auto", "edgeroute"})
@@ -27,6 +35,7 @@ class AgentState:
     metrics: HttpMetrics
     registry: CollectorRegistry
     hub: HubClient | None = None
+    feedback: FeedbackRecorder | None = None
     started_at: float = field(default_factory=time.time)
 
     @property

@@ -66,3 +66,19 @@ def test_every_answer_is_spooled_and_counted(assembled: tuple[BackgroundAgent, P
         assert spool.stats().pending_events >= 1  # no hub here: events wait in the spool
     finally:
         spool.close()
+
+
+def test_feedback_is_recorded(assembled: tuple[BackgroundAgent, Path]) -> None:
+    agent, _ = assembled
+    answer = _ask(agent)
+    request_id = answer.headers["x-request-id"]
+    url = f"{agent.base_url}/v1/feedback"
+    stars = httpx.post(url, json={"response_id": request_id, "stars": 5})
+    assert stars.status_code == 200 and stars.json()["rating"] == 1.0
+    assert httpx.post(url, json={"response_id": request_id, "thumbs": "down"}).json()["rating"] == -1.0
+    both = httpx.post(url, json={"response_id": request_id, "thumbs": "up", "stars": 2})
+    assert both.status_code == 400
+    assert httpx.post(url, json={"response_id": request_id, "rating": 3}).status_code == 400
+    metrics = httpx.get(f"{agent.base_url}/metrics").text
+    assert 'edgeroute_feedback_total{sentiment="positive"} 1.0' in metrics
+    assert 'edgeroute_feedback_total{sentiment="negative"} 1.0' in metrics

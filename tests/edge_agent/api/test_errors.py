@@ -196,3 +196,8 @@ def test_no_route_left_is_503(smollm_gguf: Path, tmp_path: Path) -> None:
         err = _error(response, 503)
         assert err["code"] == "no_route" and err["type"] == "service_unavailable"
         assert httpx.get(f"{running.base_url}/health").status_code == 200
+
+
+def test_feedback_without_telemetry_is_404(http: httpx.Client) -> None:
+    err = _error(http.post("/v1/feedback", json={"response_id": "x", "thumbs": "up"}), 404)
+    assert err["code"] == "feedback_disabled"

@@ -1,0 +1,1 @@
+"""The edge agent: OpenAI-compatible API that answers each request on the cheapest adequate path."""
