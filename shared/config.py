@@ -154,6 +154,10 @@ class HubSettings(_YamlSettings):
         )
     ]
     default_model: str = "qwen2.5-coder-0.5b-instruct"
+    # telemetry: Prometheus scrape port on 127.0.0.1 (None: off) and an optional OTLP/HTTP traces
+    # endpoint (e.g. http://collector:4318/v1/traces; needs the ``otel`` extra)
+    metrics_port: int | None = None
+    otlp_endpoint: str | None = None
 
     @property
     def keys_dir(self) -> Path:

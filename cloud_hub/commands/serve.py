@@ -33,12 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--telemetry-sink",
         metavar="MODULE:FACTORY",
-        help="callable taking HubSettings and returning a TelemetrySink; default: in-memory counters",
+        help="callable taking HubSettings and returning a TelemetrySink, or 'memory'; "
+        "default: the SQLite store under --home",
     )
 
 
 def _sink_factory(spec: str | None) -> SinkFactory:
     if not spec:
+        from cloud_hub.telemetry.service import from_settings
+
+        return from_settings
+    if spec == "memory":
         return lambda _settings: MemorySink()
     module_name, _, attr = spec.partition(":")
     if not attr:
