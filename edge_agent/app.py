@@ -18,15 +18,21 @@ from prometheus_client import CollectorRegistry
 
 from edge_agent.api.chat import chat_completions, completions
 from edge_agent.api.errors import ApiError, error_response
-from edge_agent.api.feedback import feedback as feedback_handler
+from edge_agent.api.info import feedback as feedback_handler
 from edge_agent.api.info import health, metrics, models
-from edge_agent.api.state import CONTEXT, REQUEST_ID, STATE, AgentState, FeedbackRecorder
+from edge_agent.api.state import CONTEXT, REQUEST_ID, STATE, AgentState, FeedbackRecorder, HttpMetrics
 from edge_agent.backends.base import LocalBackend
-from edge_agent.context import AuthError, Tenancy, request_id_from
-from edge_agent.metrics import HttpMetrics
 from edge_agent.pipeline import Pipeline
-from edge_agent.policy import EscalationPolicy, ThresholdPolicy
-from edge_agent.request import AnswerCache, HubClient, OutcomeSink
+from edge_agent.request import (
+    AnswerCache,
+    AuthError,
+    EscalationPolicy,
+    HubClient,
+    OutcomeSink,
+    Tenancy,
+    ThresholdPolicy,
+    request_id_from,
+)
 from shared.config import EdgeSettings
 
 log = logging.getLogger(__name__)

@@ -11,13 +11,10 @@ import argparse
 import asyncio
 import importlib
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-
-from aiohttp import web
 
 from shared.config import EdgeSettings, load_settings
 from shared.keys import init_keys
@@ -93,26 +90,6 @@ def settings_from_args(args: argparse.Namespace) -> EdgeSettings:
     return settings
 
 
-async def serve(settings: EdgeSettings) -> None:
-    from edge_agent.assemble import build_app  # loads llama.cpp: only for `serve`
-
-    app = await build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        port = runner.addresses[0][1] if runner.addresses else settings.port
-        print(READY_LINE.format(host=settings.host, port=port), flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "keys":
@@ -125,7 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         try:
             settings = settings_from_args(args)
-            asyncio.run(serve(settings))
+            from edge_agent.serving import serve  # loads llama.cpp: only for `serve`
+
+            asyncio.run(serve(settings, READY_LINE))
         except (FileNotFoundError, ValueError) as exc:
             print(f"edge-agent: {exc}", file=sys.stderr)
             return 2

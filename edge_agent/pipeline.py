@@ -23,11 +23,12 @@ from edge_agent.backends.base import (
     PromptTooLong,
     TokenStep,
 )
-from edge_agent.policy import Draft, EscalationPolicy
 from edge_agent.request import (
     Answer,
     AnswerCache,
     Delta,
+    Draft,
+    EscalationPolicy,
     HubClient,
     InferenceRequest,
     NoRouteAvailable,
@@ -163,7 +164,13 @@ class Pipeline:
 
     async def _route(self, req: InferenceRequest, trace: list[TraceStep]) -> AsyncIterator[Event]:
         for cache in self.caches:
-            hit, steps = await cache.lookup(req)
+            started = time.perf_counter()
+            try:
+                hit, steps = await cache.lookup(req)
+            except Exception as exc:  # a broken cache costs a lookup, never the request
+                log.exception("cache lookup failed")
+                trace.append(TraceStep("cache", "error", f"{type(exc).__name__}: {exc}", _ms(started)))
+                continue
             trace.extend(steps)
             if hit is not None:
                 if req.stream and hit.text:

@@ -1,19 +1,95 @@
-"""The pipeline's vocabulary: one request in, deltas and one answer out, and the extension points.
+"""The pipeline's vocabulary: who asks, one request in, deltas and one answer out, and the
+extension points.
+
+Who is asking (``RequestContext``) comes from the transport (API key → tenant), never from the
+JSON body; caches key on ``tenant``, telemetry and the hub only ever see ``tenant_hash``.
 
 Extension points are small Protocols so later stages slot in without touching the pipeline's
 control flow: ``AnswerCache`` (looked up before the local model, fed after every answer),
-``HubClient`` (what ``edge_agent.hub_link.HubLink`` provides) and ``OutcomeSink`` (telemetry).
+``EscalationPolicy`` (judges the local draft; a calibrated policy replaces ``ThresholdPolicy``
+by implementing ``decide`` with the same inputs), ``HubClient`` (what
+``edge_agent.hub_link.HubLink`` provides) and ``OutcomeSink`` (telemetry).
 """
 
 from __future__ import annotations
 
+import hmac
+import re
+import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from edge_agent.context import RequestContext
+from edge_agent.backends.base import Confidence
+from shared.config import TenantConfig
 from shared.taxonomy import Route
-from shared.wire import ChatMessage, Escalate, Reply, ReplyChunk, SamplingParams, TraceStep, Usage
+from shared.telemetry import identity_hash
+from shared.wire import ChatMessage, Escalate, Reply, ReplyChunk, SamplingParams, Scalar, TraceStep, Usage
+
+DEFAULT_TENANT = "default"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    request_id: str
+    tenant: str = DEFAULT_TENANT
+    quality_target: float | None = None
+    received_at: float = field(default_factory=time.time)
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def tenant_hash(self) -> str:
+        return identity_hash(self.tenant)
+
+
+class AuthError(Exception):
+    """The caller presented no key, or one no tenant owns."""
+
+
+def request_id_from(header: str | None) -> str:
+    """Echo a client's id when it is safe to put in logs and headers; otherwise make one."""
+    if header and _SANE_REQUEST_ID.match(header):
+        return header
+    return f"req-{uuid.uuid4().hex}"
+
+
+class Tenancy:
+    """Maps API keys to tenants. With no tenants configured, everyone is the default tenant."""
+
+    def __init__(self, tenants: list[TenantConfig]) -> None:
+        self._tenants = list(tenants)
+
+    @property
+    def enforced(self) -> bool:
+        return bool(self._tenants)
+
+    def resolve(self, authorization: str | None) -> TenantConfig | None:
+        """The tenant behind an ``Authorization`` header; ``None`` when auth is off."""
+        if not self._tenants:
+            return None
+        if not authorization:
+            raise AuthError("missing API key: send it as 'Authorization: Bearer <key>'")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError("malformed Authorization header: expected 'Bearer <key>'")
+        presented = token.strip().encode()
+        found: TenantConfig | None = None
+        for tenant in self._tenants:
+            # compare against every key so timing does not reveal which prefix matched
+            if hmac.compare_digest(presented, tenant.api_key.get_secret_value().encode()):
+                found = tenant
+        if found is None:
+            raise AuthError("incorrect API key provided")
+        return found
+
+    def context(self, request_id: str, authorization: str | None) -> RequestContext:
+        tenant = self.resolve(authorization)
+        if tenant is None:
+            return RequestContext(request_id=request_id)
+        return RequestContext(request_id=request_id, tenant=tenant.name, quality_target=tenant.quality_target)
+
 
 ForcedRoute = Literal["edge_local", "hub"]
 
@@ -99,6 +175,56 @@ class AnswerCache(Protocol):
     async def lookup(self, req: InferenceRequest) -> tuple[CacheHit | None, Sequence[TraceStep]]: ...
 
     async def store(self, req: InferenceRequest, answer: Answer) -> None: ...
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The first tokens of the local answer. ``finished``: the model already stopped."""
+
+    text: str
+    confidence: Confidence
+    finished: bool
+
+
+@dataclass(frozen=True)
+class Decision:
+    escalate: bool
+    reason: str
+    detail: dict[str, Scalar] = field(default_factory=dict)
+
+
+class EscalationPolicy(Protocol):
+    name: str
+
+    def decide(self, req: InferenceRequest, draft: Draft) -> Decision: ...
+
+
+class ThresholdPolicy:
+    """Escalate when the draft's mean token probability is below a fixed threshold.
+
+    A tenant's ``quality_target``, when set, raises the bar for that tenant's requests.
+    """
+
+    name = "threshold"
+
+    def __init__(self, threshold: float) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"confidence threshold must lie in [0, 1], got {threshold}")
+        self.threshold = threshold
+
+    def decide(self, req: InferenceRequest, draft: Draft) -> Decision:
+        bar = max(self.threshold, req.ctx.quality_target or 0.0)
+        conf = draft.confidence
+        detail: dict[str, Scalar] = {
+            "policy": self.name,
+            "threshold": bar,
+            "mean_prob": round(conf.mean_prob, 4),
+            "min_prob": round(conf.min_prob, 4),
+            "draft_tokens": conf.count,
+        }
+        if conf.mean_prob >= bar:
+            return Decision(False, f"mean token probability {conf.mean_prob:.3f} >= {bar:.3f}", detail)
+        return Decision(True, f"mean token probability {conf.mean_prob:.3f} < {bar:.3f}", detail)
 
 
 class HubClient(Protocol):

@@ -1,18 +1,21 @@
-"""Run an agent app on 127.0.0.1 in a background thread with its own event loop.
-
-For benchmarks and tests that drive the agent over real HTTP with blocking clients from the
-calling thread, exactly as applications do.
+"""Running an agent: in the foreground until a signal (``edge-agent serve``), or in a background
+thread with its own event loop, for benchmarks and tests that drive it over real HTTP with
+blocking clients from the calling thread, exactly as applications do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
 from aiohttp import web
+
+from edge_agent.assemble import build_app
+from shared.config import EdgeSettings
 
 T = TypeVar("T")
 
@@ -66,3 +69,22 @@ class BackgroundAgent:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+async def serve(settings: EdgeSettings, ready_line: str) -> None:
+    """Serve until SIGINT/SIGTERM; print ``ready_line`` (with host and port) once accepting."""
+    app = await build_app(settings)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        port = runner.addresses[0][1] if runner.addresses else settings.port
+        print(ready_line.format(host=settings.host, port=port), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()

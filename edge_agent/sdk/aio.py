@@ -1,0 +1,122 @@
+"""Async client (httpx)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from edge_agent.sdk.types import (
+    ChatDelta,
+    ChatResult,
+    EdgeAPIError,
+    Health,
+    Messages,
+    ModelInfo,
+    RouteChoice,
+    StreamState,
+    chat_payload,
+    chat_result,
+    raise_for_error,
+)
+
+
+class AsyncChatStream:
+    """``async for`` the ``ChatDelta``s; then ``result`` holds route, trace and usage."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._state = StreamState(
+            response.headers.get("x-edgeroute-route", ""), response.headers.get("x-request-id", "")
+        )
+
+    @property
+    def route(self) -> str:
+        return self._state.route
+
+    @property
+    def result(self) -> ChatResult:
+        return self._state.finish_stream()
+
+    async def __aiter__(self) -> AsyncIterator[ChatDelta]:
+        try:
+            async for line in self._response.aiter_lines():
+                delta = self._state.feed(line)
+                if delta is not None:
+                    yield delta
+                if self._state.done:
+                    break
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+    async def __aenter__(self) -> AsyncChatStream:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class AsyncEdgeClient:
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 120.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, Any]:
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise EdgeAPIError(0, "connection_error", str(exc)) from exc
+        raise_for_error(response, response.content)
+        return response, response.json()
+
+    async def chat(
+        self, messages: Messages, *, model: str = "auto", route: RouteChoice | None = None, **options: Any
+    ) -> ChatResult:
+        """One answer. ``options``: max_tokens, temperature, top_p, stop, seed."""
+        payload = chat_payload(messages, model=model, stream=False, route=route, options=options)
+        response, body = await self._request("POST", "/v1/chat/completions", json=payload)
+        return chat_result(body, response.headers.get("x-request-id", ""))
+
+    async def stream_chat(
+        self, messages: Messages, *, model: str = "auto", route: RouteChoice | None = None, **options: Any
+    ) -> AsyncChatStream:
+        payload = chat_payload(messages, model=model, stream=True, route=route, options=options)
+        request = self._http.build_request("POST", "/v1/chat/completions", content=json.dumps(payload))
+        request.headers["Content-Type"] = "application/json"
+        try:
+            response = await self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise EdgeAPIError(0, "connection_error", str(exc)) from exc
+        if response.status_code >= 400:
+            body = await response.aread()
+            await response.aclose()
+            raise_for_error(response, body)
+        return AsyncChatStream(response)
+
+    async def models(self) -> list[ModelInfo]:
+        _, body = await self._request("GET", "/v1/models")
+        return [ModelInfo(m["id"], m.get("owned_by", "")) for m in body["data"]]
+
+    async def health(self) -> Health:
+        _, body = await self._request("GET", "/health")
+        rest = {k: v for k, v in body.items() if k not in ("status", "model", "hub")}
+        return Health(body["status"], body.get("model", ""), body.get("hub", ""), rest)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncEdgeClient:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

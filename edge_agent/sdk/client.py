@@ -1,0 +1,125 @@
+"""Blocking client (httpx)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from edge_agent.sdk.types import (
+    ChatDelta,
+    ChatResult,
+    EdgeAPIError,
+    Health,
+    Messages,
+    ModelInfo,
+    RouteChoice,
+    StreamState,
+    chat_payload,
+    chat_result,
+    raise_for_error,
+)
+
+
+class ChatStream:
+    """Iterate for ``ChatDelta``s; then ``result`` holds route, trace and usage.
+
+    ``route`` is known from the response header before the first delta.
+    """
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._state = StreamState(
+            response.headers.get("x-edgeroute-route", ""), response.headers.get("x-request-id", "")
+        )
+
+    @property
+    def route(self) -> str:
+        return self._state.route
+
+    @property
+    def result(self) -> ChatResult:
+        return self._state.finish_stream()
+
+    def __iter__(self) -> Iterator[ChatDelta]:
+        try:
+            for line in self._response.iter_lines():
+                delta = self._state.feed(line)
+                if delta is not None:
+                    yield delta
+                if self._state.done:
+                    break
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._response.close()
+
+    def __enter__(self) -> ChatStream:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class EdgeClient:
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 120.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, Any]:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise EdgeAPIError(0, "connection_error", str(exc)) from exc
+        raise_for_error(response, response.content)
+        return response, response.json()
+
+    def chat(
+        self, messages: Messages, *, model: str = "auto", route: RouteChoice | None = None, **options: Any
+    ) -> ChatResult:
+        """One answer. ``options``: max_tokens, temperature, top_p, stop, seed."""
+        payload = chat_payload(messages, model=model, stream=False, route=route, options=options)
+        response, body = self._request("POST", "/v1/chat/completions", json=payload)
+        return chat_result(body, response.headers.get("x-request-id", ""))
+
+    def stream_chat(
+        self, messages: Messages, *, model: str = "auto", route: RouteChoice | None = None, **options: Any
+    ) -> ChatStream:
+        payload = chat_payload(messages, model=model, stream=True, route=route, options=options)
+        request = self._http.build_request("POST", "/v1/chat/completions", content=json.dumps(payload))
+        request.headers["Content-Type"] = "application/json"
+        try:
+            response = self._http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise EdgeAPIError(0, "connection_error", str(exc)) from exc
+        if response.status_code >= 400:
+            body = response.read()
+            response.close()
+            raise_for_error(response, body)
+        return ChatStream(response)
+
+    def models(self) -> list[ModelInfo]:
+        _, body = self._request("GET", "/v1/models")
+        return [ModelInfo(m["id"], m.get("owned_by", "")) for m in body["data"]]
+
+    def health(self) -> Health:
+        _, body = self._request("GET", "/health")
+        rest = {k: v for k, v in body.items() if k not in ("status", "model", "hub")}
+        return Health(body["status"], body.get("model", ""), body.get("hub", ""), rest)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> EdgeClient:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,186 @@
+"""Typed results and errors of the SDK, and the request/response translation both clients share."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import msgspec
+
+from shared.wire import TraceStep, Usage
+
+Messages = str | Sequence[Mapping[str, str]]
+RouteChoice = Literal["edge_local", "hub"]
+
+
+class EdgeAPIError(Exception):
+    """An error answer from the agent (or a transport failure, with ``status`` 0)."""
+
+    def __init__(
+        self, status: int, type: str, message: str, *, param: str | None = None, code: str | None = None
+    ):
+        super().__init__(f"{status} {type}: {message}")
+        self.status = status
+        self.type = type
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    route: str
+    model: str
+    finish_reason: str
+    usage: Usage
+    trace: tuple[TraceStep, ...]
+    confidence: float | None
+    cost_usd: float
+    fallback: bool
+    request_id: str
+
+
+@dataclass(frozen=True)
+class ChatDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    id: str
+    owned_by: str
+
+
+@dataclass(frozen=True)
+class Health:
+    status: str
+    model: str
+    hub: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def chat_payload(
+    messages: Messages,
+    *,
+    model: str,
+    stream: bool,
+    route: RouteChoice | None,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    msgs = (
+        [{"role": "user", "content": messages}] if isinstance(messages, str) else [dict(m) for m in messages]
+    )
+    payload: dict[str, Any] = {"model": model, "messages": msgs, "stream": stream}
+    payload.update({k: v for k, v in options.items() if v is not None})
+    if stream:
+        payload["stream_options"] = {"include_usage": True}
+    if route is not None:
+        payload["edgeroute"] = {"route": route}
+    return payload
+
+
+def raise_for_error(response: httpx.Response, body: bytes) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        error = json.loads(body)["error"]
+        raise EdgeAPIError(
+            response.status_code,
+            str(error.get("type", "api_error")),
+            str(error.get("message", "")),
+            param=error.get("param"),
+            code=error.get("code"),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise EdgeAPIError(response.status_code, "api_error", body.decode(errors="replace")[:500]) from None
+
+
+def _usage(raw: Any) -> Usage:
+    raw = raw or {}
+    return Usage(int(raw.get("prompt_tokens", 0)), int(raw.get("completion_tokens", 0)))
+
+
+def result_from(
+    edgeroute: Mapping[str, Any], *, text: str, model: str, finish: str, usage: Any, request_id: str
+) -> ChatResult:
+    trace = tuple(msgspec.convert(step, TraceStep) for step in edgeroute.get("trace", []))
+    return ChatResult(
+        text=text,
+        route=str(edgeroute.get("route", "")),
+        model=model,
+        finish_reason=finish,
+        usage=_usage(usage),
+        trace=trace,
+        confidence=edgeroute.get("confidence"),
+        cost_usd=float(edgeroute.get("cost_usd", 0.0)),
+        fallback=bool(edgeroute.get("fallback", False)),
+        request_id=request_id,
+    )
+
+
+def chat_result(body: Mapping[str, Any], request_id: str) -> ChatResult:
+    choice = body["choices"][0]
+    return result_from(
+        body.get("edgeroute", {}),
+        text=choice["message"].get("content") or "",
+        model=str(body.get("model", "")),
+        finish=str(choice.get("finish_reason") or ""),
+        usage=body.get("usage"),
+        request_id=request_id,
+    )
+
+
+class StreamState:
+    """Turns SSE ``data:`` lines into deltas and, at the end, one ``ChatResult``."""
+
+    def __init__(self, route: str, request_id: str) -> None:
+        self.route = route
+        self.request_id = request_id
+        self.pieces: list[str] = []
+        self.model = ""
+        self.finish = ""
+        self.usage: Any = None
+        self.result: ChatResult | None = None
+        self.done = False
+
+    def feed(self, line: str) -> ChatDelta | None:
+        if not line.startswith("data:"):
+            return None
+        data = line[5:].strip()
+        if data == "[DONE]":
+            self.done = True
+            return None
+        chunk = json.loads(data)
+        if "error" in chunk:
+            err = chunk["error"]
+            raise EdgeAPIError(503, str(err.get("type")), str(err.get("message")), code=err.get("code"))
+        self.model = chunk.get("model", self.model)
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        delta: ChatDelta | None = None
+        for choice in chunk.get("choices", []):
+            self.finish = choice.get("finish_reason") or self.finish
+            text = (choice.get("delta") or {}).get("content")
+            if text:
+                self.pieces.append(text)
+                delta = ChatDelta(text)
+        if "edgeroute" in chunk:
+            self.route = chunk["edgeroute"].get("route", self.route)
+            self.result = result_from(
+                chunk["edgeroute"],
+                text="".join(self.pieces),
+                model=self.model,
+                finish=self.finish,
+                usage=self.usage,
+                request_id=self.request_id,
+            )
+        return delta
+
+    def finish_stream(self) -> ChatResult:
+        if self.result is None:
+            raise EdgeAPIError(0, "stream_error", "the stream ended without its final chunk")
+        return self.result
