@@ -6,7 +6,11 @@ those modules' functions so that listing or installing plain files never pays fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+import logging
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +28,30 @@ class Deriver(Protocol):
     def libraries(self) -> list[str]:
         """Distributions whose versions shape the output bytes (recorded in the stamp)."""
         ...
+
+
+@contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Mute tracer warnings, tqdm bars and advice logs of torch/transformers/onnxruntime for one call.
+
+    They would interleave with the installer's own progress display and are about the libraries'
+    internals, not about anything a user of the installer can act on.
+    """
+    hf_logging: Any = importlib.import_module("transformers.utils.logging")
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    root_level = logging.getLogger().level
+    hf_logging.set_verbosity(logging.ERROR)
+    hf_logging.disable_progress_bar()
+    logging.getLogger().setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        logging.getLogger().setLevel(root_level)
 
 
 def library_versions(names: list[str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from models.derive import DeriveError, deriver_for, library_versions
+from models.derive import DeriveError, deriver_for, library_versions, quiet_libraries
 from models.fetch import FetchError, Reporter, fetcher_for
 from models.fetch_local import origin_snapshot
 from models.manifest import Manifest, ModelEntry
@@ -181,8 +181,12 @@ class Installer:
         return True
 
     def _adopt(self, entry: ModelEntry, folder: Path) -> bool:
-        """Accept pinned files put in place by hand (or by an older installer) once they hash right."""
-        if entry.source is None or not entry.pinned or read_stamp(folder) is not None:
+        """Accept pinned files that hash right although the stamp is missing or from another spec.
+
+        Files put in place by hand, or an entry whose source moved (PyPI → HF) with the same pins,
+        cost one hash instead of a download.
+        """
+        if entry.source is None or not entry.pinned:
             return False
         if not all((folder / rel).is_file() for rel in entry.files):
             return False
@@ -227,7 +231,8 @@ class Installer:
         src = self.manifest.get(entry.derive.input).artifact(self.models_dir)
         self._report.status(f"{entry.derive.method}: {entry.derive.input} → {entry.name}")
         try:
-            deriver.derive(src, staging, entry.derive.options)
+            with quiet_libraries():
+                deriver.derive(src, staging, entry.derive.options)
         except DeriveError:
             raise
         except Exception as exc:

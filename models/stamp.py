@@ -49,8 +49,9 @@ class Stamp(msgspec.Struct, frozen=True):
 
 
 def spec_digest(entry: ModelEntry) -> str:
-    """Changes whenever the manifest entry does, so an edited pin or option forces a reinstall."""
-    return hashlib.sha256(entry.model_dump_json().encode()).hexdigest()
+    """Changes with anything that shapes the bytes (pins, source, options), not with the prose."""
+    shape = entry.model_dump_json(exclude={"description", "license"})
+    return hashlib.sha256(shape.encode()).hexdigest()
 
 
 def sha256_file(path: Path, on_bytes: Callable[[int], None] | None = None) -> str:

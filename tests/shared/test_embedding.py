@@ -93,7 +93,7 @@ def test_concurrent_callers_get_the_serial_answers(embedder: OnnxEmbedder) -> No
 def test_bad_input_and_close(model_folder: Path, tmp_path: Path) -> None:
     emb = OnnxEmbedder(model_folder)
     with pytest.raises(TypeError, match="list of strings"):
-        emb.embed("not a list")  # type: ignore[arg-type]
+        emb.embed("not a list")
     emb.close()
     emb.close()
     with pytest.raises(EmbedderClosed):
