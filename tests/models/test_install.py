@@ -177,3 +177,17 @@ def test_cli_install_list_and_path(
     assert "tiny" in listing and "smollm2-135m-instruct" in listing
     assert main(["install", "no-such-model", *common]) == 1
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
+
+
+def test_moved_source_with_same_pins_costs_a_hash_not_a_copy(tmp_path: Path, models_tmp: Path) -> None:
+    first = _local_manifest(tmp_path, sha(PAYLOAD))
+    Installer(load_manifest(first), models_tmp).install(["tiny"])
+    reworded = first.read_text().replace("kind: gguf", "kind: gguf\n    description: reworded")
+    assert (
+        Installer(load_manifest(write_manifest(first, reworded)), models_tmp).install(["tiny"])[0].action
+        is Action.PRESENT
+    )
+    moved = reworded.replace("path: src/tiny.gguf", "path: /nonexistent/tiny.gguf")
+    # the new source does not even exist: the pinned bytes already in place are what counts
+    outcome = Installer(load_manifest(write_manifest(first, moved)), models_tmp).install(["tiny"])[0]
+    assert outcome.action is Action.ADOPTED
