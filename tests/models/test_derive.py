@@ -94,3 +94,15 @@ def test_installed_hf_folder_is_a_plain_bf16_checkpoint(models_dir: Path) -> Non
     stamp = read_stamp(folder)
     assert stamp is not None and stamp.derived is not None
     assert stamp.derived.options == {"dtype": "bfloat16"}
+
+
+def test_installed_default_set_verifies_without_work(models_dir: Path) -> None:
+    # offline: a test must not download; an up-to-date install needs only a stat per file
+    outcomes = Installer(load_manifest(), models_dir, offline=True).install(["default"])
+    assert {o.name for o in outcomes} >= {
+        "smollm2-135m-instruct",
+        "qwen2.5-coder-0.5b-instruct",
+        "qwen2.5-coder-0.5b-instruct-hf",
+        "minilm-l6-v2-onnx",
+    }
+    assert all(o.action is Action.PRESENT for o in outcomes), outcomes
