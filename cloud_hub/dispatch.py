@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -25,6 +26,10 @@ class Dispatcher:
         self.registry = registry
 
     async def handle(self, req: Escalate, edge_id: str, send: Send) -> None:
+        problem = _invalid(req)
+        if problem:
+            await send(Error(request_id=req.request_id, code="invalid_request", message=problem))
+            return
         remaining = req.deadline - time.time()
         if remaining <= 0:
             await send(_deadline_error(req, "the deadline had passed when the request arrived"))
@@ -94,6 +99,22 @@ class Dispatcher:
             cost_usd=entry.cost.estimate(result.usage.prompt_tokens, result.usage.completion_tokens, seconds),
             trace=[step],
         )
+
+
+def _invalid(req: Escalate) -> str:
+    """Why a well-typed request still cannot be served, or "" when it can."""
+    p = req.params
+    if not math.isfinite(req.deadline):
+        return "deadline must be a finite epoch time"
+    if not req.messages:
+        return "messages must not be empty"
+    if p.max_tokens < 1:
+        return f"max_tokens must be at least 1, got {p.max_tokens}"
+    if not (math.isfinite(p.temperature) and 0.0 <= p.temperature <= 2.0):
+        return f"temperature must be within [0, 2], got {p.temperature}"
+    if not (math.isfinite(p.top_p) and 0.0 < p.top_p <= 1.0):
+        return f"top_p must be within (0, 1], got {p.top_p}"
+    return ""
 
 
 def _deadline_error(req: Escalate, why: str) -> Error:

@@ -41,6 +41,7 @@ class Hub:
         heartbeat_s: float = 2.0,
         max_frame: int = DEFAULT_MAX_FRAME,
         enrol_poll_s: float = 1.0,
+        max_inflight: int = 256,
     ) -> None:
         self._bind = bind
         self._public, self._secret = load_secret(secret_key_file)
@@ -50,6 +51,8 @@ class Hub:
         self.sink: TelemetrySink = sink if sink is not None else MemorySink()
         self._dispatcher = Dispatcher(registry)
         self._heartbeat_s = heartbeat_s
+        self._max_inflight = max_inflight
+        self._inflight = 0
         self._codec = Codec(max_frame)
         self._context: zmq.asyncio.Context | None = None
         self._socket: zmq.asyncio.Socket | None = None
@@ -118,12 +121,23 @@ class Hub:
             log.info("edge %s connected (agent %s)", edge_id, body.agent_version)
             self._reply(routing_id, Ready(HUB_VERSION, self._heartbeat_s, self.registry.names))
         elif isinstance(body, Escalate):
-            self._spawn(self._dispatcher.handle(body, edge_id, lambda out: self._send(routing_id, out)))
+            if self._inflight >= self._max_inflight:
+                busy = f"the hub is at its limit of {self._max_inflight} requests in flight"
+                self._reply(routing_id, Error(body.request_id, "overloaded", busy, retryable=True))
+                return
+            self._inflight += 1  # counted now: the task may not start before the next frame is read
+            self._spawn(self._escalation(body, edge_id, routing_id))
         elif isinstance(body, TelemetryBatch):
             self._ingest(routing_id, edge_id, body)
         else:
             message = f"the hub does not accept {type(body).__name__} messages"
             self._reply(routing_id, Error(_request_id(body), "unexpected_message", message))
+
+    async def _escalation(self, req: Escalate, edge_id: str, routing_id: bytes) -> None:
+        try:
+            await self._dispatcher.handle(req, edge_id, lambda out: self._send(routing_id, out))
+        finally:
+            self._inflight -= 1
 
     def _ingest(self, routing_id: bytes, edge_id: str, batch: TelemetryBatch) -> None:
         try:
@@ -151,7 +165,11 @@ class Hub:
             request_id = _request_id(body)
             frame = self._codec.encode(Error(request_id, exc.code, f"the hub's answer was too large: {exc}"))
         try:
-            await self._socket.send_multipart([routing_id, frame])
+            # Never wait here: a ROUTER cannot signal per-peer room, so an edge that stopped
+            # reading (high-water mark) loses this reply and times out rather than stall us.
+            await self._socket.send_multipart([routing_id, frame], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("edge is not reading; dropped a %s", type(body).__name__)
         except zmq.ZMQError as exc:
             log.debug("reply to a departed edge dropped: %s", exc)
 

@@ -113,7 +113,12 @@ def build_registry(slow_s: float = 0.3) -> ModelRegistry:
 
 
 async def start_hub(
-    keys: Keys, *, sink: TelemetrySink | None = None, max_frame: int = 64 * 1024, heartbeat_s: float = 0.2
+    keys: Keys,
+    *,
+    sink: TelemetrySink | None = None,
+    max_frame: int = 64 * 1024,
+    heartbeat_s: float = 0.2,
+    max_inflight: int = 256,
 ) -> Hub:
     hub = Hub(
         bind="tcp://127.0.0.1:0",
@@ -124,6 +129,7 @@ async def start_hub(
         heartbeat_s=heartbeat_s,
         max_frame=max_frame,
         enrol_poll_s=0.1,
+        max_inflight=max_inflight,
     )
     await hub.start()
     return hub

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import time
 
+import msgspec
 import pytest
 
 from cloud_hub.dispatch import Dispatcher
@@ -85,3 +86,18 @@ async def test_deadline_during_backend_work() -> None:
     [err] = await _run(_req("slow", in_s=0.1))
     assert isinstance(err, Error) and err.code == "deadline_exceeded"
     assert time.monotonic() - started < 0.3  # dropped at the deadline, not after the backend's 0.3 s
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"deadline": float("nan")}, "deadline"),
+        ({"messages": []}, "messages"),
+        ({"params": SamplingParams(max_tokens=0)}, "max_tokens"),
+        ({"params": SamplingParams(temperature=-1.0)}, "temperature"),
+        ({"params": SamplingParams(top_p=0.0)}, "top_p"),
+    ],
+)
+async def test_invalid_requests_are_refused_clearly(change: dict[str, object], fragment: str) -> None:
+    [err] = await _run(msgspec.structs.replace(_req(), **change))
+    assert isinstance(err, Error) and err.code == "invalid_request" and fragment in err.message

@@ -183,6 +183,26 @@ async def test_escalations_run_concurrently_beside_heartbeats(keys: Keys, hub: H
         client.close()
 
 
+async def test_overload_is_refused_with_a_retryable_error(keys: Keys) -> None:
+    hub = await start_hub(keys, max_inflight=2)
+    client = RawClient(hub.endpoint, keys.hub_public, keys.edge_secret_file)
+    try:
+        for i in range(4):
+            await client.send(_escalate(f"o{i}", model="slow"))
+        answers = [await client.recv() for _ in range(4)]
+        refused = [a for a in answers if isinstance(a, Error)]
+        assert [(e.request_id, e.code, e.retryable) for e in refused] == [
+            ("o2", "overloaded", True),
+            ("o3", "overloaded", True),
+        ]
+        assert sorted(a.request_id for a in answers if isinstance(a, Reply)) == ["o0", "o1"]
+        await client.send(_escalate("o4"))  # capacity is back once those finished
+        assert isinstance(await client.recv(), Reply)
+    finally:
+        client.close()
+        await hub.close()
+
+
 async def test_telemetry_goes_to_the_sink_and_is_acked(keys: Keys) -> None:
     sink = MemorySink()
     hub = await start_hub(keys, sink=sink)
