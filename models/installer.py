@@ -81,6 +81,7 @@ class Installer:
         hf_cache: Path | None = None,
         offline: bool = False,
         wheel_dir: Path | None = None,
+        rehash: bool = False,
     ) -> None:
         self.manifest = manifest
         self.models_dir = models_dir
@@ -88,6 +89,8 @@ class Installer:
         self._hf_cache = hf_cache
         self._offline = offline
         self._wheel_dir = wheel_dir
+        # re-hash every file even when size and mtime match (catches in-place bit rot)
+        self._rehash = rehash
 
     def expand(self, names: list[str]) -> list[str]:
         out: list[str] = []
@@ -166,12 +169,11 @@ class Installer:
         fresh: dict[str, FileRecord] = {}
         for rel, rec in stamp.files.items():
             path = folder / rel
-            if unchanged(path, rec):
+            if not self._rehash and unchanged(path, rec):
                 fresh[rel] = rec
                 continue
             if not path.is_file():
                 return False
-            self._report.status(f"re-hash {entry.name}/{rel} (size or mtime changed)")
             digest = self._hash(path)
             if digest != (entry.files.get(rel) or rec.sha256):
                 return False

@@ -85,6 +85,18 @@ def test_leftovers_of_a_killed_install_are_swept(tmp_path: Path, models_tmp: Pat
     assert _leftovers(models_tmp) == [".staging-tiny-hf-0badc0de", "tiny"]
 
 
+def test_rehash_catches_what_size_and_mtime_cannot(tmp_path: Path, models_tmp: Path) -> None:
+    m = load_manifest(_local_manifest(tmp_path, sha(PAYLOAD)))
+    Installer(m, models_tmp).install(["tiny"])
+    path = models_tmp / "tiny" / "tiny.gguf"
+    st = path.stat()
+    path.write_bytes(PAYLOAD[:-1] + b"X")  # same size
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert Installer(m, models_tmp).install(["tiny"])[0].action is Action.PRESENT
+    assert Installer(m, models_tmp, rehash=True).install(["tiny"])[0].action is Action.INSTALLED
+    assert path.read_bytes() == PAYLOAD
+
+
 def test_files_put_in_place_by_hand_are_adopted(tmp_path: Path, models_tmp: Path) -> None:
     m = load_manifest(_local_manifest(tmp_path, sha(PAYLOAD)))
     (models_tmp / "tiny").mkdir()
