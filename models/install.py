@@ -1,6 +1,6 @@
 """``edgeroute-models``: install, list and locate model artifacts.
 
-edgeroute-models install [NAMES... | default | all] [--models-dir DIR] [--manifest PATH]
+edgeroute-models install [NAMES... | default | all] [--models-dir DIR] [--manifest PATH] [--verify]
 edgeroute-models list [--models-dir DIR]
 edgeroute-models path NAME [--models-dir DIR]
 """
