@@ -77,6 +77,11 @@ def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     quantize_dynamic(fp32_path, int8_path, per_channel=True, weight_type=QuantType.QInt8)
 
 
+def _max_positions(model_dir: Path) -> int:
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    return int(config.get("max_position_embeddings", 512))
+
+
 class OnnxExport:
     def libraries(self) -> list[str]:
         return ["torch", "transformers", "onnx", "onnxruntime"]
@@ -101,6 +106,7 @@ class OnnxExport:
         shutil.copyfile(tokenizer, output_dir / "tokenizer.json")
         meta = {
             "dim": dim,
+            "max_positions": _max_positions(input_path),
             "max_length": max_length,
             "pooling": "mean",
             "normalized": True,

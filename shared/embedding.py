@@ -64,6 +64,11 @@ class OnnxEmbedder:
                 )
         if max_length < 2 or batch_size < 1 or threads < 1:
             raise ValueError("max_length must be ≥ 2, batch_size and threads ≥ 1")
+        meta = self._read_meta(model_dir)
+        # longer inputs would index past the position table inside the graph: an opaque ORT error
+        limit = int(meta.get("max_positions", 512))
+        if max_length > limit:
+            raise ValueError(f"max_length {max_length} exceeds the model's {limit} positions")
         self._batch_size = batch_size
         self._lock = threading.Lock()
 
@@ -81,15 +86,22 @@ class OnnxEmbedder:
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         self._inputs = {i.name for i in self._session.get_inputs()}
-        self._dim = self._read_dim(model_dir)
+        self._dim = self._read_dim(meta)
 
-    def _read_dim(self, model_dir: Path) -> int:
+    @staticmethod
+    def _read_meta(model_dir: Path) -> dict[str, Any]:
+        path = model_dir / "embedding.json"
+        if not path.is_file():
+            return {}
+        meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return meta
+
+    def _read_dim(self, meta: dict[str, Any]) -> int:
         declared = self._session.get_outputs()[0].shape[-1]
         if isinstance(declared, int):
             return declared
-        meta = model_dir / "embedding.json"
-        if meta.is_file():
-            return int(json.loads(meta.read_text(encoding="utf-8"))["dim"])
+        if "dim" in meta:
+            return int(meta["dim"])
         return int(self._run(["dimension probe"]).shape[1])
 
     @property

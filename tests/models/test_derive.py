@@ -53,7 +53,7 @@ def test_export_is_stamped_with_inputs_and_libraries(derived: tuple[Installer, P
     assert set(stamp.derived.libraries) == {"torch", "transformers", "onnx", "onnxruntime"}
     assert set(stamp.files) == {"model.onnx", "tokenizer.json", "embedding.json"}  # keep_fp32: false
     meta = json.loads((target / "my-minilm-onnx" / "embedding.json").read_text())
-    assert meta["dim"] == 384 and meta["normalized"] is True
+    assert meta["dim"] == 384 and meta["normalized"] is True and meta["max_positions"] == 512
 
 
 def test_exported_model_embeds(derived: tuple[Installer, Path, Path]) -> None:

@@ -102,3 +102,7 @@ def test_bad_input_and_close(model_folder: Path, tmp_path: Path) -> None:
         OnnxEmbedder(tmp_path)
     with pytest.raises(ValueError, match="max_length"):
         OnnxEmbedder(model_folder, max_length=1)
+    with pytest.raises(ValueError, match="exceeds the model's 512 positions"):
+        OnnxEmbedder(model_folder, max_length=513)
+    with OnnxEmbedder(model_folder, max_length=512) as full:
+        assert full.embed(["word " * 2000]).shape == (1, 384)
