@@ -205,7 +205,10 @@ class HubLink:
     async def _send(self, body: Body) -> None:
         if self._socket is None or self._closed:
             raise HubUnavailable("hub link is not started or already closed")
-        frame = self._codec.encode(body)
+        try:
+            frame = self._codec.encode(body)
+        except DecodeFailure as exc:
+            raise HubError(exc.code, f"request not sent: {exc.message}") from None
         try:
             await self._socket.send(frame, flags=zmq.NOBLOCK)
         except zmq.Again:

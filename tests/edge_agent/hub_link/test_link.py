@@ -117,6 +117,21 @@ async def test_deadline_exceeded(link: HubLink) -> None:
     assert (await link.escalate(req("d4", "still here"))).text == "still here"
 
 
+async def test_oversized_request_is_refused_before_sending(keys: Keys, hub: Hub) -> None:
+    link = HubLink(
+        hub.endpoint, keys.hub_public, keys.edge_secret_file, heartbeat_s=HEARTBEAT_S, max_frame=4096
+    )
+    await link.start()
+    try:
+        await wait_until(lambda: link.connected)
+        with pytest.raises(HubError) as info:
+            await link.escalate(req("big", "x" * 5000))
+        assert info.value.code == "oversized" and not info.value.retryable
+        assert (await link.escalate(req("small"))).text == "hello edge"
+    finally:
+        await link.close()
+
+
 async def test_duplicate_request_id_is_refused(link: HubLink) -> None:
     first = asyncio.ensure_future(link.escalate(req("dup", model="slow")))
     await asyncio.sleep(0.01)
