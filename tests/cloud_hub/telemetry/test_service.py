@@ -36,7 +36,7 @@ class _Collector(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def collector() -> Iterator[tuple[str, list[ExportTraceServiceRequest]]]:
-    handler = type("Collector", (_Collector,), {"received": []})
+    handler: type[_Collector] = type("Collector", (_Collector,), {"received": []})
     server = HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
