@@ -26,7 +26,12 @@ pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 HUB_MODEL = "qwen2.5-coder-0.5b-instruct"
-QUESTION: list[Any] = [{"role": "user", "content": "Write a Python function that reverses a string."}]
+TASKS = ("reverses a string", "sums a list", "counts vowels", "checks for palindromes", "finds the maximum")
+
+
+def _question(n: int) -> list[Any]:
+    """A different question per test, so the edge's cache never answers one test from another."""
+    return [{"role": "user", "content": f"Write a Python function that {TASKS[n]}."}]
 
 
 def _cli(*args: str) -> str:
@@ -141,36 +146,54 @@ def _trace(obj: Any) -> dict[str, Any]:
     return info
 
 
+def _routing(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The trace after the cache stages, which must all have missed."""
+    steps = info["trace"]
+    caches = [s for s in steps if s["stage"].endswith("_cache")]
+    assert caches and all(s["decision"] in ("miss", "skip") for s in caches), caches
+    return [s for s in steps if not s["stage"].endswith("_cache")]
+
+
 def test_doubtful_edge_escalates_to_vllm(deployment: Deployment) -> None:
     raw = _client(deployment.doubtful).chat.completions.with_raw_response.create(
-        model="auto", messages=QUESTION, max_tokens=48, temperature=0
+        model="auto", messages=_question(0), max_tokens=48, temperature=0
     )
     done = raw.parse()
     info = _trace(done)
     assert raw.headers["x-edgeroute-route"] == "hub_oss"
     assert done.model == HUB_MODEL
-    assert "def " in (done.choices[0].message.content or "")  # Qwen-Coder answered, not the echo of a prompt
-    steps = [(s["stage"], s["decision"]) for s in info["trace"]]
-    assert steps == [("policy", "escalate"), ("hub_oss", "answer"), ("hub", "reply")]
-    assert "vllm backend" in info["trace"][1]["reason"]
+    assert "def " in (done.choices[0].message.content or "")  # Qwen-Coder's answer
+    steps = _routing(info)
+    assert [(s["stage"], s["decision"]) for s in steps] == [
+        ("policy", "escalate"),
+        ("hub_oss", "answer"),
+        ("hub", "reply"),
+    ]
+    assert "vllm backend" in steps[1]["reason"]
     assert info["cost_usd"] > 0
+    # asked again, the hub's answer now comes from the edge's exact cache
+    again = _client(deployment.doubtful).chat.completions.with_raw_response.create(
+        model="auto", messages=_question(0), max_tokens=48, temperature=0
+    )
+    assert again.headers["x-edgeroute-route"] == "exact_cache"
+    assert again.parse().choices[0].message.content == done.choices[0].message.content
 
 
 def test_confident_edge_stays_local(deployment: Deployment) -> None:
     raw = _client(deployment.confident).chat.completions.with_raw_response.create(
-        model="auto", messages=QUESTION, max_tokens=16
+        model="auto", messages=_question(1), max_tokens=16
     )
-    info = _trace(raw.parse())
+    steps = _routing(_trace(raw.parse()))
     assert raw.headers["x-edgeroute-route"] == "edge_local"
-    assert [s["stage"] for s in info["trace"]] == ["policy", "edge_local"]
-    assert ">= 0.000" in info["trace"][0]["reason"]
+    assert [s["stage"] for s in steps] == ["policy", "edge_local"]
+    assert ">= 0.000" in steps[0]["reason"]
 
 
 def test_streaming_through_both_paths(deployment: Deployment) -> None:
     for url, route in ((deployment.doubtful, "hub_oss"), (deployment.confident, "edge_local")):
         with _client(url).chat.completions.with_streaming_response.create(
             model="auto",
-            messages=QUESTION,
+            messages=_question(2),
             max_tokens=24,
             stream=True,
             stream_options={"include_usage": True},
@@ -184,10 +207,10 @@ def test_streaming_through_both_paths(deployment: Deployment) -> None:
 
 
 def test_hub_killed_then_restarted(deployment: Deployment) -> None:
-    deployment.hub.stop(signal.SIGKILL)
+    deployment.hub.stop(signal.SIGTERM)  # SIGKILL would orphan the vLLM engine process
     _wait_hub(deployment.doubtful, "disconnected", 30)
     done = _client(deployment.doubtful).chat.completions.create(
-        model="auto", messages=QUESTION, max_tokens=12
+        model="auto", messages=_question(3), max_tokens=12
     )
     info = _trace(done)
     assert info["route"] == "edge_local" and info["fallback"] is True
@@ -196,6 +219,6 @@ def test_hub_killed_then_restarted(deployment: Deployment) -> None:
     deployment.hub.start(timeout_s=480)
     _wait_hub(deployment.doubtful, "connected", 60)
     again = _client(deployment.doubtful).chat.completions.with_raw_response.create(
-        model="auto", messages=QUESTION, max_tokens=12
+        model="auto", messages=_question(4), max_tokens=12
     )
     assert again.headers["x-edgeroute-route"] == "hub_oss"

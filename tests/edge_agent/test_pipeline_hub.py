@@ -16,10 +16,10 @@ import pytest
 from edge_agent.app import create_app
 from edge_agent.assemble import build_hub_link
 from edge_agent.backends.llamacpp import LlamaCppBackend
+from edge_agent.serving import BackgroundAgent
 from shared.config import EdgeSettings
 from shared.keys import key_paths
 from tests.cloud_hub.helpers import HubProcess, make_keys, write_config
-from tests.edge_agent.harness import ThreadedAgent
 
 QUESTION = "alpha beta gamma delta"
 HUB_COST = {"usd_per_1k_prompt": 0.5, "usd_per_1k_completion": 1.5}
@@ -44,7 +44,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
 
 
 @pytest.fixture(scope="module")
-def agent(hub: HubProcess, smollm_backend: LlamaCppBackend) -> Iterator[ThreadedAgent]:
+def agent(hub: HubProcess, smollm_backend: LlamaCppBackend) -> Iterator[BackgroundAgent]:
     """Threshold 1.0: every unforced request escalates after its draft."""
     edge_home = hub.home.parent / "edge"
     settings = EdgeSettings(
@@ -57,12 +57,12 @@ def agent(hub: HubProcess, smollm_backend: LlamaCppBackend) -> Iterator[Threaded
         draft_tokens=6,
     )
     link = build_hub_link(settings)
-    with ThreadedAgent(create_app(settings, smollm_backend, hub=link, owns_backend=False)) as running:
+    with BackgroundAgent(create_app(settings, smollm_backend, hub=link, owns_backend=False)) as running:
         _wait_hub(running, "connected")
         yield running
 
 
-def _wait_hub(agent: ThreadedAgent, status: str, timeout: float = 30.0) -> None:
+def _wait_hub(agent: BackgroundAgent, status: str, timeout: float = 30.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if httpx.get(f"{agent.base_url}/health").json()["hub"] == status:
@@ -71,7 +71,7 @@ def _wait_hub(agent: ThreadedAgent, status: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"hub never became {status}")
 
 
-def _chat(agent: ThreadedAgent, **extra: Any) -> httpx.Response:
+def _chat(agent: BackgroundAgent, **extra: Any) -> httpx.Response:
     headers = extra.pop("headers", {})
     body = {"model": "auto", "messages": [{"role": "user", "content": QUESTION}], "max_tokens": 24, **extra}
     return httpx.post(f"{agent.base_url}/v1/chat/completions", json=body, headers=headers, timeout=120)
@@ -81,7 +81,7 @@ def _steps(body: dict[str, Any]) -> list[tuple[str, str]]:
     return [(s["stage"], s["decision"]) for s in body["edgeroute"]["trace"]]
 
 
-def _stream(agent: ThreadedAgent, **extra: Any) -> tuple[httpx.Headers, str, dict[str, Any]]:
+def _stream(agent: BackgroundAgent, **extra: Any) -> tuple[httpx.Headers, str, dict[str, Any]]:
     body = {
         "model": "auto",
         "messages": [{"role": "user", "content": QUESTION}],
@@ -102,7 +102,7 @@ def _stream(agent: ThreadedAgent, **extra: Any) -> tuple[httpx.Headers, str, dic
         return response.headers, text, last
 
 
-def test_low_confidence_is_answered_by_the_hub(agent: ThreadedAgent) -> None:
+def test_low_confidence_is_answered_by_the_hub(agent: BackgroundAgent) -> None:
     response = _chat(agent, temperature=0)
     body = response.json()
     assert response.headers["x-edgeroute-route"] == "hub_oss"
@@ -116,7 +116,7 @@ def test_low_confidence_is_answered_by_the_hub(agent: ThreadedAgent) -> None:
     assert 0 < info["confidence"] < 1  # the draft's confidence travels with the answer
 
 
-def test_streaming_through_the_hub(agent: ThreadedAgent) -> None:
+def test_streaming_through_the_hub(agent: BackgroundAgent) -> None:
     headers, text, last = _stream(agent, stream_options={"include_usage": True})
     assert headers["x-edgeroute-route"] == "hub_oss"
     assert text == QUESTION
@@ -124,7 +124,7 @@ def test_streaming_through_the_hub(agent: ThreadedAgent) -> None:
     assert last["usage"]["completion_tokens"] == len(QUESTION.split())
 
 
-def test_hub_model_named_in_the_request(agent: ThreadedAgent) -> None:
+def test_hub_model_named_in_the_request(agent: BackgroundAgent) -> None:
     response = _chat(agent, model="hub:frontier-echo")
     body = response.json()
     assert response.headers["x-edgeroute-route"] == "frontier"
@@ -135,7 +135,7 @@ def test_hub_model_named_in_the_request(agent: ThreadedAgent) -> None:
     assert _chat(agent, model="frontier-echo").headers["x-edgeroute-route"] == "frontier"
 
 
-def test_hub_error_resumes_the_local_draft(agent: ThreadedAgent) -> None:
+def test_hub_error_resumes_the_local_draft(agent: BackgroundAgent) -> None:
     local = _chat(agent, temperature=0, headers={"x-edgeroute-route": "edge_local"}).json()
     failed = _chat(agent, temperature=0, edgeroute={"hub_model": "no-such-model"}).json()
     assert _steps(failed) == [("policy", "escalate"), ("hub", "fallback"), ("edge_local", "answer")]
@@ -149,7 +149,7 @@ def test_hub_error_resumes_the_local_draft(agent: ThreadedAgent) -> None:
     assert last["edgeroute"]["fallback"] is True
 
 
-def test_hub_down_answers_locally_and_recovers(agent: ThreadedAgent, hub: HubProcess) -> None:
+def test_hub_down_answers_locally_and_recovers(agent: BackgroundAgent, hub: HubProcess) -> None:
     hub.kill()
     _wait_hub(agent, "disconnected")
     body = _chat(agent).json()

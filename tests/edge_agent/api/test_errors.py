@@ -15,8 +15,8 @@ from pydantic import SecretStr
 
 from edge_agent.app import create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
+from edge_agent.serving import BackgroundAgent
 from shared.config import EdgeSettings, TenantConfig
-from tests.edge_agent.harness import ThreadedAgent
 
 MAX_BODY = 64 * 1024
 OK_CHAT: dict[str, Any] = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -25,16 +25,16 @@ OK_CHAT: dict[str, Any] = {"model": "auto", "messages": [{"role": "user", "conte
 @pytest.fixture(scope="module")
 def agent(
     smollm_backend: LlamaCppBackend, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ThreadedAgent]:
+) -> Iterator[BackgroundAgent]:
     settings = EdgeSettings(
         home=tmp_path_factory.mktemp("edge"), confidence_threshold=0.0, max_body_bytes=MAX_BODY
     )
-    with ThreadedAgent(create_app(settings, smollm_backend, owns_backend=False)) as running:
+    with BackgroundAgent(create_app(settings, smollm_backend, owns_backend=False)) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def http(agent: ThreadedAgent) -> Iterator[httpx.Client]:
+def http(agent: BackgroundAgent) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=agent.base_url, timeout=120) as client:
         yield client
 
@@ -163,7 +163,7 @@ def test_still_serving_after_bad_requests(http: httpx.Client) -> None:
     assert 'edgeroute_http_requests_total{endpoint="/v1/chat/completions",status="400"}' in metrics
 
 
-def test_openai_client_sees_typed_errors(agent: ThreadedAgent) -> None:
+def test_openai_client_sees_typed_errors(agent: BackgroundAgent) -> None:
     client = openai.OpenAI(base_url=f"{agent.base_url}/v1", api_key="unused", max_retries=0)
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="auto", messages=OK_CHAT["messages"], temperature=5)
@@ -177,7 +177,7 @@ def test_tenants_need_a_valid_key(
 ) -> None:
     tenants = [TenantConfig(name="acme", api_key=SecretStr("sk-acme-1"))]
     settings = EdgeSettings(home=tmp_path_factory.mktemp("edge"), tenants=tenants, confidence_threshold=0.0)
-    with ThreadedAgent(create_app(settings, smollm_backend, owns_backend=False)) as running:
+    with BackgroundAgent(create_app(settings, smollm_backend, owns_backend=False)) as running:
         with httpx.Client(base_url=running.base_url, timeout=120) as http:
             assert _error(http.post("/v1/chat/completions", json=OK_CHAT), 401)["code"] == "invalid_api_key"
             wrong = {"Authorization": "Bearer sk-other"}
@@ -191,7 +191,7 @@ def test_no_route_left_is_503(smollm_gguf: Path, tmp_path: Path) -> None:
     backend = LlamaCppBackend(smollm_gguf, n_ctx=256, n_threads=1)
     asyncio.run(backend.close())  # the local model is gone and there is no hub
     settings = EdgeSettings(home=tmp_path, confidence_threshold=0.0)
-    with ThreadedAgent(create_app(settings, backend, owns_backend=False)) as running:
+    with BackgroundAgent(create_app(settings, backend, owns_backend=False)) as running:
         response = httpx.post(f"{running.base_url}/v1/chat/completions", json=OK_CHAT, timeout=60)
         err = _error(response, 503)
         assert err["code"] == "no_route" and err["type"] == "service_unavailable"

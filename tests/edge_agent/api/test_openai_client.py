@@ -12,23 +12,23 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from edge_agent.app import create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
+from edge_agent.serving import BackgroundAgent
 from shared.config import EdgeSettings
 from shared.taxonomy import Route
 from tests.edge_agent.conftest import SMOLLM
-from tests.edge_agent.harness import ThreadedAgent
 
 QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is the capital of France?"}]
 
 
-def _agent(backend: LlamaCppBackend, home: Path, threshold: float) -> ThreadedAgent:
+def _agent(backend: LlamaCppBackend, home: Path, threshold: float) -> BackgroundAgent:
     settings = EdgeSettings(home=home, confidence_threshold=threshold, draft_tokens=6)
-    return ThreadedAgent(create_app(settings, backend, owns_backend=False)).start()
+    return BackgroundAgent(create_app(settings, backend, owns_backend=False)).start()
 
 
 @pytest.fixture(scope="module")
 def confident(
     smollm_backend: LlamaCppBackend, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ThreadedAgent]:
+) -> Iterator[BackgroundAgent]:
     """Threshold 0: every draft is confident enough, so answers stay local."""
     agent = _agent(smollm_backend, tmp_path_factory.mktemp("edge"), 0.0)
     yield agent
@@ -38,14 +38,14 @@ def confident(
 @pytest.fixture(scope="module")
 def doubtful(
     smollm_backend: LlamaCppBackend, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ThreadedAgent]:
+) -> Iterator[BackgroundAgent]:
     """Threshold 1: every draft escalates, and with no hub configured it must fall back."""
     agent = _agent(smollm_backend, tmp_path_factory.mktemp("edge"), 1.0)
     yield agent
     agent.stop()
 
 
-def _client(agent: ThreadedAgent) -> openai.OpenAI:
+def _client(agent: BackgroundAgent) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{agent.base_url}/v1", api_key="unused", max_retries=0, timeout=120)
 
 
@@ -56,7 +56,7 @@ def _edgeroute(obj: Any) -> dict[str, Any]:
     return field
 
 
-def test_chat_answer_carries_route_header_and_trace(confident: ThreadedAgent) -> None:
+def test_chat_answer_carries_route_header_and_trace(confident: BackgroundAgent) -> None:
     raw = _client(confident).chat.completions.with_raw_response.create(
         model=SMOLLM, messages=QUESTION, max_tokens=12, temperature=0
     )
@@ -76,14 +76,14 @@ def test_chat_answer_carries_route_header_and_trace(confident: ThreadedAgent) ->
     assert "mean token probability" in info["trace"][0]["reason"]
 
 
-def test_client_request_id_is_echoed(confident: ThreadedAgent) -> None:
+def test_client_request_id_is_echoed(confident: BackgroundAgent) -> None:
     raw = _client(confident).chat.completions.with_raw_response.create(
         model="auto", messages=QUESTION, max_tokens=2, extra_headers={"x-request-id": "trace-42"}
     )
     assert raw.headers["x-request-id"] == "trace-42"
 
 
-def test_streamed_chat_matches_non_streamed(confident: ThreadedAgent) -> None:
+def test_streamed_chat_matches_non_streamed(confident: BackgroundAgent) -> None:
     client = _client(confident)
     whole = client.chat.completions.create(model="auto", messages=QUESTION, max_tokens=16, temperature=0)
     with client.chat.completions.with_streaming_response.create(
@@ -108,7 +108,7 @@ def test_streamed_chat_matches_non_streamed(confident: ThreadedAgent) -> None:
     assert _edgeroute(usage_chunk)["route"] == "edge_local"
 
 
-def test_stream_without_usage_puts_trace_on_finish_chunk(confident: ThreadedAgent) -> None:
+def test_stream_without_usage_puts_trace_on_finish_chunk(confident: BackgroundAgent) -> None:
     chunks = list(
         _client(confident).chat.completions.create(model="auto", messages=QUESTION, max_tokens=4, stream=True)
     )
@@ -116,7 +116,7 @@ def test_stream_without_usage_puts_trace_on_finish_chunk(confident: ThreadedAgen
     assert _edgeroute(chunks[-1])["trace"][-1]["stage"] == "edge_local"
 
 
-def test_legacy_completions(confident: ThreadedAgent) -> None:
+def test_legacy_completions(confident: BackgroundAgent) -> None:
     client = _client(confident)
     done = client.completions.create(model="auto", prompt="The sky is", max_tokens=5, temperature=0)
     assert done.object == "text_completion"
@@ -129,12 +129,12 @@ def test_legacy_completions(confident: ThreadedAgent) -> None:
     assert "".join(p.choices[0].text for p in pieces) == done.choices[0].text
 
 
-def test_models_lists_the_local_model(confident: ThreadedAgent) -> None:
+def test_models_lists_the_local_model(confident: BackgroundAgent) -> None:
     ids = [m.id for m in _client(confident).models.list()]
     assert SMOLLM in ids and "auto" in ids
 
 
-def test_forced_hub_without_hub_falls_back_with_reason(confident: ThreadedAgent) -> None:
+def test_forced_hub_without_hub_falls_back_with_reason(confident: BackgroundAgent) -> None:
     raw = _client(confident).chat.completions.with_raw_response.create(
         model="hub", messages=QUESTION, max_tokens=6, temperature=0
     )
@@ -147,7 +147,7 @@ def test_forced_hub_without_hub_falls_back_with_reason(confident: ThreadedAgent)
     assert ("edge_local", "answer") in steps
 
 
-def test_low_confidence_escalates_then_falls_back_without_hub(doubtful: ThreadedAgent) -> None:
+def test_low_confidence_escalates_then_falls_back_without_hub(doubtful: BackgroundAgent) -> None:
     client = _client(doubtful)
     whole = client.chat.completions.create(model="auto", messages=QUESTION, max_tokens=12, temperature=0)
     info = _edgeroute(whole)
@@ -162,7 +162,7 @@ def test_low_confidence_escalates_then_falls_back_without_hub(doubtful: Threaded
     assert text == whole.choices[0].message.content
 
 
-def test_override_header_forces_local_even_when_doubtful(doubtful: ThreadedAgent) -> None:
+def test_override_header_forces_local_even_when_doubtful(doubtful: BackgroundAgent) -> None:
     done = _client(doubtful).chat.completions.create(
         model="auto", messages=QUESTION, max_tokens=4, extra_headers={"x-edgeroute-route": "edge_local"}
     )
@@ -171,7 +171,7 @@ def test_override_header_forces_local_even_when_doubtful(doubtful: ThreadedAgent
     assert [s["stage"] for s in trace] == ["policy", "edge_local"]
 
 
-def test_body_override_forces_hub(confident: ThreadedAgent) -> None:
+def test_body_override_forces_hub(confident: BackgroundAgent) -> None:
     done = _client(confident).chat.completions.create(
         model="auto", messages=QUESTION, max_tokens=4, extra_body={"edgeroute": {"route": "hub"}}
     )

@@ -9,10 +9,10 @@ import pytest
 from edge_agent.app import create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.sdk import AsyncEdgeClient, EdgeAPIError, EdgeClient
+from edge_agent.serving import BackgroundAgent
 from shared.config import EdgeSettings
 from shared.taxonomy import Route
 from tests.edge_agent.conftest import SMOLLM
-from tests.edge_agent.harness import ThreadedAgent
 
 QUESTION = "Name a primary colour."
 
@@ -20,13 +20,13 @@ QUESTION = "Name a primary colour."
 @pytest.fixture(scope="module")
 def agent(
     smollm_backend: LlamaCppBackend, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ThreadedAgent]:
+) -> Iterator[BackgroundAgent]:
     settings = EdgeSettings(home=tmp_path_factory.mktemp("edge"), confidence_threshold=0.0, draft_tokens=4)
-    with ThreadedAgent(create_app(settings, smollm_backend, owns_backend=False)) as running:
+    with BackgroundAgent(create_app(settings, smollm_backend, owns_backend=False)) as running:
         yield running
 
 
-def test_sync_chat_and_stream_agree(agent: ThreadedAgent) -> None:
+def test_sync_chat_and_stream_agree(agent: BackgroundAgent) -> None:
     with EdgeClient(agent.base_url) as client:
         result = client.chat(QUESTION, max_tokens=10, temperature=0)
         assert result.route == Route.EDGE_LOCAL and result.model == SMOLLM
@@ -43,7 +43,7 @@ def test_sync_chat_and_stream_agree(agent: ThreadedAgent) -> None:
         assert stream.result.trace[-1].stage == "edge_local"
 
 
-def test_sync_models_health_and_errors(agent: ThreadedAgent) -> None:
+def test_sync_models_health_and_errors(agent: BackgroundAgent) -> None:
     with EdgeClient(agent.base_url) as client:
         assert SMOLLM in [m.id for m in client.models()]
         health = client.health()
@@ -57,7 +57,7 @@ def test_sync_models_health_and_errors(agent: ThreadedAgent) -> None:
         assert missing.value.status == 404
 
 
-def test_forced_hub_route_is_reported_as_fallback(agent: ThreadedAgent) -> None:
+def test_forced_hub_route_is_reported_as_fallback(agent: BackgroundAgent) -> None:
     with EdgeClient(agent.base_url) as client:
         result = client.chat(QUESTION, route="hub", max_tokens=4)
     assert result.fallback and result.route == "edge_local"
@@ -70,7 +70,7 @@ def test_unreachable_agent_is_a_typed_error() -> None:
     assert err.value.status == 0 and err.value.type == "connection_error"
 
 
-async def test_async_chat_stream_models(agent: ThreadedAgent) -> None:
+async def test_async_chat_stream_models(agent: BackgroundAgent) -> None:
     async with AsyncEdgeClient(agent.base_url) as client:
         result = await client.chat(QUESTION, max_tokens=8, temperature=0)
         assert result.route == "edge_local" and result.text
