@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -24,7 +26,7 @@ from cloud_hub.registry import ModelRegistry
 from cloud_hub.sink import MemorySink, TelemetrySink
 from shared.codec import DEFAULT_MAX_FRAME, Codec, DecodeFailure
 from shared.keys import fingerprint, load_secret
-from shared.wire import Body, Error, Escalate, Heartbeat, Hello, Ready, TelemetryBatch
+from shared.wire import Body, Cancel, Error, Escalate, Heartbeat, Hello, Ready, TelemetryBatch
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class Hub:
         self._enrolments: Enrolments | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._work: dict[tuple[str, str], asyncio.Task[None]] = {}  # (edge id, request id) → task
         self.edges: dict[str, float] = {}  # edge id → wall-clock time last heard from
         self.endpoint = ""
         self._closed = False
@@ -125,8 +128,19 @@ class Hub:
                 busy = f"the hub is at its limit of {self._max_inflight} requests in flight"
                 self._reply(routing_id, Error(body.request_id, "overloaded", busy, retryable=True))
                 return
+            key = (edge_id, body.request_id)
+            if key in self._work:
+                message = f"request {body.request_id!r} is already in progress"
+                self._reply(routing_id, Error(body.request_id, "duplicate_request", message))
+                return
             self._inflight += 1  # counted now: the task may not start before the next frame is read
-            self._spawn(self._escalation(body, edge_id, routing_id))
+            task = self._spawn(self._escalation(body, edge_id, routing_id))
+            self._work[key] = task
+            task.add_done_callback(lambda _t: self._work.pop(key, None))
+        elif isinstance(body, Cancel):
+            # keyed by the authenticated edge: an edge can only cancel its own work
+            if (work := self._work.get((edge_id, body.request_id))) is not None:
+                work.cancel()
         elif isinstance(body, TelemetryBatch):
             self._ingest(routing_id, edge_id, body)
         else:
@@ -148,10 +162,11 @@ class Hub:
             return
         self._reply(routing_id, ack)
 
-    def _spawn(self, coro: object) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _reply(self, routing_id: bytes, body: Body) -> None:
         self._spawn(self._send(routing_id, body))

@@ -109,6 +109,12 @@ class ReplyChunk(msgspec.Struct, tag="chunk", frozen=True, omit_defaults=True):
     delta: str
 
 
+class Cancel(msgspec.Struct, tag="cancel", frozen=True):
+    """Edge → hub: the caller went away; stop work on ``request_id`` (no reply follows)."""
+
+    request_id: str
+
+
 class Error(msgspec.Struct, tag="error", frozen=True, omit_defaults=True):
     request_id: str
     code: str  # "bad_frame", "unsupported_version", "deadline_exceeded", "backend_error", ...
@@ -152,6 +158,7 @@ Body = (
     | Escalate
     | Reply
     | ReplyChunk
+    | Cancel
     | Error
     | CacheDelta
     | CacheSnapshotRequest

@@ -25,6 +25,7 @@ from shared.codec import DEFAULT_MAX_FRAME, Codec, DecodeFailure
 from shared.keys import load_secret
 from shared.wire import (
     Body,
+    Cancel,
     Error,
     Escalate,
     Heartbeat,
@@ -68,6 +69,7 @@ class HubLink:
         self._socket: zmq.asyncio.Socket | None = None
         self._recv_task: asyncio.Task[None] | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._opened_at = 0.0
         # a socket that has not reached the hub for this long is replaced (see _reopen_socket)
         self.reopen_after_s = max(5.0, 2 * _MISSED_BEATS * heartbeat_s)
@@ -153,7 +155,11 @@ class HubLink:
             async with asyncio.timeout(req.deadline - time.time()):
                 return await future
         except TimeoutError:
+            self._cancel_remote(req.request_id)
             raise HubTimeout(f"no answer from the hub by the deadline of {req.request_id}") from None
+        except asyncio.CancelledError:
+            self._cancel_remote(req.request_id)
+            raise
         finally:
             self._calls.pop(req.request_id, None)
 
@@ -164,6 +170,7 @@ class HubLink:
         self._check_new(req.request_id)
         queue: asyncio.Queue[StreamItem | BaseException] = asyncio.Queue()
         self._streams[req.request_id] = queue
+        finished = False
         try:
             await self._send(req)
             while True:
@@ -173,12 +180,17 @@ class HubLink:
                 except TimeoutError:
                     raise HubTimeout(f"stream {req.request_id} did not finish by its deadline") from None
                 if isinstance(item, BaseException):
+                    finished = True
                     raise item
-                yield item
                 if isinstance(item, Reply):
+                    finished = True
+                yield item
+                if finished:
                     return
         finally:
             self._streams.pop(req.request_id, None)
+            if not finished:  # timed out, or the consumer stopped reading (client went away)
+                self._cancel_remote(req.request_id)
 
     async def send_telemetry(self, batch: TelemetryBatch, timeout: float) -> TelemetryAck:
         if batch.batch_id in self._acks:
@@ -195,6 +207,19 @@ class HubLink:
             raise HubTimeout(f"no ack for telemetry batch {batch.batch_id} within {timeout:.1f}s") from None
         finally:
             self._acks.pop(batch.batch_id, None)
+
+    def _cancel_remote(self, request_id: str) -> None:
+        """Tell the hub to stop work nobody will read; best effort, never raises or waits."""
+        if self._socket is None or self._closed or not self.connected:
+            return
+
+        async def send() -> None:
+            with contextlib.suppress(HubUnavailable, HubError):
+                await self._send(Cancel(request_id))
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _check_new(self, request_id: str) -> None:
         if request_id in self._calls or request_id in self._streams:

@@ -59,17 +59,25 @@ class SlowBackend:
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
+        self.cancelled = 0  # how many calls were stopped from outside (deadline, edge cancel)
         self._echo = EchoBackend()
 
+    async def _pause(self) -> None:
+        try:
+            await asyncio.sleep(self.delay_s)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> Completion:
-        await asyncio.sleep(self.delay_s)
+        await self._pause()
         return await self._echo.generate(messages, params)
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: SamplingParams
     ) -> AsyncIterator[StreamItem]:
         async for item in self._echo.stream(messages, params):
-            await asyncio.sleep(self.delay_s)
+            await self._pause()
             yield item
 
     async def close(self) -> None:

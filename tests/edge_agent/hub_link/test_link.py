@@ -14,7 +14,7 @@ from cloud_hub.sink import MemorySink
 from edge_agent.hub_link import HubError, HubLink, HubTimeout, HubUnavailable
 from shared.keys import enroll_public_key, init_keys
 from shared.wire import ChatMessage, Escalate, Reply, ReplyChunk, SamplingParams, TelemetryAck, TelemetryBatch
-from tests.cloud_hub.helpers import Keys, make_keys, start_hub
+from tests.cloud_hub.helpers import Keys, SlowBackend, make_keys, start_hub
 
 HEARTBEAT_S = 0.2
 
@@ -130,6 +130,22 @@ async def test_oversized_request_is_refused_before_sending(keys: Keys, hub: Hub)
         assert (await link.escalate(req("small"))).text == "hello edge"
     finally:
         await link.close()
+
+
+async def test_abandoned_calls_are_cancelled_on_the_hub(link: HubLink, hub: Hub) -> None:
+    model = hub.registry.resolve("slow")
+    assert model is not None and isinstance(model.backend, SlowBackend)
+    slow = model.backend
+    stream = link.stream(req("ab1", "one two three four five", model="slow", in_s=30))
+    async for _ in stream:
+        break  # the HTTP client went away after the first chunk
+    await stream.aclose()  # type: ignore[attr-defined]
+    await wait_until(lambda: slow.cancelled == 1, timeout=1.0)
+    call = asyncio.ensure_future(link.escalate(req("ab2", model="slow", in_s=30)))
+    await asyncio.sleep(0.05)
+    call.cancel()
+    await wait_until(lambda: slow.cancelled == 2, timeout=1.0)
+    assert (await link.escalate(req("ab3"))).text == "hello edge"
 
 
 async def test_duplicate_request_id_is_refused(link: HubLink) -> None:
