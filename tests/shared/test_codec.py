@@ -10,6 +10,7 @@ from shared import PROTOCOL_VERSION
 from shared.codec import Codec, DecodeFailure
 from shared.wire import (
     Body,
+    Cancel,
     ChatMessage,
     Classification,
     Error,
@@ -45,6 +46,7 @@ MESSAGES: list[Body] = [
         "r1", "hi", "m", "hub_oss", usage=Usage(3, 4), cost_usd=0.1, trace=[TraceStep("hub_oss", "answer")]
     ),
     ReplyChunk("r1", 0, "h"),
+    Cancel("r1"),
     Error("r1", "backend_error", "boom", retryable=True),
     TelemetryBatch("b1", [{"k": 1, "s": "x", "f": 0.5, "n": None, "b": True}]),
     TelemetryAck("b1", 1),
