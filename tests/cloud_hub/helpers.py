@@ -60,14 +60,20 @@ class SlowBackend:
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
         self.cancelled = 0  # how many calls were stopped from outside (deadline, edge cancel)
+        self.active = 0
+        self.peak = 0  # most calls in progress at once
         self._echo = EchoBackend()
 
     async def _pause(self) -> None:
+        self.active += 1
+        self.peak = max(self.peak, self.active)
         try:
             await asyncio.sleep(self.delay_s)
         except asyncio.CancelledError:
             self.cancelled += 1
             raise
+        finally:
+            self.active -= 1
 
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> Completion:
         await self._pause()

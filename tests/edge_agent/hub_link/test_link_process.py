@@ -39,7 +39,7 @@ async def test_hub_killed_then_restarted(keys: Keys, hub_proc: HubProcess) -> No
 
         hub_proc.kill()  # SIGKILL: no goodbye, the link must notice on its own
         down_after = await wait_until(lambda: not link.connected, timeout=3.0)
-        assert down_after <= 3 * HEARTBEAT_S + 0.3
+        assert down_after <= 3 * HEARTBEAT_S + 1.0  # three missed beats, plus slack for a busy box
         started = time.monotonic()
         with pytest.raises(HubUnavailable):
             await link.escalate(req("during"))
