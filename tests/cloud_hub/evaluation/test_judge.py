@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cloud_hub.evaluation.calibration import agreement, load_judgements
+from cloud_hub.evaluation.judge import (
+    RUBRIC_SYSTEM,
+    JudgeScorer,
+    LlamaCppJudge,
+    compare,
+    parse_choice,
+    parse_rating,
+    rubric_prompt,
+)
+from models.manifest import artifact_path
+from shared.telemetry import TelemetryEvent
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("Rating: [[7]]", 7.0),
+        ("Rating: 8", 8.0),
+        ("[[9.5]]", 9.5),
+        ("6 — decent", 6.0),
+        ("[[42]]", None),
+        ("?", None),
+    ],
+)
+def test_parse_rating(text: str, value: float | None) -> None:
+    assert parse_rating(text) == value
+
+
+def test_parse_choice() -> None:
+    assert parse_choice("[[A]]") == "A"
+    assert parse_choice("verdict: [[C]]") == "tie"
+    assert parse_choice("A is better") is None
+
+
+def test_agreement_statistics() -> None:
+    perfect = agreement([2.0, 9.0, 10.0, 3.0], [2.0, 9.0, 10.0, 3.0])
+    assert perfect.spearman == pytest.approx(1.0) and perfect.kappa == pytest.approx(1.0) and perfect.mae == 0
+    constant = agreement([5.0] * 4, [2.0, 9.0, 10.0, 3.0])
+    assert constant.pearson == 0.0 and constant.kappa == 0.0 and constant.pass_agreement == 0.5
+    inverted = agreement([10.0, 2.0, 1.0, 9.0], [2.0, 9.0, 10.0, 3.0])
+    assert inverted.spearman < -0.9 and inverted.kappa < 0
+
+
+def test_calibration_sample_is_balanced(data_dir: Path) -> None:
+    rows = load_judgements(data_dir, 20, seed=1)
+    assert len(rows) == 20
+    assert sum(r["score"] >= 7 for r in rows) == 10
+    assert all("user_prompt" in r for r in rows)
+
+
+@pytest.fixture(scope="module")
+def judge(models_dir: Path) -> Iterator[LlamaCppJudge]:
+    j = LlamaCppJudge(artifact_path("smollm2-135m-instruct", models_dir), n_ctx=2048, n_threads=2)
+    yield j
+    j.close()
+    j.close()  # idempotent
+
+
+@pytest.mark.slow
+def test_llamacpp_judge_rates_and_compares(judge: LlamaCppJudge) -> None:
+    rating = judge.rating(RUBRIC_SYSTEM, rubric_prompt("What is 2 + 2?", "2 + 2 = 4."))
+    assert rating is not None and 1.0 <= rating <= 10.0
+    result = compare(judge, "What is 2 + 2?", "4", "5")
+    assert result.first in ("A", "B", "tie", None) and result.second in ("A", "B", "tie", None)
+    if result.preference is not None:
+        assert result.first == result.second == result.preference
+    verdict = JudgeScorer(judge).score(TelemetryEvent(prompt="What is 2 + 2?", completion="4"))
+    assert verdict is not None and 0.0 <= verdict.score <= 1.0
+    assert verdict.passed == (verdict.score >= (7 - 1) / 9)
+    assert JudgeScorer(judge).score(TelemetryEvent(completion="4")) is None  # no prompt captured
