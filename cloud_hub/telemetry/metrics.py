@@ -1,5 +1,5 @@
-"""Prometheus series on the hub: fleet-wide request metrics as events arrive, ingest health, and the
-latest evaluation's quality per domain × route (set by the evaluation run).
+"""Prometheus series on the hub: fleet-wide request metrics as events arrive and ingest health
+(``cloud_hub.evaluation.metrics`` adds the latest evaluation's quality to the same registry).
 
 Counters move only for events seen for the first time, so a re-sent batch never inflates them.
 """
@@ -49,15 +49,6 @@ class HubTelemetryMetrics:
             ["edge"],
             registry=r,
         )
-        self.quality = Gauge(
-            "edgeroute_hub_eval_pass_rate", "Latest evaluated pass rate", ["domain", "route"], registry=r
-        )
-        self.quality_low = Gauge(
-            "edgeroute_hub_eval_pass_rate_ci_low", "Wilson 95% lower bound", ["domain", "route"], registry=r
-        )
-        self.failures = Gauge(
-            "edgeroute_hub_eval_failures", "Failures by mode in the latest run", ["mode"], registry=r
-        )
 
     def observe_ingest(self, event: TelemetryEvent, duplicate: bool) -> None:
         if duplicate:
@@ -90,14 +81,6 @@ class HubTelemetryMetrics:
     def set_drops(self, drops: dict[str, int]) -> None:
         for edge, n in drops.items():
             self.edge_drops.labels(edge[:16]).set(n)
-
-    def set_quality(self, domain: str, route: str, pass_rate: float, ci_low: float) -> None:
-        self.quality.labels(domain, route).set(pass_rate)
-        self.quality_low.labels(domain, route).set(ci_low)
-
-    def set_failures(self, counts: dict[str, int]) -> None:
-        for mode, n in counts.items():
-            self.failures.labels(mode).set(n)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ import logging
 import threading
 from typing import Any
 
+from cloud_hub.evaluation.metrics import EvalQualityCollector
 from cloud_hub.telemetry.metrics import HubTelemetryMetrics
 from cloud_hub.telemetry.otlp import OtlpExporter
 from cloud_hub.telemetry.store import TelemetryStore, store_path
@@ -56,6 +57,7 @@ class HubTelemetry:
         observers: list[Any] = [self.metrics] + ([self.otlp] if self.otlp else [])
         self.store = TelemetryStore(store_file, observer=_Fanout(observers))
         self.metrics.set_drops(self.store.drops())
+        self.metrics.registry.register(EvalQualityCollector(self.store))
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.metrics_port: int | None = None
@@ -69,6 +71,7 @@ class HubTelemetry:
         ack = self.store.ingest(edge_id, batch)
         if any(e.get("edgeroute.event.kind") == "spool_drops" for e in batch.events):
             self.metrics.set_drops(self.store.drops())
+        self.metrics.registry.register(EvalQualityCollector(self.store))
         return ack
 
     def close(self) -> None:

@@ -96,3 +96,22 @@ def test_default_factory_stores_under_the_hub_home(tmp_path: Path) -> None:
     sink.ingest("edge", _batch())
     sink.close()
     assert store_path(tmp_path).is_file()
+
+
+def test_latest_evaluation_is_exposed_on_the_hub_scrape(tmp_path: Path) -> None:
+    from cloud_hub.evaluation.runner import EvalConfig, EvalRunner
+
+    sink = HubTelemetry(tmp_path / "t.db", metrics_port=0)
+    before = httpx.get(f"http://127.0.0.1:{sink.metrics_port}/metrics").text
+    assert "edgeroute_hub_eval_pass_rate{" not in before
+    events = [
+        TelemetryEvent(route="edge_local", domain="math", completion="", response_id=f"r{i}")
+        for i in range(12)
+    ]
+    sink.ingest("edge", TelemetryBatch("b", [e.to_attributes() for e in events]))
+    EvalRunner(sink.store).run(EvalConfig())
+    text = httpx.get(f"http://127.0.0.1:{sink.metrics_port}/metrics").text
+    assert 'edgeroute_hub_eval_pass_rate{domain="math",route="edge_local"} 0.0' in text
+    assert 'edgeroute_hub_eval_cell_below_target{domain="math",route="edge_local"} 1.0' in text
+    assert 'edgeroute_hub_eval_failures{mode="empty"} 12.0' in text
+    sink.close()
