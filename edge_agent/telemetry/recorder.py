@@ -55,6 +55,9 @@ class TelemetryRecorder:
             elif event.prompt is not None:
                 changes["prompt"] = clip_content(event.prompt)
             changes["completion"] = clip_content(event.completion)
+        elif event.reference is not None:
+            # probe traffic with a known answer is synthetic: its answer is kept for the check
+            changes["prompt"] = None
         elif event.prompt is not None or event.completion is not None:
             changes["prompt"] = None
             changes["completion"] = None

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.telemetry.metrics import EdgeMetrics
+from edge_agent.telemetry.recorder import FeedbackError, TelemetryRecorder
+from edge_agent.telemetry.regeneration import RegenerationDetector
+from edge_agent.telemetry.spool import TelemetrySpool
+from shared.telemetry import TelemetryEvent
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _recorder(tmp_path: Path, capture: bool = False, clock: _Clock | None = None) -> TelemetryRecorder:
+    detector = RegenerationDetector(window_s=300, clock=clock or _Clock())
+    return TelemetryRecorder(
+        TelemetrySpool(tmp_path / "s.db"), EdgeMetrics(), detector, capture_content=capture
+    )
+
+
+def _spooled(rec: TelemetryRecorder) -> list[TelemetryEvent]:
+    lease = rec.spool.lease(max_events=1000)
+    assert lease is not None
+    return [TelemetryEvent.from_attributes(e) for e in lease.events]
+
+
+def test_content_is_dropped_unless_captured(tmp_path: Path) -> None:
+    rec = _recorder(tmp_path)
+    rec.record(TelemetryEvent(route="edge_local", completion="the answer"), prompt="the question")
+    rec.record(
+        TelemetryEvent(route="edge_local", completion="42", reference="#### 42", reference_kind="gsm8k")
+    )
+    plain, probe = _spooled(rec)
+    assert plain.prompt is None and plain.completion is None
+    assert probe.completion == "42" and probe.reference == "#### 42"  # probes keep what the check needs
+    rec.close()
+    captured = _recorder(tmp_path / "c", capture=True)
+    captured.record(TelemetryEvent(route="edge_local", completion="the answer"), prompt="the question")
+    [event] = _spooled(captured)
+    assert (event.prompt, event.completion) == ("the question", "the answer")
+    captured.close()
+
+
+def test_near_duplicate_reask_within_the_window_is_a_regeneration(tmp_path: Path) -> None:
+    clock = _Clock()
+    rec = _recorder(tmp_path, clock=clock)
+    first = rec.record(
+        TelemetryEvent(user="u1", response_id="r1"), prompt="How many legs does a spider have?"
+    )
+    again = rec.record(TelemetryEvent(user="u1", response_id="r2"), prompt="how many legs does a spider have")
+    other_user = rec.record(
+        TelemetryEvent(user="u2", response_id="r3"), prompt="How many legs does a spider have?"
+    )
+    different = rec.record(TelemetryEvent(user="u1", response_id="r4"), prompt="What do spiders eat?")
+    clock.now = 1000.0
+    late = rec.record(TelemetryEvent(user="u1", response_id="r5"), prompt="How many legs does a spider have?")
+    explicit = rec.record(
+        TelemetryEvent(user="u3", response_id="r6", regenerate_flag=True), prompt="Tell a joke"
+    )
+    assert not first.regeneration
+    assert again.regeneration and again.regenerates == "r1"
+    assert not other_user.regeneration and not different.regeneration and not late.regeneration
+    assert explicit.regeneration and explicit.regenerates == ""
+    text = rec.metrics.render().decode()
+    assert 'edgeroute_regenerations_total{route="none",source="near_duplicate"} 1.0' in text
+    assert 'edgeroute_regenerations_total{route="none",source="explicit"} 1.0' in text
+    rec.close()
+
+
+def test_detector_memory_is_bounded() -> None:
+    detector = RegenerationDetector(max_users=3, per_user=2)
+    for i in range(10):
+        detector.check(f"user{i}", f"question {i}", f"r{i}")
+    assert not detector.check("user0", "question 0", "again").regeneration  # evicted long ago
+    assert detector.check("user9", "question 9", "again").regenerates == "r9"
+
+
+def test_feedback_is_validated_counted_and_spooled(tmp_path: Path) -> None:
+    rec = _recorder(tmp_path)
+    rec.feedback("req-1", -1.0, tenant="t")
+    rec.feedback("req-2", 0.5)
+    for bad in (("", 1.0), ("req", 2.0), ("x" * 201, 0.0)):
+        with pytest.raises(FeedbackError):
+            rec.feedback(*bad)
+    events = _spooled(rec)
+    assert [(e.kind, e.response_id, e.rating) for e in events] == [
+        ("feedback", "req-1", -1.0),
+        ("feedback", "req-2", 0.5),
+    ]
+    text = rec.metrics.render().decode()
+    assert 'edgeroute_feedback_total{sentiment="negative"} 1.0' in text
+    assert 'edgeroute_feedback_total{sentiment="positive"} 1.0' in text
+    rec.close()
+
+
+def test_metrics_by_route(tmp_path: Path) -> None:
+    rec = _recorder(tmp_path)
+    rec.record(TelemetryEvent(route="semantic_cache", latency_s=0.01, cache_similarity=0.97))
+    hub = TelemetryEvent(
+        route="hub_oss", escalation_reason="low_confidence", cost_usd=0.002, latency_s=1.5, ttft_s=0.3,
+        input_tokens=10, output_tokens=20,
+    )  # fmt: skip
+    rec.record(hub)
+    rec.record(TelemetryEvent(route="edge_local", fallback=True, latency_s=0.4))
+    rec.record(TelemetryEvent(route="hub_oss", error_type="timeout"))
+    text = rec.metrics.render().decode()
+    assert 'edgeroute_cache_hits_total{route="semantic_cache"} 1.0' in text
+    assert "edgeroute_cache_lookups_total 4.0" in text
+    assert 'edgeroute_escalations_total{reason="low_confidence",route="hub_oss"} 1.0' in text
+    assert 'edgeroute_fallbacks_total{route="edge_local"} 1.0' in text
+    assert 'edgeroute_cost_usd_total{route="hub_oss"} 0.002' in text
+    assert 'edgeroute_request_duration_seconds_count{route="hub_oss"} 1.0' in text
+    assert 'edgeroute_time_to_first_token_seconds_count{route="hub_oss"} 1.0' in text
+    assert 'edgeroute_request_errors_total{error="timeout",route="hub_oss"} 1.0' in text
+    assert 'edgeroute_tokens_total{direction="output",route="hub_oss"} 20.0' in text
+    rec.refresh_spool_metrics()
+    assert "edgeroute_telemetry_spool_events 4.0" in rec.metrics.render().decode()
+    rec.close()
