@@ -91,7 +91,7 @@ def _agent(root: Path, name: str, threshold: float, hub_endpoint: str, hub_key: 
     config = home / "edge.yaml"
     config.write_text(
         yaml.safe_dump(
-            {"confidence_threshold": threshold, "draft_tokens": 8, "heartbeat_s": 0.5, "hub_timeout_s": 120}
+            {"confidence_threshold": threshold, "draft_tokens": 8, "heartbeat_s": 2.0, "hub_timeout_s": 120}
         )
     )
     cmd = [str(BIN / "edge-agent"), "serve", "--home", str(home), "--port", "0", "--hub", hub_endpoint]
@@ -110,7 +110,7 @@ def deployment(
     config = root / "hub.yaml"
     model = {"name": HUB_MODEL, "backend": "vllm", "tier": "oss", "max_model_len": 2048}
     model["cost"] = {"usd_per_gpu_second": 0.0006}
-    config.write_text(yaml.safe_dump({"models_dir": str(models_dir), "heartbeat_s": 0.5, "models": [model]}))
+    config.write_text(yaml.safe_dump({"models_dir": str(models_dir), "heartbeat_s": 2.0, "models": [model]}))
     cmd = [str(BIN / "cloud-hub"), "serve", "--home", str(hub_home), "--bind", "tcp://127.0.0.1:0"]
     hub = Proc("hub", [*cmd, "--config", str(config)], "hub ready on ", root / "hub.log")
     endpoint = hub.start(timeout_s=480)
@@ -198,8 +198,9 @@ def test_streaming_through_both_paths(deployment: Deployment) -> None:
             stream=True,
             stream_options={"include_usage": True},
         ) as response:
-            assert response.headers["x-edgeroute-route"] == route
+            header = response.headers["x-edgeroute-route"]
             chunks = list(response.parse())
+        assert header == route, _trace(chunks[-1])
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         assert text
         assert _trace(chunks[-1])["route"] == route
