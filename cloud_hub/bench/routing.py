@@ -1,0 +1,211 @@
+"""``cloud-hub bench routing``: replay recorded model outcomes through the router, offline.
+
+Without ``--dataset`` it runs the default suite over the data directory: RouteLLM's GSM8K, MMLU and
+MT-Bench (contaminated prompts dropped; a fixed hash slice trains and calibrates, the rest is
+reported), RouterBench's ARC-C, MBPP and Winogrande (11 models, real USD cost, 5-fold
+cross-validation) and LLMRouter's set. ``--dataset PATH`` (repeatable) replays any file in the
+RouterBench or RouteLLM layout; ``--train PATH`` (repeatable) names outcomes to train and calibrate
+on instead of the hash slice. Output: a table per dataset, ``<out>/routing-<dataset>.json`` and
+``.png``, and, as the last printed line, the last dataset's summary as one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cloud_hub.bench.routing_eval import Plan, evaluate
+from cloud_hub.bench.routing_report import final_line, plot, print_table, summarise
+from shared import paths
+from shared.routing.datasets import (
+    GPT4,
+    MIXTRAL,
+    OutcomeTable,
+    concat,
+    drop_prompts,
+    load_contaminated,
+    load_outcomes,
+)
+from shared.routing.embed import CachedEmbedder, TextEmbedder, default_cache_file, load_default_embedder
+from shared.routing.estimators import hash_folds, hash_unit
+
+ROUTELLM = Path("routing/routellm/routellm/evals")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    path: Path
+    contaminated: Path | None = None
+    mode: str = "hash"  # "hash": calibrate on a hash slice | "cv": k-fold cross-validation
+
+
+def default_suite(data: Path) -> list[Job]:
+    rb = data / "routing" / "routerbench"
+    return [
+        Job(
+            "gsm8k",
+            data / ROUTELLM / "gsm8k/gsm8k_responses.csv",
+            data / ROUTELLM / "gsm8k/contaminated_prompts.jsonl",
+        ),
+        Job("mmlu", data / ROUTELLM / "mmlu/responses", data / ROUTELLM / "mmlu/contaminated_prompts.jsonl"),
+        Job(
+            "mt_bench",
+            data / ROUTELLM / "mt_bench",
+            data / ROUTELLM / "mt_bench/contaminated_prompts.jsonl",
+            "cv",
+        ),
+        Job("routerbench_arc_challenge", rb / "arc_challenge_train.csv", mode="cv"),
+        Job("routerbench_mbpp", rb / "mbpp_train.csv", mode="cv"),
+        Job("routerbench_winogrande", rb / "winograde_train.csv", mode="cv"),
+        Job("llmrouter", data / "routing" / "llmrouter" / "train.json"),
+    ]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset", action="append", type=Path, default=[], help="outcome file/folder (repeatable)"
+    )
+    parser.add_argument(
+        "--train", action="append", type=Path, default=[], help="outcomes to train on (repeatable)"
+    )
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: $EDGEROUTE_DATA_DIR")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/routing"), help="JSON + PNG folder")
+    parser.add_argument(
+        "--strong", default=None, help="strong model (default: GPT-4 if present, else the best)"
+    )
+    parser.add_argument(
+        "--weak", default=None, help="weak model (default: Mixtral if present, else the cheapest)"
+    )
+    parser.add_argument(
+        "--calib-fraction", type=float, default=0.5, help="hash slice used to train/calibrate"
+    )
+    parser.add_argument("--folds", type=int, default=5, help="folds for cross-validated datasets")
+    parser.add_argument("--limit", type=int, default=0, help="keep only this many rows per dataset (0 = all)")
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--thresholds-out", type=Path, default=None, help="write the calibrated table (JSON)")
+
+
+def _pick(table: OutcomeTable, strong: str | None, weak: str | None) -> tuple[str, str, str]:
+    cost = {m: table.mean_cost(m) for m in table.models}
+    quality = {m: table.mean_score(m) for m in table.models}
+    s = strong or (GPT4 if GPT4 in table.models else max(quality, key=lambda m: (quality[m], -cost[m])))
+    cheapest = min(cost, key=lambda m: (cost[m], -quality[m]))
+    w = weak or (MIXTRAL if MIXTRAL in table.models else cheapest)
+    for m in (s, w):
+        if m not in table.models:
+            raise SystemExit(f"model {m!r} is not in {table.name}: {table.models}")
+    return s, w, cheapest
+
+
+def _limit(table: OutcomeTable, n: int) -> OutcomeTable:
+    if n <= 0 or len(table) <= n:
+        return table
+    order = np.argsort([hash_unit(p, "edgeroute-limit") for p in table.prompts])[:n]
+    return table.subset(np.sort(order))
+
+
+def _load(job: Job, limit: int) -> OutcomeTable:
+    table = load_outcomes(job.path)
+    if job.contaminated is not None and job.contaminated.is_file():
+        table = drop_prompts(table, load_contaminated(job.contaminated))
+    return _limit(replace(table, name=job.name).complete(), limit)
+
+
+def _align(train: list[OutcomeTable], models: list[str]) -> OutcomeTable:
+    parts = []
+    for t in train:
+        missing = [m for m in models if m not in t.models]
+        if missing:
+            raise SystemExit(f"--train {t.name} lacks models {missing}")
+        cols = [t.models.index(m) for m in models]
+        parts.append(replace(t, models=list(models), scores=t.scores[:, cols], costs=t.costs[:, cols]))
+    return concat(parts, "train").complete()
+
+
+def _plans(job: Job, table: OutcomeTable, n_train: int, args: argparse.Namespace) -> list[Plan]:
+    if n_train:  # rows [0, n_train) come from --train, the rest from the dataset
+        return [Plan(np.arange(n_train), np.arange(n_train, len(table)))]
+    if job.mode == "cv":
+        folds = hash_folds(table.prompts, args.folds)
+        return [Plan(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(args.folds)]
+    calib = np.array([hash_unit(p) < args.calib_fraction for p in table.prompts])
+    return [Plan(np.flatnonzero(calib), np.flatnonzero(~calib))]
+
+
+def _embed(embedder: CachedEmbedder, texts: list[str], label: str, console: Console) -> NDArray[np.float32]:
+    todo = embedder.missing(texts)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(f"embedding {label}", total=todo)
+        x = embedder.embed(texts, progress=lambda n: bar.advance(task, n))
+    embedder.flush()
+    return x
+
+
+def run_job(
+    job: Job, train: list[OutcomeTable], embedder: CachedEmbedder, args: argparse.Namespace, console: Console
+) -> dict[str, object]:
+    table = _load(job, args.limit)
+    strong, weak, cheapest = _pick(table, args.strong, args.weak)
+    n_train = 0
+    if train:
+        base = _align(train, table.models)
+        n_train = len(base)
+        table = concat([base, table], job.name)
+    x = _embed(embedder, table.prompts, job.name, console)
+    with console.status(f"[bold]{job.name}: training, calibrating, replaying"):
+        results, thresholds, test = evaluate(table, x, _plans(job, table, n_train, args), strong, weak)
+    summary = summarise(job.name, results, test, strong, weak, cheapest)
+    print_table(console, summary)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"routing-{job.name}.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    if not args.no_plots:
+        plot(summary, args.out / f"routing-{job.name}.png")
+    if args.thresholds_out is not None:
+        thresholds.save(args.thresholds_out.parent / f"{args.thresholds_out.stem}-{job.name}.json")
+    return summary
+
+
+def run(args: argparse.Namespace, embedder: TextEmbedder | None = None) -> int:
+    console = Console(stderr=True, width=150)
+    data = args.data_dir or paths.data_dir()
+    jobs = (
+        [Job(p.stem if p.is_file() else p.name, p, mode="hash") for p in args.dataset]
+        if args.dataset
+        else default_suite(data)
+    )
+    train = [_limit(load_outcomes(p).complete(), args.limit) for p in args.train]
+    cached = CachedEmbedder(embedder or load_default_embedder(), default_cache_file())
+    lines = []
+    try:
+        for job in jobs:
+            lines.append(final_line(run_job(job, train, cached, args, console)))
+    finally:
+        cached.close()
+    for line in lines:
+        print(json.dumps(line), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cloud-hub bench routing", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,157 @@
+"""Calibration: turn a quality target into the routing rule's one knob, for any number of tiers.
+
+The rule (see ``choose``) sends each request to the route with the highest
+``p_success - lam * cost / cost_ref``: ``lam`` is the price of one unit of expected quality in units of
+the dearest route's cost. ``lam = 0`` buys the most likely correct route everywhere; a large ``lam``
+buys the cheapest. With calibrated probabilities this Lagrangian rule is the least-cost way to reach any
+expected quality (it is the exact solution of the relaxed knapsack), and unlike RouteLLM's single
+threshold between two models it spends the budget across N tiers at once: a request moves one step up
+when that step's gain per unit cost beats the others'.
+
+``calibrate`` replays recorded outcomes (predictions made out-of-fold, so they are honest) over a
+grid of ``lam`` and, for each target, keeps the cheapest ``lam`` whose *realised* quality reaches
+``target * reference_quality``. The result is a ``ThresholdTable`` that both programs load from JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+F64 = NDArray[np.float64]
+TABLE_VERSION = 1
+DEFAULT_TARGETS = (0.8, 0.85, 0.9, 0.95, 0.97, 0.99, 1.0)
+
+
+def choose(pred: F64, cost_est: F64, lam: float) -> NDArray[np.intp]:
+    """Index of the chosen option per row. ``pred`` (n, m); ``cost_est`` (m,) or (n, m).
+
+    Ties go to the cheaper option, so equal predictions never pay more.
+    """
+    cost = np.broadcast_to(cost_est, pred.shape)
+    ref = float(np.max(cost)) or 1.0
+    utility = pred - lam * cost / ref
+    # a vanishing cost term breaks exact ties towards cheaper routes without changing any real choice
+    utility = utility - 1e-9 * cost / ref
+    out: NDArray[np.intp] = np.argmax(utility, axis=1)
+    return out
+
+
+def realised(choice: NDArray[np.intp], scores: F64, costs: F64) -> tuple[float, float]:
+    """Mean score and mean cost of the chosen options on recorded outcomes."""
+    rows = np.arange(len(choice))
+    return float(np.mean(scores[rows, choice])), float(np.mean(costs[rows, choice]))
+
+
+def lambda_grid(pred: F64, cost_est: F64, size: int = 400) -> F64:
+    """Candidate ``lam`` values at the quantiles of the per-row switching points between options."""
+    cost = np.broadcast_to(cost_est, pred.shape)
+    ref = float(np.max(cost)) or 1.0
+    ratios: list[F64] = []
+    m = pred.shape[1]
+    for i in range(m):
+        for j in range(m):
+            dc = (cost[:, j] - cost[:, i]) / ref
+            ok = dc > 0
+            r = (pred[ok, j] - pred[ok, i]) / dc[ok]
+            ratios.append(r[r > 0])
+    flat = np.concatenate(ratios) if ratios else np.zeros(0)
+    qs = np.quantile(flat, np.linspace(0.0, 1.0, size)) if flat.size else np.zeros(0)
+    grid = np.unique(np.concatenate([[0.0], qs * (1 - 1e-9), qs * (1 + 1e-9), [1e12]]))
+    return grid
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    target: float  # fraction of the reference (strongest route's) quality
+    lam: float
+    quality: float  # realised on the calibration rows
+    cost: float
+    reached: bool  # False: even the best-quality setting falls short of the target
+
+
+@dataclass(frozen=True)
+class ThresholdTable:
+    """Calibrated ``lam`` per quality target, for one ordered set of options."""
+
+    options: tuple[str, ...]
+    reference: str
+    reference_quality: float
+    points: tuple[OperatingPoint, ...]
+    version: int = TABLE_VERSION
+
+    def lam_for(self, target: float) -> float:
+        """The cheapest calibrated setting that meets ``target``: never one calibrated for a lower target."""
+        meeting = [p for p in self.points if p.target >= target - 1e-12]
+        if not meeting:
+            return 0.0  # above every calibrated target: buy the best predicted quality
+        return min(meeting, key=lambda p: (p.target, -p.lam)).lam
+
+    def to_json(self) -> str:
+        body = {
+            "version": self.version,
+            "options": list(self.options),
+            "reference": self.reference,
+            "reference_quality": self.reference_quality,
+            "points": [asdict(p) for p in self.points],
+        }
+        return json.dumps(body, indent=2, sort_keys=True)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def from_json(cls, text: str) -> ThresholdTable:
+        body = json.loads(text)
+        if body.get("version") != TABLE_VERSION:
+            raise ValueError(f"threshold table version {body.get('version')!r} is not {TABLE_VERSION}")
+        return cls(
+            options=tuple(body["options"]),
+            reference=body["reference"],
+            reference_quality=float(body["reference_quality"]),
+            points=tuple(OperatingPoint(**p) for p in body["points"]),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> ThresholdTable:
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+
+def calibrate(
+    pred: F64,
+    cost_est: F64,
+    scores: F64,
+    costs: F64,
+    options: Sequence[str],
+    reference: str,
+    targets: Sequence[float] = DEFAULT_TARGETS,
+) -> ThresholdTable:
+    """Cheapest ``lam`` per target on recorded outcomes (rows with a missing score are skipped)."""
+    ok = ~np.isnan(scores).any(axis=1) & ~np.isnan(costs).any(axis=1)
+    pred, scores, costs = pred[ok], scores[ok], costs[ok]
+    if np.ndim(cost_est) == 2:
+        cost_est = np.asarray(cost_est)[ok]
+    if len(scores) == 0:
+        raise ValueError("no complete rows to calibrate on")
+    ref_q = float(np.mean(scores[:, list(options).index(reference)]))
+    grid = lambda_grid(pred, cost_est)
+    sweep = [(lam, *realised(choose(pred, cost_est, lam), scores, costs)) for lam in grid]
+    points = []
+    for t in targets:
+        need = t * ref_q - 1e-12
+        ok_pts = [s for s in sweep if s[1] >= need]
+        if ok_pts:
+            lam, q, c = min(ok_pts, key=lambda s: (s[2], -s[0]))
+            points.append(OperatingPoint(float(t), float(lam), q, c, True))
+        else:
+            lam, q, c = max(sweep, key=lambda s: (s[1], -s[2]))
+            points.append(OperatingPoint(float(t), float(lam), q, c, False))
+    return ThresholdTable(tuple(options), reference, ref_q, tuple(points))
