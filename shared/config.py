@@ -150,7 +150,9 @@ class HubSettings(_YamlSettings):
             name="qwen2.5-coder-0.5b-instruct",
             backend="vllm",
             tier=Tier.OSS,
-            cost=CostModel(usd_per_gpu_second=0.0006),
+            # Priced per token as a shared-GPU open-model service would be, not by wall time: a CPU
+            # test hub takes seconds a GPU takes milliseconds for, and would look dearer than frontier.
+            cost=CostModel(usd_per_1k_prompt=0.0001, usd_per_1k_completion=0.0002),
         )
     ]
     default_model: str = "qwen2.5-coder-0.5b-instruct"
