@@ -117,9 +117,9 @@ async def build_app(settings: EdgeSettings) -> web.Application:
                 resources.append(ClosingResource(service))
                 caches.append(CacheStage(service))
         settings.home.mkdir(parents=True, exist_ok=True)
-        spool = TelemetrySpool(settings.home / "telemetry.db")
+        spool = TelemetrySpool(settings.home / "telemetry.db", settings.telemetry_spool_max_bytes)
         metrics = EdgeMetrics(registry)
-        recorder = TelemetryRecorder(spool, metrics)
+        recorder = TelemetryRecorder(spool, metrics, capture_content=settings.telemetry_capture_content)
         resources.append(ClosingResource(recorder))
         if hub is not None:
             # after the recorder, so it stops before the spool it reads is closed

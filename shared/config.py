@@ -130,6 +130,10 @@ class EdgeSettings(_YamlSettings):
     heartbeat_s: float = 2.0
     tenants: list[TenantConfig] = []
     max_body_bytes: int = 1024 * 1024
+    # telemetry: prompts/answers leave the device only with capture on (the hub's judge needs them);
+    # the spool drops its oldest undelivered events (counted) beyond this many bytes
+    telemetry_capture_content: bool = False
+    telemetry_spool_max_bytes: int = 64 * 1024 * 1024
     cache: CacheSettings = CacheSettings()
 
     @property
