@@ -33,7 +33,13 @@ from shared.routing.datasets import (
     load_contaminated,
     load_outcomes,
 )
-from shared.routing.embed import CachedEmbedder, TextEmbedder, default_cache_file, load_default_embedder
+from shared.routing.embed import (
+    CachedEmbedder,
+    TextEmbedder,
+    default_cache_file,
+    embedder_id,
+    load_default_embedder,
+)
 from shared.routing.estimators import hash_folds, hash_unit
 
 ROUTELLM = Path("routing/routellm/routellm/evals")
@@ -189,7 +195,10 @@ def run(args: argparse.Namespace, embedder: TextEmbedder | None = None) -> int:
         else default_suite(data)
     )
     train = [_limit(load_outcomes(p).complete(), args.limit) for p in args.train]
-    cached = CachedEmbedder(embedder or load_default_embedder(), default_cache_file())
+    if embedder is None:
+        cached = CachedEmbedder(load_default_embedder(), default_cache_file(), embedder_id())
+    else:
+        cached = CachedEmbedder(embedder, default_cache_file(), type(embedder).__name__)
     lines = []
     try:
         for job in jobs:

@@ -9,15 +9,15 @@ another model's vectors.
 from __future__ import annotations
 
 import hashlib
-import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from shared import paths
+from shared.embedding import OnnxEmbedder
 
 EMBEDDING_MODEL = "minilm-l6-v2-onnx"
 F32 = NDArray[np.float32]
@@ -29,25 +29,27 @@ class TextEmbedder(Protocol):
     def embed(self, texts: Sequence[str]) -> F32: ...
 
 
-class EmbedderUnavailable(RuntimeError):
+class EmbedderUnavailable(FileNotFoundError):
     pass
 
 
 def load_default_embedder(models_dir: Path | None = None) -> TextEmbedder:
     """The MiniLM ONNX embedder from the models directory, with a clear error when it is missing."""
-    root = models_dir or paths.models_dir()
-    folder = root / EMBEDDING_MODEL
+    folder = (models_dir or paths.models_dir()) / EMBEDDING_MODEL
     if not folder.is_dir():
         raise EmbedderUnavailable(
             f"{folder} is missing: run `edgeroute-models install {EMBEDDING_MODEL}` "
             "(or set EDGEROUTE_MODELS_DIR)"
         )
-    try:
-        module = importlib.import_module("shared.embedding")
-    except ImportError as exc:
-        raise EmbedderUnavailable("shared.embedding is not available in this installation") from exc
-    factory = cast(Callable[..., TextEmbedder], module.OnnxEmbedder)
-    return factory(folder)
+    return OnnxEmbedder(folder)
+
+
+def embedder_id(models_dir: Path | None = None) -> str:
+    """Names the installed artifact: a re-exported model (new size) never reuses old cached vectors."""
+    folder = (models_dir or paths.models_dir()) / EMBEDDING_MODEL
+    model = folder / "model.onnx"
+    size = model.stat().st_size if model.is_file() else 0
+    return f"{EMBEDDING_MODEL}:{size}"
 
 
 def _norm_rows(x: F32) -> F32:

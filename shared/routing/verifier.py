@@ -80,7 +80,8 @@ def _num(text: str) -> float | None:
 def arithmetic_errors(answer: str) -> tuple[int, int]:
     """(checked, wrong) equations in the answer, both ``<<a*b=c>>`` annotations and inline ``a * b = c``."""
     checked = wrong = 0
-    for expr, val in [*_ANNOTATED.findall(answer), *_INLINE.findall(answer)]:
+    plain = _ANNOTATED.sub(" ", answer)  # an annotated equation is checked once, not again inline
+    for expr, val in [*_ANNOTATED.findall(answer), *_INLINE.findall(plain)]:
         got, want = safe_arith(expr), _num(val)
         if got is None or want is None:
             continue
