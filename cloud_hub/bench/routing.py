@@ -96,6 +96,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--folds", type=int, default=5, help="folds for cross-validated datasets")
     parser.add_argument("--limit", type=int, default=0, help="keep only this many rows per dataset (0 = all)")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--embedding-cache", type=Path, default=None, help="default: beside the models dir")
     parser.add_argument("--thresholds-out", type=Path, default=None, help="write the calibrated table (JSON)")
 
 
@@ -195,10 +196,11 @@ def run(args: argparse.Namespace, embedder: TextEmbedder | None = None) -> int:
         else default_suite(data)
     )
     train = [_limit(load_outcomes(p).complete(), args.limit) for p in args.train]
+    cache_file = args.embedding_cache or default_cache_file()
     if embedder is None:
-        cached = CachedEmbedder(load_default_embedder(), default_cache_file(), embedder_id())
+        cached = CachedEmbedder(load_default_embedder(), cache_file, embedder_id())
     else:
-        cached = CachedEmbedder(embedder, default_cache_file(), type(embedder).__name__)
+        cached = CachedEmbedder(embedder, cache_file, type(embedder).__name__)
     lines = []
     try:
         for job in jobs:
