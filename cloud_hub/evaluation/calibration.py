@@ -35,6 +35,11 @@ class Agreement:
     kappa: float
     judge_mean: float
     gpt4_mean: float
+    # the judge's own pass mark that best reproduces GPT-4's pass/fail (balanced accuracy): a
+    # small judge's scale is compressed, so its 7 is not GPT-4's 7
+    best_pass_at: float = 7.0
+    best_balanced_accuracy: float = 0.5
+    pairs: tuple[tuple[float, float], ...] = ()  # (judge, GPT-4) per item, to re-derive figures
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +85,23 @@ def pearson(xs: list[float], ys: list[float]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / (sx * sy)
 
 
+def balanced_accuracy(judge_scores: list[float], gpt4_pass: list[bool], cut: float) -> float:
+    pos = [s for s, g in zip(judge_scores, gpt4_pass, strict=True) if g]
+    neg = [s for s, g in zip(judge_scores, gpt4_pass, strict=True) if not g]
+    if not pos or not neg:
+        return 0.5
+    return (sum(s >= cut for s in pos) / len(pos) + sum(s < cut for s in neg) / len(neg)) / 2
+
+
+def best_cut(judge_scores: list[float], gpt4_pass: list[bool]) -> tuple[float, float]:
+    cuts = sorted(set(judge_scores))
+    if not cuts:
+        return 7.0, 0.5
+    scored = [(balanced_accuracy(judge_scores, gpt4_pass, c), c) for c in cuts]
+    accuracy, cut = max(scored)
+    return cut, accuracy
+
+
 def agreement(judge_scores: list[float], gpt4: list[float], pass_at: float = 7.0, n: int = 0) -> Agreement:
     m = len(judge_scores)
     jp = [s >= pass_at for s in judge_scores]
@@ -88,6 +110,7 @@ def agreement(judge_scores: list[float], gpt4: list[float], pass_at: float = 7.0
     pj, pg = (sum(jp) / m, sum(gp) / m) if m else (0.0, 0.0)
     pe = pj * pg + (1 - pj) * (1 - pg)
     diffs = [abs(a - b) for a, b in zip(judge_scores, gpt4, strict=True)]
+    cut, accuracy = best_cut(judge_scores, gp)
     return Agreement(
         n=n or m,
         parsed=m,
@@ -100,6 +123,9 @@ def agreement(judge_scores: list[float], gpt4: list[float], pass_at: float = 7.0
         kappa=(po - pe) / (1 - pe) if pe < 1 else 0.0,
         judge_mean=sum(judge_scores) / m if m else float("nan"),
         gpt4_mean=sum(gpt4) / m if m else float("nan"),
+        best_pass_at=cut,
+        best_balanced_accuracy=accuracy,
+        pairs=tuple(zip(judge_scores, gpt4, strict=True)),
     )
 
 

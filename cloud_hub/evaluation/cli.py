@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--judge", default="none", help="GGUF model name in the models dir, or 'none'")
     run.add_argument("--judge-budget", type=int, default=100)
+    run.add_argument(
+        "--judge-uncalibrated", action="store_true", help="use the judge without a calibrate-judge result"
+    )
     run.add_argument("--target", action="append", default=[], metavar="DOMAIN=RATE")
     run.add_argument("--default-target", type=float, default=0.8)
     run.add_argument("--min-n", type=int, default=10)
@@ -105,14 +108,29 @@ def _run(args: argparse.Namespace, store: Any, console: Console) -> int:
     from cloud_hub.evaluation.runner import EvalConfig, EvalRunner
     from cloud_hub.evaluation.tracking import local_tracking_uri, log_run
 
-    judge = None if args.judge == "none" else _open_judge(args.judge)
+    judge = None
+    pass_at = 7.0
+    if args.judge != "none":
+        calibration = args.home / "eval" / f"judge-calibration-{args.judge}.json"
+        if calibration.is_file():
+            measured = json.loads(calibration.read_text())
+            pass_at = float(measured.get("best_pass_at", 7.0))
+            console.print(
+                f"judge {args.judge}: pass mark {pass_at:.2f} from calibration "
+                f"(balanced accuracy {measured.get('best_balanced_accuracy', 0.5):.2f}, "
+                f"Spearman {measured.get('spearman', float('nan')):.2f} vs GPT-4)"
+            )
+        elif not args.judge_uncalibrated:
+            console.print(f"judge {args.judge} is uncalibrated: run `cloud-hub eval calibrate-judge` first")
+            return 2
+        judge = _open_judge(args.judge)
     config = EvalConfig(
         per_stratum=args.per_stratum, oversample=args.oversample, seed=args.seed,
         judge_budget=args.judge_budget,
         targets=_targets(args.target), default_target=args.default_target, min_n=args.min_n,
         since=time.time() - args.since_hours * 3600 if args.since_hours else None,
     )  # fmt: skip
-    runner = EvalRunner(store, judge=judge)
+    runner = EvalRunner(store, judge=judge, judge_pass_at=pass_at)
     with _progress(console) as bar:
         task = bar.add_task("scoring", total=None)
         outcome = runner.run(config, lambda done, total: bar.update(task, completed=done, total=total))

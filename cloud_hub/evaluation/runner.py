@@ -84,11 +84,13 @@ class EvalRunner:
         judge: Judge | None = None,
         stronger: StrongerTier | None = None,
         reference_scorers: Sequence[Scorer] | None = None,
+        judge_pass_at: float = 7.0,
     ) -> None:
         self.store = store
         self.results = ResultStore(store)
         self.judge = judge
         self.stronger = stronger
+        self.judge_pass_at = judge_pass_at
         self.reference_scorers: list[Scorer] = list(
             reference_scorers or (GSM8KScorer(), MultipleChoiceScorer(), CodeTestScorer())
         )
@@ -104,7 +106,7 @@ class EvalRunner:
         regenerated = {e.regenerates for _, e in events if e.regenerates}
         chain: list[Scorer] = [*self.reference_scorers, FeedbackScorer(self.store.feedback_by_response())]
         chain.append(RegenerationScorer(regenerated))
-        judge_scorer = JudgeScorer(self.judge) if self.judge is not None else None
+        judge_scorer = JudgeScorer(self.judge, self.judge_pass_at) if self.judge is not None else None
         rng = random.Random(config.seed)
         budget = config.judge_budget
         rows: list[ResultRow] = []

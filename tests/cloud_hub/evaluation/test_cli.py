@@ -42,3 +42,7 @@ def test_report_without_runs_is_a_clear_error(tmp_path: Path, capsys: pytest.Cap
 def test_bad_target_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["eval", "run", "--home", str(tmp_path), "--target", "math", "--no-mlflow"])
+
+
+def test_an_uncalibrated_judge_is_refused(tmp_path: Path) -> None:
+    assert main(["eval", "run", "--home", str(tmp_path), "--judge", "qwen2.5-coder-0.5b-instruct"]) == 2

@@ -49,6 +49,16 @@ def test_agreement_statistics() -> None:
     assert inverted.spearman < -0.9 and inverted.kappa < 0
 
 
+def test_best_pass_mark_adapts_to_a_compressed_scale() -> None:
+    # a judge that ranks perfectly but never leaves 5..6 still separates at its own mark
+    judge = [5.1, 5.2, 5.3, 5.8, 5.9, 6.0]
+    gpt4 = [2.0, 3.0, 1.0, 9.0, 10.0, 8.0]
+    result = agreement(judge, gpt4)
+    assert result.kappa == 0.0  # at the fixed mark of 7 it never passes anything
+    assert result.best_pass_at == 5.8 and result.best_balanced_accuracy == 1.0
+    assert len(result.pairs) == 6
+
+
 def test_calibration_sample_is_balanced(data_dir: Path) -> None:
     rows = load_judgements(data_dir, 20, seed=1)
     assert len(rows) == 20
