@@ -72,6 +72,10 @@ class CachedEmbedder:
                 keys, vecs = z["keys"], z["vectors"]
             self._cache = {str(k): vecs[i] for i, k in enumerate(keys)}
 
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
     def _key(self, text: str) -> str:
         return hashlib.sha256(f"{self._model_id}\0{text}".encode()).hexdigest()[:32]
 

@@ -117,6 +117,11 @@ class AutoLogistic:
             raise RuntimeError("fit() first")
         return np.hstack([h.proba(x) for h in self._heads]).astype(np.float64)
 
+    @property
+    def heads(self) -> list[LinearHead]:
+        """One single-label sigmoid head per model column, in column order."""
+        return list(self._heads)
+
     def frozen(self) -> Callable[[], SuccessEstimator]:
         chosen = tuple(self.chosen)
         return lambda: AutoLogistic(self.grid, self.folds, fixed=chosen)
