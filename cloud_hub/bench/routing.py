@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cloud_hub.bench.routing_eval import Plan, evaluate
+from cloud_hub.bench.routing_latency import measure
 from cloud_hub.bench.routing_report import final_line, plot, print_table, summarise
 from shared import paths
 from shared.routing.datasets import (
@@ -43,6 +44,7 @@ from shared.routing.embed import (
 from shared.routing.estimators import hash_folds, hash_unit
 
 ROUTELLM = Path("routing/routellm/routellm/evals")
+HELP = "replay recorded model outcomes through the router (cost-quality tables, JSON, PNG)"
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,13 @@ def run(args: argparse.Namespace, embedder: TextEmbedder | None = None) -> int:
         cached = CachedEmbedder(load_default_embedder(), cache_file, embedder_id())
     else:
         cached = CachedEmbedder(embedder, cache_file, type(embedder).__name__)
+    lat = measure()
+    console.print(
+        f"[bold]classification + decision[/] (no embedding): p50 {lat.p50_ms:.3f} ms, "
+        f"p99 {lat.p99_ms:.3f} ms over {lat.iterations} requests (goal: 1 / 5 ms)"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "routing-latency.json").write_text(json.dumps(asdict(lat)) + "\n", encoding="utf-8")
     lines = []
     try:
         for job in jobs:
