@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from cloud_hub.evaluation.results import ResultRow
-from cloud_hub.evaluation.stats import RateCI, difference_ci, weighted_wilson, wilson
+from cloud_hub.evaluation.sampling import RateCI, difference_ci, weighted_wilson, wilson
 
 Decision = Literal["promote", "rollback", "continue"]
 

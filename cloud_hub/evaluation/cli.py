@@ -103,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, store: Any, console: Console) -> int:
     from cloud_hub.evaluation.canary import CanaryController, propose_threshold
-    from cloud_hub.evaluation.export import export_run
+    from cloud_hub.evaluation.publish import local_tracking_uri, log_run
     from cloud_hub.evaluation.report import render_markdown
+    from cloud_hub.evaluation.results import export_run
     from cloud_hub.evaluation.runner import EvalConfig, EvalRunner
-    from cloud_hub.evaluation.tracking import local_tracking_uri, log_run
 
     judge = None
     pass_at = 7.0
@@ -167,9 +167,8 @@ def _run(args: argparse.Namespace, store: Any, console: Console) -> int:
 
 
 def _report_or_export(args: argparse.Namespace, store: Any, console: Console) -> int:
-    from cloud_hub.evaluation.export import export_run
     from cloud_hub.evaluation.report import build_report, render_markdown
-    from cloud_hub.evaluation.results import ResultStore
+    from cloud_hub.evaluation.results import ResultStore, export_run
 
     results = ResultStore(store)
     run_id = args.run or results.latest_run()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from cloud_hub.evaluation.verdict import FailureMode, Verdict
+from cloud_hub.evaluation.scorers import FailureMode, Verdict
 from shared.telemetry import TelemetryEvent
 
 Preference = Literal["A", "B", "tie"]

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from cloud_hub.evaluation.results import ResultRow
-from cloud_hub.evaluation.stats import weighted_wilson
+from cloud_hub.evaluation.sampling import weighted_wilson
 
 Status = Literal["below", "watch", "ok", "thin"]
 

@@ -17,11 +17,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloud_hub.evaluation.judge import Judge, JudgeScorer, compare
-from cloud_hub.evaluation.reference import CodeTestScorer, GSM8KScorer, MultipleChoiceScorer
 from cloud_hub.evaluation.report import WeaknessReport, build_report
 from cloud_hub.evaluation.results import PairRow, ResultRow, ResultStore
 from cloud_hub.evaluation.sampling import Sampled, stratified_sample
-from cloud_hub.evaluation.verdict import FailureMode, Scorer, Verdict, surface_failure
+from cloud_hub.evaluation.scorers import (
+    CodeTestScorer,
+    FailureMode,
+    GSM8KScorer,
+    MultipleChoiceScorer,
+    Scorer,
+    Verdict,
+    surface_failure,
+)
 from cloud_hub.telemetry.store import TelemetryStore
 from shared.telemetry import TelemetryEvent
 

@@ -1,5 +1,5 @@
 """Prometheus series on the hub: fleet-wide request metrics as events arrive and ingest health
-(``cloud_hub.evaluation.metrics`` adds the latest evaluation's quality to the same registry).
+(``cloud_hub.evaluation.publish`` adds the latest evaluation's quality to the same registry).
 
 Counters move only for events seen for the first time, so a re-sent batch never inflates them.
 """

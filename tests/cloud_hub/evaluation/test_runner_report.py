@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from cloud_hub.evaluation.export import export_run
+from cloud_hub.evaluation.publish import local_tracking_uri, log_run
 from cloud_hub.evaluation.report import build_report, render_markdown
+from cloud_hub.evaluation.results import export_run
 from cloud_hub.evaluation.runner import EvalConfig, EvalRunner
-from cloud_hub.evaluation.tracking import local_tracking_uri, log_run
 from cloud_hub.telemetry.store import TelemetryStore
 from shared.telemetry import TelemetryEvent
 from tests.cloud_hub.evaluation.conftest import batch, traffic

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-from cloud_hub.evaluation.sampling import Sampled, stratified_sample
-from cloud_hub.evaluation.stats import difference_ci, weighted_wilson, wilson
+from cloud_hub.evaluation.sampling import Sampled, difference_ci, stratified_sample, weighted_wilson, wilson
 from shared.telemetry import TelemetryEvent
 
 

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from cloud_hub.evaluation.reference import (
+from cloud_hub.evaluation.scorers import (
     CodeTestScorer,
+    FailureMode,
     GSM8KScorer,
     MultipleChoiceScorer,
     extract_code,
     extract_letter,
     extract_number,
+    surface_failure,
 )
-from cloud_hub.evaluation.verdict import FailureMode, surface_failure
 from shared.telemetry import TelemetryEvent
 
 
