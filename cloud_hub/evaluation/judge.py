@@ -206,11 +206,6 @@ class LlamaCppJudge:
         return user[:half] + "\n[...]\n" + user[-half:]
 
     def complete(self, system: str, user: str, max_tokens: int = 12) -> str:
-        return self._generate(system, user, max_tokens, None)
-
-    def _generate(self, system: str, user: str, max_tokens: int, processor: Any) -> str:
-        from llama_cpp import LogitsProcessorList
-
         user = self._clip(user, max_tokens)
         with self._lock:
             if self._llm is None:
@@ -219,7 +214,6 @@ class LlamaCppJudge:
                 messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
                 max_tokens=max_tokens,
                 temperature=0.0,
-                logits_processor=LogitsProcessorList([processor]) if processor is not None else None,
             )
         return str(out["choices"][0]["message"]["content"] or "")
 
