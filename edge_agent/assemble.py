@@ -18,7 +18,7 @@ from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.backends.text import resolve_gguf
 from edge_agent.cache.service import CacheService
 from edge_agent.hub_link import HubLink
-from edge_agent.request import AnswerCache
+from edge_agent.request import AnswerCache, CalibratedPolicy, EscalationPolicy
 from edge_agent.stages import CacheStage, ClosingResource, DeliveryResource, TelemetrySink
 from edge_agent.telemetry.delivery import TelemetryDeliverer
 from edge_agent.telemetry.metrics import EdgeMetrics
@@ -29,6 +29,7 @@ from shared import paths
 from shared.config import EdgeSettings
 from shared.embedding import OnnxEmbedder
 from shared.keys import init_keys, load_public
+from shared.routing.escalation import CascadeJudge
 
 log = logging.getLogger(__name__)
 EMBEDDING_MODEL = "minilm-l6-v2-onnx"
@@ -100,6 +101,22 @@ def open_cache(settings: EdgeSettings) -> CacheService:
     return CacheService(cfg.path or settings.home / "cache.db", cfg, embedder=embedder)
 
 
+def build_policy(settings: EdgeSettings) -> EscalationPolicy | None:
+    """The calibrated cascade policy when configured; ``None`` keeps the app's threshold rule."""
+    if settings.escalation_policy != "calibrated":
+        return None
+    embedder = None
+    for base in model_dirs(settings):
+        try:
+            embedder = OnnxEmbedder(artifact_path(EMBEDDING_MODEL, base))
+            break
+        except FileNotFoundError:
+            continue
+    if embedder is None:
+        log.warning("embedding model %s not installed: routing heads use base rates", EMBEDDING_MODEL)
+    return CalibratedPolicy(CascadeJudge.from_settings(settings, embedder))
+
+
 async def build_app(settings: EdgeSettings) -> web.Application:
     """The app with every part it owns: local model, hub link, caches, telemetry spool."""
     backend = await asyncio.to_thread(load_backend, settings)
@@ -133,6 +150,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         settings,
         backend,
         hub=hub,
+        policy=await asyncio.to_thread(build_policy, settings),
         caches=caches,
         sink=TelemetrySink(recorder),
         feedback=recorder,

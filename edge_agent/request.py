@@ -19,13 +19,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from edge_agent.backends.base import Confidence
 from shared.config import TenantConfig
 from shared.taxonomy import Route
 from shared.telemetry import identity_hash
 from shared.wire import ChatMessage, Escalate, Reply, ReplyChunk, SamplingParams, Scalar, TraceStep, Usage
+
+if TYPE_CHECKING:
+    from shared.routing.escalation import CascadeJudge
 
 DEFAULT_TENANT = "default"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -225,6 +228,28 @@ class ThresholdPolicy:
         if conf.mean_prob >= bar:
             return Decision(False, f"mean token probability {conf.mean_prob:.3f} >= {bar:.3f}", detail)
         return Decision(True, f"mean token probability {conf.mean_prob:.3f} < {bar:.3f}", detail)
+
+
+class CalibratedPolicy:
+    """``shared.routing``'s cascade judge: classify the prompt, refine the edge's success estimate
+    with the draft's confidence, and escalate when the calibrated policy prefers a hub route for the
+    tenant's quality target."""
+
+    name = "calibrated"
+
+    def __init__(self, judge: CascadeJudge) -> None:
+        self.judge = judge
+
+    def decide(self, req: InferenceRequest, draft: Draft) -> Decision:
+        prompt = req.prompt if req.prompt is not None else "\n".join(m.content for m in req.messages)
+        verdict = self.judge.judge(
+            prompt,
+            draft.confidence.mean_prob,
+            tenant=req.ctx.tenant,
+            quality_target=req.ctx.quality_target,
+            max_tokens=req.params.max_tokens,
+        )
+        return Decision(verdict.escalate, verdict.reason, verdict.detail)
 
 
 class HubClient(Protocol):

@@ -125,6 +125,8 @@ class EdgeSettings(_YamlSettings):
     hub_public_key_file: Path | None = None
     # below this mean token probability the spine escalates (the routing policy refines this)
     confidence_threshold: float = 0.75
+    # "calibrated": shared.routing's cascade judge (heads + thresholds in models/routing) decides
+    escalation_policy: Literal["threshold", "calibrated"] = "threshold"
     draft_tokens: int = 24  # how much local output the confidence check looks at before deciding
     hub_timeout_s: float = 60.0
     heartbeat_s: float = 2.0

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from edge_agent.assemble import build_policy
+from edge_agent.backends.base import Confidence
+from edge_agent.request import CalibratedPolicy, Draft, InferenceRequest, RequestContext
+from shared.config import EdgeSettings
+from shared.wire import ChatMessage, SamplingParams
+
+
+def _req(text: str, target: float | None = None) -> InferenceRequest:
+    return InferenceRequest(
+        ctx=RequestContext(request_id="r1", quality_target=target),
+        model="auto",
+        messages=(ChatMessage(role="user", content=text),),
+        params=SamplingParams(max_tokens=128),
+    )
+
+
+def _draft(prob: float) -> Draft:
+    return Draft("The answer is 18.", Confidence([math.log(prob)] * 8), finished=True)
+
+
+def test_threshold_stays_the_default(models_dir: Path) -> None:
+    assert build_policy(EdgeSettings(models_dir=models_dir)) is None
+
+
+def test_calibrated_policy_decides_from_confidence_and_target(models_dir: Path) -> None:
+    policy = build_policy(EdgeSettings(models_dir=models_dir, escalation_policy="calibrated"))
+    assert isinstance(policy, CalibratedPolicy)
+    question = (
+        "Janet's ducks lay 16 eggs a day. She eats three and bakes with four. What does she earn at $2?"
+    )
+    sure = policy.decide(_req(question), _draft(0.99))
+    unsure = policy.decide(_req(question), _draft(0.05))
+    assert sure.detail["policy"] == "calibrated" and sure.detail["task"] == "math"
+    assert float(unsure.detail["p_edge"] or 0) < float(sure.detail["p_edge"] or 0)
+    assert unsure.escalate or not sure.escalate
+    strict = policy.decide(_req(question, target=1.0), _draft(0.9))
+    loose = policy.decide(_req(question, target=0.5), _draft(0.9))
+    assert strict.escalate or not loose.escalate  # a higher target never escalates less
