@@ -70,3 +70,10 @@ def test_train_on_one_file_evaluate_another(
 def test_bad_dataset_path_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="no such file"):
         routing.main(["--dataset", str(tmp_path / "nope.csv"), "--embedding-cache", str(tmp_path / "e.npz")])
+
+
+def test_registered_in_the_hub_cli() -> None:
+    from cloud_hub.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "routing", "--limit", "5", "--no-plots"])
+    assert args.limit == 5 and args.no_plots and args._bench_run is routing.run
