@@ -16,10 +16,9 @@ import numpy as np
 
 from shared.config import CostModel, EdgeSettings
 from shared.routing.calibration import ThresholdTable
-from shared.routing.cost import RouteOption
 from shared.routing.embed import TextEmbedder
 from shared.routing.heads import HEADS_DIR, THRESHOLDS_FILE, ClassifierHeads
-from shared.routing.policy import Decision, QualityTargets, RoutingPolicy, refine_with_confidence
+from shared.routing.policy import Decision, QualityTargets, RouteOption, RoutingPolicy, refine_with_confidence
 from shared.taxonomy import HUB_ROUTES, Route, Tier
 from shared.wire import Classification, Scalar
 

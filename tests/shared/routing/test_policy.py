@@ -5,8 +5,7 @@ from pydantic import SecretStr
 
 from shared.config import CostModel, TenantConfig
 from shared.routing.calibration import OperatingPoint, ThresholdTable
-from shared.routing.cost import RouteOption
-from shared.routing.policy import Decision, QualityTargets, RoutingPolicy, refine_with_confidence
+from shared.routing.policy import Decision, QualityTargets, RouteOption, RoutingPolicy, refine_with_confidence
 from shared.taxonomy import Route
 from shared.wire import Classification, TraceStep
 
