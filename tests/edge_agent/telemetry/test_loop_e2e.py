@@ -118,10 +118,14 @@ def test_traffic_metrics_delivery_and_evaluation(loop: Loop) -> None:
     assert _series(metrics, "edgeroute_cache_hits_total", route="exact_cache") == 1
     assert _series(metrics, "edgeroute_escalations_total", route="hub_oss") >= 1
     assert _series(metrics, "edgeroute_fallbacks_total", route="edge_local") == 1
-    assert _series(metrics, "edgeroute_regenerations_total", route="edge_local") == 1
+    # the repeated colour question and the reworded spider question are both re-asks, whichever
+    # route (the caches, here) answered them
+    regen = [line for line in metrics.splitlines() if line.startswith("edgeroute_regenerations_total")]
+    assert _series(metrics, "edgeroute_regenerations_total", source="near_duplicate") == 2, regen
     assert _series(metrics, "edgeroute_requests_total") == 5
     assert _series(metrics, "edgeroute_cost_usd_total", route="hub_oss") >= 0
-    assert _series(metrics, "edgeroute_request_duration_seconds_count", route="edge_local") == 3
+    assert _series(metrics, "edgeroute_request_duration_seconds_count") == 5
+    assert _series(metrics, "edgeroute_request_duration_seconds_count", route="edge_local") >= 2
     assert _series(metrics, "edgeroute_feedback_total", sentiment="negative") == 1
 
     loop.hub.start(timeout_s=120)
