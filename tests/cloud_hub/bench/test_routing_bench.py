@@ -69,10 +69,8 @@ def test_train_on_one_file_evaluate_another(
 
 def test_bad_dataset_path_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="no such file"):
-        routing.main(
-            ["--dataset", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "out")]
-            + ["--embedding-cache", str(tmp_path / "e.npz")]
-        )
+        args = ["--dataset", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "out")]
+        routing.main([*args, "--embedding-cache", str(tmp_path / "e.npz")])
 
 
 def test_registered_in_the_hub_cli() -> None:
