@@ -1,4 +1,4 @@
-"""``cloud-hub eval run|report|export|calibrate-judge`` — every subcommand takes ``--home DIR``.
+"""``cloud-hub eval run|report|export|stats|calibrate-judge`` — every subcommand takes ``--home DIR``.
 
 Layout under the hub home: ``telemetry/events.db`` (events and evaluation results),
 ``eval/<run id>/`` (report and JSONL exports), ``mlruns/`` (MLflow file store),
@@ -51,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _home(export)
     export.add_argument("--run", default=None)
     export.add_argument("--out", type=Path, default=None, help="default: <home>/eval/<run>/")
+    stats = sub.add_parser("stats", help="traffic aggregates: rates, cost and latency per group")
+    _home(stats)
+    stats.add_argument(
+        "--by", default="route", help="comma list of route,domain,model,tenant,task,edge,canary,policy"
+    )
+    stats.add_argument("--window", type=float, default=None, help="time window in seconds")
+    stats.add_argument("--since-hours", type=float, default=None)
+    stats.add_argument("--json", action="store_true")
     cal = sub.add_parser("calibrate-judge", help="agreement of the judge with GPT-4 on MT-Bench")
     _home(cal)
     cal.add_argument("--judge", default="qwen2.5-coder-0.5b-instruct")
@@ -96,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.eval_command == "run":
             return _run(args, store, console)
+        if args.eval_command == "stats":
+            return _stats(args, store, console)
         return _report_or_export(args, store, console)
     finally:
         store.close()
@@ -185,6 +195,48 @@ def _report_or_export(args: argparse.Namespace, store: Any, console: Console) ->
         run_id, results.results(run_id), None, params.get("default_target", 0.8), params.get("min_n", 10)
     )
     print(json.dumps(report.to_dict(), indent=2) if args.json else render_markdown(report))
+    return 0
+
+
+def _stats(args: argparse.Namespace, store: Any, console: Console) -> int:
+    from rich.table import Table
+
+    from cloud_hub.telemetry.aggregates import aggregate
+
+    by = tuple(d for d in args.by.split(",") if d)
+    since = time.time() - args.since_hours * 3600 if args.since_hours else None
+    try:
+        rows = aggregate(store, by=by, window_s=args.window, since=since)
+    except ValueError as exc:
+        console.print(f"error: {exc}")
+        return 2
+    records = [
+        {
+            **row.key,
+            "requests": row.requests,
+            "errors": row.errors,
+            "cost_usd": row.cost_usd,
+            "cost_per_request": row.cost_per_request,
+            "cache_hit_rate": row.cache_hit_rate,
+            "fallback_rate": row.fallback_rate,
+            "escalation_rate": row.escalation_rate,
+            "regeneration_rate": row.regeneration_rate,
+            "latency_p50_s": row.latency_p50_s,
+            "latency_p95_s": row.latency_p95_s,
+            "feedback_mean": row.feedback_mean,
+        }
+        for row in rows
+    ]
+    if args.json:
+        print(json.dumps(records, indent=2))
+        return 0
+    table = Table(title=f"telemetry by {', '.join(by) or 'all'}")
+    columns = list(records[0]) if records else ["requests"]
+    for column in columns:
+        table.add_column(column)
+    for record in records:
+        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in record.values()))
+    Console().print(table)
     return 0
 
 

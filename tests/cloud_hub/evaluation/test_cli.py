@@ -46,3 +46,19 @@ def test_bad_target_is_refused(tmp_path: Path) -> None:
 
 def test_an_uncalibrated_judge_is_refused(tmp_path: Path) -> None:
     assert main(["eval", "run", "--home", str(tmp_path), "--judge", "qwen2.5-coder-0.5b-instruct"]) == 2
+
+
+def test_stats_aggregates_by_route_and_window(
+    tmp_path: Path, gsm8k_answers: list[tuple[str, str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = TelemetryStore(store_path(tmp_path))
+    store.ingest("edge", batch(traffic(gsm8k_answers, "edge_local", 6, 0.0, seed=1, latency_s=0.5)))
+    store.ingest("edge", batch(traffic(gsm8k_answers, "hub_oss", 4, 0.0, seed=2, fallback=True), "b2"))
+    store.close()
+    assert main(["eval", "stats", "--home", str(tmp_path), "--by", "route,domain", "--json"]) == 0
+    rows = {r["route"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["edge_local"]["requests"] == 6 and rows["edge_local"]["latency_p50_s"] == 0.5
+    assert rows["hub_oss"]["fallback_rate"] == 1.0 and rows["hub_oss"]["domain"] == "math"
+    assert main(["eval", "stats", "--home", str(tmp_path), "--by", "", "--window", "3600"]) == 0
+    assert "telemetry by all" in capsys.readouterr().out
+    assert main(["eval", "stats", "--home", str(tmp_path), "--by", "colour"]) == 2
