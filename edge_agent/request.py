@@ -110,6 +110,7 @@ class InferenceRequest:
     force: ForcedRoute | None = None
     force_source: str = ""  # "model", "header" or "body": why the route was forced
     hub_model: str = ""  # empty: the hub's default model
+    regenerate: bool = False  # the client asked again for a fresh answer (telemetry counts it)
 
     @property
     def hub_messages(self) -> list[ChatMessage]:

@@ -91,6 +91,7 @@ class TelemetrySink:
             local_confidence=answer.confidence,
             escalation_reason=answer.escalation_reason,
             fallback=answer.fallback,
+            regenerate_flag=req.regenerate,
             quality_target=req.ctx.quality_target,
             completion=answer.text,
         )

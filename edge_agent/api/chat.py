@@ -25,6 +25,7 @@ from edge_agent.request import Answer, Delta, ForcedRoute, InferenceRequest, NoR
 log = logging.getLogger(__name__)
 
 ROUTE_HEADER = "x-edgeroute-route"
+REGENERATE_HEADER = "x-edgeroute-regenerate"  # "true"/"1": the user asked to regenerate an answer
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -70,6 +71,9 @@ def _inference_request(
                 400, f"{ROUTE_HEADER} must be 'edge_local' or 'hub', got {header!r}", param=ROUTE_HEADER
             )
         force, source = header, "header"  # type: ignore[assignment]
+    regenerate = request.headers.get(REGENERATE_HEADER, "false").lower()
+    if regenerate not in ("true", "1", "false", "0"):
+        raise ApiError(400, f"{REGENERATE_HEADER} must be 'true' or 'false'", param=REGENERATE_HEADER)
     return InferenceRequest(
         ctx=request[CONTEXT],
         model=parsed.model,
@@ -80,6 +84,7 @@ def _inference_request(
         force=force,
         force_source=source,
         hub_model=hub_model,
+        regenerate=regenerate in ("true", "1"),
     )
 
 

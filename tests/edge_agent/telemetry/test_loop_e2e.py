@@ -66,9 +66,11 @@ def loop(tmp_path_factory: pytest.TempPathFactory, smollm_gguf: Path) -> Iterato
         hub.stop()
 
 
-def _ask(url: str, text: str, route: str | None = None) -> tuple[str, str]:
+def _ask(url: str, text: str, route: str | None = None, regenerate: bool = False) -> tuple[str, str]:
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=120)
     headers = {"x-edgeroute-route": route} if route else {}
+    if regenerate:
+        headers["x-edgeroute-regenerate"] = "true"
     raw = client.chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "user", "content": text}], max_tokens=8, temperature=0,
         extra_headers=headers,
@@ -105,6 +107,15 @@ def test_traffic_metrics_delivery_and_evaluation(loop: Loop) -> None:
     local, route = _ask(loop.edge, "How many legs does a spider have?", "edge_local")
     assert route == "edge_local"
     _ask(loop.edge, "How many legs does a spider have ?!", "edge_local")  # a near-duplicate re-ask
+    _ask(
+        loop.edge, "Write a haiku about rain.", "edge_local", regenerate=True
+    )  # the user pressed "regenerate"
+    bad_flag = httpx.post(
+        f"{loop.edge}/v1/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"x-edgeroute-regenerate": "maybe"},
+    )
+    assert bad_flag.status_code == 400 and bad_flag.json()["error"]["param"] == "x-edgeroute-regenerate"
     loop.hub.stop(signal.SIGKILL)
     _wait_hub(loop.edge, "disconnected", 30)
     fallback, route = _ask(loop.edge, "What is the boiling point of water at sea level?")
@@ -122,19 +133,22 @@ def test_traffic_metrics_delivery_and_evaluation(loop: Loop) -> None:
     # route (the caches, here) answered them
     regen = [line for line in metrics.splitlines() if line.startswith("edgeroute_regenerations_total")]
     assert _series(metrics, "edgeroute_regenerations_total", source="near_duplicate") == 2, regen
-    assert _series(metrics, "edgeroute_requests_total") == 5
+    assert _series(metrics, "edgeroute_regenerations_total", route="edge_local", source="explicit") == 1, (
+        regen
+    )
+    assert _series(metrics, "edgeroute_requests_total") == 6
     assert _series(metrics, "edgeroute_cost_usd_total", route="hub_oss") >= 0
-    assert _series(metrics, "edgeroute_request_duration_seconds_count") == 5
+    assert _series(metrics, "edgeroute_request_duration_seconds_count") == 6
     assert _series(metrics, "edgeroute_request_duration_seconds_count", route="edge_local") >= 2
     assert _series(metrics, "edgeroute_feedback_total", sentiment="negative") == 1
 
     loop.hub.start(timeout_s=120)
     _wait_hub(loop.edge, "connected", 60)
     end = time.monotonic() + 60
-    while time.monotonic() < end and _hub_counts(loop.hub_home).get("request", 0) < 5:
+    while time.monotonic() < end and _hub_counts(loop.hub_home).get("request", 0) < 6:
         time.sleep(0.5)
     counts = _hub_counts(loop.hub_home)
-    assert counts.get("request") == 5 and counts.get("feedback") == 1, counts  # all delivered, once
+    assert counts.get("request") == 6 and counts.get("feedback") == 1, counts  # all delivered, once
 
     out = loop.hub_home / "export"
     run = _cli("cloud-hub", "eval", "run", "--home", str(loop.hub_home), "--min-n", "1", "--no-mlflow")
