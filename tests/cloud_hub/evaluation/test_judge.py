@@ -86,3 +86,42 @@ def test_llamacpp_judge_rates_and_compares(judge: LlamaCppJudge) -> None:
     assert verdict is not None and 0.0 <= verdict.score <= 1.0
     assert verdict.passed == (verdict.score >= (7 - 1) / 9)
     assert JudgeScorer(judge).score(TelemetryEvent(completion="4")) is None  # no prompt captured
+
+
+@pytest.mark.slow
+def test_runner_uses_the_judge_within_budget_and_collects_pairs(judge: LlamaCppJudge, tmp_path: Path) -> None:
+    from cloud_hub.evaluation.runner import EvalConfig, EvalRunner
+    from cloud_hub.telemetry.store import TelemetryStore
+    from shared.wire import TelemetryBatch
+
+    questions = [
+        "What is the capital of France?",
+        "Name a primary colour.",
+        "What is 3 times 3?",
+        "Say hello.",
+    ]
+    events = [
+        TelemetryEvent(
+            route="edge_local", domain="general", prompt=q, completion="I am not sure.", response_id=f"r{i}"
+        )
+        for i, q in enumerate(questions)
+    ]
+    store = TelemetryStore(tmp_path / "hub.db")
+    store.ingest("edge", TelemetryBatch("b", [e.to_attributes() for e in events]))
+    answers: list[str] = []
+
+    def stronger(prompt: str) -> str:  # the stronger tier: here the same local model, answering
+        answers.append(judge.complete("You are a helpful assistant. Answer briefly.", prompt, max_tokens=16))
+        return answers[-1]
+
+    runner = EvalRunner(store, judge=judge, stronger=stronger, judge_pass_at=5.0)
+    outcome = runner.run(EvalConfig(judge_budget=3, pairwise_rate=1.0, min_n=1))
+    assert outcome.summary["judge_calls"] == 3
+    assert len(outcome.rows) == 3  # the fourth answer was over budget: unscored, not guessed
+    assert all(r.scorer.startswith("judge:") for r in outcome.rows)
+    assert len(answers) == 3
+    for pair in outcome.pairs:
+        assert {pair.chosen, pair.rejected} == {"I am not sure.", answers[questions.index(pair.prompt)]}
+    lost = [r for r in outcome.rows if r.failure == "lost_pairwise"]
+    assert len(lost) == sum(p.rejected == "I am not sure." for p in outcome.pairs)
+    store.close()
