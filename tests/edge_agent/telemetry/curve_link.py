@@ -36,6 +36,7 @@ class CurveHub:
     def __init__(self, endpoint: str, secret_file: Path, allowed: Path, sink: TelemetrySink) -> None:
         self.endpoint, self.secret_file, self.allowed, self.sink = endpoint, secret_file, allowed, sink
         self.lose_acks = 0
+        self.ack_first: int | None = None  # acknowledge only this many batches, then persist silently
         self.batches = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -77,6 +78,8 @@ class CurveHub:
                 self.batches += 1
                 if self.lose_acks > 0:
                     self.lose_acks -= 1
+                    continue
+                if self.ack_first is not None and self.batches > self.ack_first:
                     continue
                 sock.send_multipart([ident.bytes, codec.encode(ack)])
         finally:
