@@ -58,14 +58,17 @@ class CachePublisher:
         self._snap.bind(snapshot_endpoint)
         self.pub_endpoint = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.snapshot_endpoint = self._snap.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.dropped = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve_snapshots, name="cache-snapshots", daemon=True)
         self._thread.start()
         self._closed = False
 
     def publish(self, entry: GlobalEntry) -> bool:
-        """Send one change to every subscriber; False when it was dropped (nobody blocks on it)."""
+        """Send one change to every subscriber without waiting for any of them.
+
+        A PUB socket drops a message for a subscriber over its high-water mark instead of blocking;
+        that subscriber notices the gap in ``seq`` and asks for a snapshot.
+        """
         frame = self._codec.encode(CacheDelta(seq=entry.version, entries=[entry.to_wire()]))
         with self._pub_lock:
             if self._closed:
@@ -73,7 +76,6 @@ class CachePublisher:
             try:
                 self._pub.send_multipart([TOPIC, frame], flags=zmq.NOBLOCK)
             except zmq.Again:
-                self.dropped += 1
                 return False
         return True
 

@@ -81,6 +81,13 @@ _ANTONYMS = (
     ("encode", "decode"),
     ("compress", "decompress"),
     ("ascending", "descending"),
+    ("give", "receive"),
+    ("given", "received"),
+    ("gave", "received"),
+    ("send", "receive"),
+    ("sent", "received"),
+    ("teach", "learn"),
+    ("lend", "borrow"),
     ("left", "right"),
     ("input", "output"),
     ("inside", "outside"),
@@ -260,8 +267,13 @@ def check_pair(a: str, b: str) -> PairCheck:
     wa, wb = set(wa_list), set(wb_list)
     ca, cb = wa - STOPWORDS, wb - STOPWORDS
     ea, eb = entities(a), entities(b)
-    ent_missing = _entity_missing(ea, wb, b) + _entity_missing(eb, wa, a)
-    num_diff = numbers(a) != numbers(b)
+    miss_a, miss_b = _entity_missing(ea, wb, b), _entity_missing(eb, wa, a)
+    ent_missing = miss_a + miss_b
+    na, nb = numbers(a), numbers(b)
+    # a number or name on one side only is a detail the verifier weighs; a different one on each
+    # side is a different question ("2+2" / "2+3", "France" / "Germany")
+    num_diff = bool(na) and bool(nb) and na != nb
+    num_one_sided = bool(na) != bool(nb)
     op_diff = operators(a) != operators(b)
     neg_diff = (negation_count(wa_list) % 2) != (negation_count(wb_list) % 2)
     clash = antonym_clash(wa, wb)
@@ -275,7 +287,7 @@ def check_pair(a: str, b: str) -> PairCheck:
         veto = "negation_differs"
     elif clash:
         veto = "antonym"
-    elif ent_missing:
+    elif miss_a and miss_b:
         veto = "entities_differ"
     la, lb = max(len(wa_list), 1), max(len(wb_list), 1)
     features = {
@@ -288,8 +300,24 @@ def check_pair(a: str, b: str) -> PairCheck:
         "wh_diff": float(wh_diff),
         "entity_missing": float(min(ent_missing, 3)),
         "entities_shared": float(min(len(ea & eb), 3)),
+        "number_one_sided": float(num_one_sided),
+        "order": _order_agreement([w for w in wa_list if w in ca & cb], [w for w in wb_list if w in ca & cb]),
     }
     return PairCheck(veto, features)
+
+
+def _order_agreement(a: list[str], b: list[str]) -> float:
+    """Share of shared content words in the same relative order ("boys about girls" vs "girls about boys")."""
+    if len(a) < 2 or len(b) < 2:
+        return 1.0
+    pos = {w: i for i, w in enumerate(b)}
+    pairs = agree = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            if a[i] != a[j]:
+                pairs += 1
+                agree += pos[a[i]] < pos[a[j]]
+    return agree / pairs if pairs else 1.0
 
 
 def _char_jaccard(a: str, b: str) -> float:

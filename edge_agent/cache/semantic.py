@@ -127,7 +127,7 @@ class SemanticCache:
                 best = {"best_cosine": round(cand.cosine, 4), "best_reason": why, "best_entry": cand.entry_id}
             if not ok:
                 continue
-            answer = self._pick_answer(cand.entry_id, req, req.now)
+            answer = self._pick_answer(cand, req, req.now)
             if answer is None:
                 return Lookup(None, "pool_filling", _ms(t0), dict(best))
             hit = CachedAnswer(
@@ -175,8 +175,10 @@ class SemanticCache:
             for i in order
         ]
 
-    def _pick_answer(self, entry_id: int, req: CacheRequest, now: float) -> str | None:
-        target = pool_target(req, self.settings.pool_size)
+    def _pick_answer(self, cand: Candidate, req: CacheRequest, now: float) -> str | None:
+        entry_id = cand.entry_id
+        # the hub shares one vetted answer per question; only local entries grow a pool
+        target = 1 if cand.origin == "hub" else pool_target(req, self.settings.pool_size)
         with self.db.lock:
             rows = self.db.conn.execute(
                 "SELECT id, answer FROM sem_answers WHERE entry_id = ? ORDER BY served, id LIMIT ?",

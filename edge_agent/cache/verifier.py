@@ -20,27 +20,33 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.cache.guards import check_pair
+from shared.cache_text import question_form
 
-FEATURES = (
-    "cosine",
-    "cosine_sq",
-    "jaccard",
-    "content_jaccard",
-    "content_only_a",
-    "content_only_b",
-    "char3",
-    "len_ratio",
-    "wh_diff",
-    "entity_missing",
-    "entities_shared",
-)
+# Each feature with the sign its weight must have. Quora's non-duplicates were sampled for high word
+# overlap, so an unconstrained fit learns "more shared words → less likely the same question";
+# that artefact would make a cache reject identical questions, so such weights are held at zero.
+SIGNS: dict[str, int] = {
+    "cosine": 1,
+    "jaccard": 1,
+    "content_jaccard": 1,
+    "content_only_a": -1,
+    "content_only_b": -1,
+    "char3": 1,
+    "len_ratio": 1,
+    "wh_diff": -1,
+    "entity_missing": -1,
+    "entities_shared": 1,
+    "number_one_sided": -1,
+    "order": 1,
+}
+FEATURES = tuple(SIGNS)
 WEIGHTS_RESOURCE = "verifier.json"
 
 Matrix = npt.NDArray[np.float64]
 
 
 def feature_vector(cosine: float, lexical: dict[str, float]) -> list[float]:
-    values = {"cosine": cosine, "cosine_sq": cosine * cosine, **lexical}
+    values = {"cosine": cosine, **lexical}
     return [float(values[name]) for name in FEATURES]
 
 
@@ -60,6 +66,8 @@ class Verifier:
 
     def probability(self, cosine: float, a: str, b: str) -> tuple[float, str]:
         """(probability that ``b`` may reuse ``a``'s answer, veto reason or "")."""
+        if question_form(a) == question_form(b):
+            return 1.0, ""  # the same question up to case and punctuation: nothing to verify
         check = check_pair(a, b)
         if check.veto:
             return 0.0, check.veto
@@ -153,6 +161,20 @@ def fit_logistic(
     return w[:d], float(w[d])
 
 
+def fit_signed(x: Matrix, y: npt.NDArray[np.float64]) -> tuple[Matrix, float]:
+    """Fit, drop every feature whose weight has the wrong sign, refit; repeat until none does."""
+    signs = np.asarray([SIGNS[f] for f in FEATURES], dtype=np.float64)
+    active = np.ones(x.shape[1], dtype=bool)
+    while True:
+        w, b = fit_logistic(x[:, active], y)
+        full = np.zeros(x.shape[1])
+        full[active] = w
+        wrong = active & (full * signs < 0)
+        if not wrong.any():
+            return full, b
+        active &= ~wrong
+
+
 def choose_threshold(probs: Sequence[float], labels: Sequence[int], max_false_rate: float) -> float:
     """The lowest threshold whose accepted set keeps false hits at or under ``max_false_rate``."""
     order = sorted(zip(probs, labels, strict=True), key=lambda t: -t[0])
@@ -188,7 +210,7 @@ def train(
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale < 1e-9] = 1.0
-    coef, bias = fit_logistic((x - mean) / scale, y)
+    coef, bias = fit_signed((x - mean) / scale, y)
     model = Verifier(
         coef=[float(v) for v in coef],
         bias=bias,

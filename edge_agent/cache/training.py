@@ -1,0 +1,121 @@
+"""Paraphrase data for fitting and measuring the verifier (QQP, MRPC or any JSONL of pairs).
+
+QQP is split by a hash of ``pair_id`` (80% train, 20% eval) and MRPC ships train/val files, so
+the verifier is never fitted on the pairs it is measured on. Fit the shipped weights with
+``python -m edge_agent.cache.training --out edge_agent/cache/verifier.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from edge_agent.cache.base import Embedder, Vectors
+from edge_agent.cache.embedding import load_embedder
+from edge_agent.cache.verifier import train
+from shared import paths
+
+# Quora's labels call about 6% of near-identical pairs (cosine > 0.99) different, so the train-split
+# false-hit rate cannot go much below that; this keeps it close to that floor.
+MAX_FALSE_RATE = 0.08
+MIN_COSINE = 0.80
+
+
+@dataclass(frozen=True)
+class Pair:
+    a: str
+    b: str
+    label: int
+
+
+def read_jsonl(path: Path) -> list[dict[str, object]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def load_pairs(path: Path) -> list[Pair]:
+    """A JSONL(.gz) of ``{"text_a", "text_b", "label"}`` objects."""
+    return [Pair(str(r["text_a"]), str(r["text_b"]), int(str(r["label"]))) for r in read_jsonl(path)]
+
+
+def qqp_split(part: str, data: Path | None = None) -> list[Pair]:
+    """``part`` is "train" or "eval": 1 in 5 pairs (by a hash of pair_id) is held out for eval."""
+    rows = read_jsonl((data or paths.data_dir()) / "paraphrase" / "qqp" / "qqp_pairs_dev.jsonl.gz")
+    out = []
+    for r in rows:
+        held_out = hashlib.sha256(str(r["pair_id"]).encode()).digest()[0] % 5 == 0
+        if held_out == (part == "eval"):
+            out.append(Pair(str(r["text_a"]), str(r["text_b"]), int(str(r["label"]))))
+    return out
+
+
+def mrpc(part: str, data: Path | None = None) -> list[Pair]:
+    """``part`` is "train" or "val"."""
+    path = (data or paths.data_dir()) / "paraphrase" / "mrpc" / f"msr-para-{part}.tsv"
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [Pair(r[3], r[4], int(r[0])) for r in rows[1:] if len(r) >= 5]
+
+
+def embed_texts(embedder: Embedder, texts: list[str], cache_dir: Path | None = None) -> Vectors:
+    """Embed with a progress bar; vectors are cached on disk by a digest of the texts."""
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:24]
+    cache = (cache_dir or Path.home() / ".cache" / "edgeroute" / "bench") / f"emb-{digest}-{embedder.dim}.npy"
+    if cache.is_file():
+        loaded: Vectors = np.load(cache)
+        return loaded
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    with Progress(transient=True) as progress:
+        task = progress.add_task("embedding", total=len(texts))
+        for i in range(0, len(texts), 64):
+            out[i : i + 64] = embedder.embed(texts[i : i + 64])
+            progress.advance(task, min(64, len(texts) - i))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, out)
+    return out
+
+
+def pair_cosines(embedder: Embedder, pairs: list[Pair]) -> Vectors:
+    texts = sorted({p.a for p in pairs} | {p.b for p in pairs})
+    index = {t: i for i, t in enumerate(texts)}
+    vecs = embed_texts(embedder, texts)
+    ia = np.fromiter((index[p.a] for p in pairs), dtype=np.int64, count=len(pairs))
+    ib = np.fromiter((index[p.b] for p in pairs), dtype=np.int64, count=len(pairs))
+    cos: Vectors = np.einsum("ij,ij->i", vecs[ia], vecs[ib]).astype(np.float32)
+    return cos
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Fit the semantic-cache verifier on training splits")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--max-false-rate", type=float, default=MAX_FALSE_RATE)
+    args = parser.parse_args(argv)
+    embedder = load_embedder(paths.models_dir())
+    pairs = qqp_split("train") + mrpc("train")
+    cos = pair_cosines(embedder, pairs)
+    rows = [(float(c), p.a, p.b, p.label) for c, p in zip(cos, pairs, strict=True)]
+    model = train(
+        rows,
+        min_cosine=MIN_COSINE,
+        max_false_rate=args.max_false_rate,
+        meta={
+            "data": "qqp train split (sha256(pair_id) % 5 != 0) + mrpc train",
+            "embedder": "minilm-l6-v2-onnx",
+        },
+    )
+    args.out.write_text(model.to_json() + "\n")
+    print(json.dumps({"out": str(args.out), "threshold": model.default_threshold, **model.meta}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
