@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration", type=float, default=30.0, help="throughput: stop after this many seconds"
     )
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="throughput: the local model")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,10 +118,10 @@ def quality(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
 
 def _base_vectors(console: Console) -> np.ndarray[Any, Any]:
-    """Real MiniLM vectors of the QQP training questions (cached on disk after the first run)."""
+    """Real MiniLM vectors of the training questions (the verifier's fit already cached them)."""
     from edge_agent.cache.training import embed_texts
 
-    pairs = qqp_split("train")
+    pairs = qqp_split("train") + mrpc("train")
     texts = sorted({p.a for p in pairs} | {p.b for p in pairs})
     console.print(f"base: {len(texts)} real question embeddings")
     return embed_texts(load_embedder(paths.models_dir()), texts)
@@ -202,7 +203,6 @@ def lookup(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 # --- throughput ---------------------------------------------------------------------------------
 
 CHAT_BODY = {
-    "model": "edge",
     "messages": [{"role": "user", "content": "What is the capital of France?"}],
     "temperature": 0,
     "max_tokens": 16,
@@ -275,6 +275,8 @@ def throughput(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
+    # the answer is forced local so it is stored even without a hub to confirm it
+    body = {**CHAT_BODY, "model": args.model, "edgeroute": {"route": "edge_local"}}
     with tempfile.TemporaryDirectory() as home:
         cmd = [sys.executable, "-c", "from edge_agent.cli import main; raise SystemExit(main())"]
         cmd += ["serve", "--home", home, "--port", str(port), "--model", args.model]
@@ -293,7 +295,7 @@ def throughput(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             for _ in range(2):  # the first request fills the cache, the second must hit it
                 req = urllib.request.Request(
                     f"{base}/v1/chat/completions",
-                    data=json.dumps(CHAT_BODY).encode(),
+                    data=json.dumps(body).encode(),
                     headers={"content-type": "application/json"},
                 )
                 with urllib.request.urlopen(req, timeout=120) as resp:
@@ -305,7 +307,7 @@ def throughput(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             floor = _measure(f"{base}/health", None, args)
             console.print(floor)
             console.print("load: exact-hit chat completions")
-            hits = _measure(f"{base}/v1/chat/completions", CHAT_BODY, args)
+            hits = _measure(f"{base}/v1/chat/completions", body, args)
             console.print(hits)
         finally:
             agent.terminate()
