@@ -1,8 +1,9 @@
 """Local generation speed through the agent's HTTP API vs raw llama-cpp-python, same run.
 
 Both sides use one loaded model, the same chat prompt, greedy sampling and the same
-``max_tokens``; runs alternate (raw, agent non-streaming, agent streaming) so background load hits
-all three alike. Figures are medians over ``--runs``. The goal is agent/raw >= 0.95.
+``max_tokens``; runs interleave the four modes (raw and agent, plain and streaming) in rotating
+order so background load hits all of them alike. Figures are medians over ``--runs``; the goal is
+agent/raw >= 0.95.
 """
 
 from __future__ import annotations
@@ -141,8 +142,9 @@ def run(args: argparse.Namespace) -> int:
                     ("raw_stream", partial(_raw, backend, messages, args.max_tokens, True)),
                     ("agent_stream", partial(_agent, http, payload, True)),
                 ]
-                for _ in range(args.runs):
-                    for key, fn in steps:
+                for i in range(args.runs):
+                    # rotate the order so no mode always runs right after the same other one
+                    for key, fn in steps[i % len(steps) :] + steps[: i % len(steps)]:
                         results[key].append(fn())
                         progress.advance(task)
         asyncio.run(backend.close())
