@@ -21,6 +21,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("bench", "cloud_hub.bench.cli"),
     ("eval", "cloud_hub.evaluation.cli"),
     ("demo", "cloud_hub.demo.main"),
+    ("data", "cloud_hub.data_download"),
 )
 
 

@@ -15,6 +15,6 @@ def models_dir() -> Path:
 
 
 def data_dir() -> Path:
-    """Public calibration and benchmark data (see ``scripts/download_data.py``)."""
+    """Public calibration and benchmark data (see ``cloud-hub data download``)."""
     env = os.environ.get("EDGEROUTE_DATA_DIR")
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data"

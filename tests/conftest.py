@@ -19,5 +19,5 @@ def models_dir() -> Path:
 def data_dir() -> Path:
     d = paths.data_dir()
     if not d.is_dir():
-        pytest.fail(f"data directory {d} is missing: set EDGEROUTE_DATA_DIR or run scripts/download_data.py")
+        pytest.fail(f"data directory {d} is missing: set EDGEROUTE_DATA_DIR or `cloud-hub data download DIR`")
     return d

@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 """Fetch the public calibration and benchmark data into a data directory (``$EDGEROUTE_DATA_DIR``).
 
 Every file comes unchanged from a public repository pinned at the commit the project was measured
 with. Files that the shared data folder *derives* (joins, hash splits, reformatting) are listed with
 the recipe instead of being fetched; the routing benchmark does not need them.
 
-    python scripts/download_data.py TARGET_DIR [--dry-run] [--force] [--only PREFIX]
+    cloud-hub data download TARGET_DIR [--dry-run] [--force] [--only PREFIX]
 
 ``--dry-run`` prints what would be fetched (path and URL) without touching the network.
 """
@@ -194,15 +193,27 @@ def fetch(item: Item, root: Path, timeout: float = 60.0) -> int:
     return size
 
 
+HELP = "data download DIR: fetch the public calibration/benchmark data from its pinned origins"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    dl = sub.add_parser("download", help=HELP)
+    dl.add_argument("target", type=Path, help="data directory to fill")
+    dl.add_argument("--dry-run", action="store_true", help="list what would be fetched and exit")
+    dl.add_argument("--force", action="store_true", help="fetch files that already exist")
+    dl.add_argument("--only", default="", help="only targets starting with this prefix, e.g. routing/")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("target", type=Path, help="data directory to fill")
-    parser.add_argument("--dry-run", action="store_true", help="list what would be fetched and exit")
-    parser.add_argument("--force", action="store_true", help="fetch files that already exist")
-    parser.add_argument("--only", default="", help="only targets starting with this prefix, e.g. routing/")
-    args = parser.parse_args(argv)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
     items = [i for i in manifest() if i.target.startswith(args.only)]
     todo = [i for i in items if args.force or not (args.target / i.target).is_file()]
     if args.dry_run:
@@ -228,7 +239,3 @@ def main(argv: list[str] | None = None) -> int:
     for path, recipe in DERIVED.items():
         print(f"not fetched (derived)\t{path}\t{recipe}", file=sys.stderr)
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

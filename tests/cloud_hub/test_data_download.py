@@ -1,22 +1,15 @@
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "download_data.py"
+from cloud_hub import data_download
 
 
 def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("download_data", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["download_data"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return data_download
 
 
 def test_manifest_matches_the_shared_data_folder(data_dir: Path) -> None:
@@ -41,7 +34,7 @@ def test_manifest_matches_the_shared_data_folder(data_dir: Path) -> None:
 
 def test_dry_run_lists_without_network(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dl = _module()
-    assert dl.main([str(tmp_path), "--dry-run", "--only", "routing/routerbench/"]) == 0
+    assert dl.main(["download", str(tmp_path), "--dry-run", "--only", "routing/routerbench/"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     fetch = [line.split("\t") for line in lines if line.startswith("fetch")]
     assert [f[1] for f in fetch] == [
