@@ -48,11 +48,14 @@ def test_repeat_question_is_served_from_the_exact_cache(assembled: tuple[Backgro
     assert body["edgeroute"]["cost_usd"] == 0.0
 
 
-def test_different_sampling_params_are_a_different_key(assembled: tuple[BackgroundAgent, Path]) -> None:
+def test_an_unrelated_question_misses_every_cache(assembled: tuple[BackgroundAgent, Path]) -> None:
     agent, _ = assembled
-    body = {"model": "auto", "messages": [QUESTION], "max_tokens": 12, "temperature": 0, "seed": 7}
-    first = httpx.post(f"{agent.base_url}/v1/chat/completions", json=body, timeout=120)
-    assert first.headers["x-edgeroute-route"] == "edge_local"  # different sampling params: a new key
+    other = {"role": "user", "content": "Name a prime number greater than ten."}
+    body = {"model": "auto", "messages": [other], "max_tokens": 12, "temperature": 0}
+    response = httpx.post(f"{agent.base_url}/v1/chat/completions", json=body, timeout=120)
+    assert response.headers["x-edgeroute-route"] == "edge_local"
+    caches = [s for s in response.json()["edgeroute"]["trace"] if s["stage"].endswith("_cache")]
+    assert caches and all(s["decision"] != "hit" for s in caches)
 
 
 def test_every_answer_is_spooled_and_counted(assembled: tuple[BackgroundAgent, Path]) -> None:
