@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 ROUTE_HEADER = "x-edgeroute-route"
 REGENERATE_HEADER = "x-edgeroute-regenerate"  # "true"/"1": the user asked to regenerate an answer
+QUALITY_HEADER = "x-edgeroute-quality-target"  # per-request quality target in (0, 1]
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -60,10 +63,17 @@ def _inference_request(
     state = request.app[STATE]
     force, source, hub_model = _forced_route(state, parsed.model)
     override = parsed.edgeroute
+    ctx = request[CONTEXT]
+    target = _quality_header(request.headers.get(QUALITY_HEADER))
     if override is not None:
         if override.route is not None:
             force, source = override.route, "body"
         hub_model = override.hub_model or hub_model
+        if target is None:
+            target = override.quality_target
+    if target is not None:
+        # the request's own target beats its tenant's
+        ctx = dataclasses.replace(ctx, quality_target=target)
     header = request.headers.get(ROUTE_HEADER)
     if header is not None:
         if header not in ("edge_local", "hub"):
@@ -75,7 +85,7 @@ def _inference_request(
     if regenerate not in ("true", "1", "false", "0"):
         raise ApiError(400, f"{REGENERATE_HEADER} must be 'true' or 'false'", param=REGENERATE_HEADER)
     return InferenceRequest(
-        ctx=request[CONTEXT],
+        ctx=ctx,
         model=parsed.model,
         messages=messages,
         params=parsed.sampling(default_max_tokens),
@@ -86,6 +96,23 @@ def _inference_request(
         hub_model=hub_model,
         regenerate=regenerate in ("true", "1"),
     )
+
+
+def _quality_header(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        target = float(value)
+    except ValueError:
+        target = math.nan
+    if not (0.0 < target <= 1.0):  # also false for NaN
+        raise ApiError(
+            400,
+            f"{QUALITY_HEADER} must be a number in (0, 1], got {value!r}",
+            param=QUALITY_HEADER,
+            code="invalid_value",
+        )
+    return target
 
 
 def _forced_route(state: AgentState, model: str) -> tuple[ForcedRoute | None, str, str]:

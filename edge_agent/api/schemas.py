@@ -68,9 +68,14 @@ class StreamOptions(_Strict):
     include_usage: bool = False
 
 
+# 0 < t <= 1: the share of the best route's expected quality this request must keep
+QualityTarget = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
+
+
 class RouteOverride(_Strict):
     route: Literal["edge_local", "hub"] | None = None
     hub_model: str | None = None
+    quality_target: QualityTarget | None = None
 
 
 class _Sampling(_Strict):
