@@ -37,7 +37,7 @@ from edge_agent.request import (
 )
 from shared.config import CostModel
 from shared.taxonomy import HUB_ROUTES, Route
-from shared.wire import Escalate, Reply, ReplyChunk, Scalar, TraceStep, Usage
+from shared.wire import Classification, Escalate, Reply, ReplyChunk, Scalar, TraceStep, Usage
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class Pipeline:
                 return
             if run.end is None:
                 await run.close()  # frees the model for other requests while the hub works
-            async for event in self._escalate(req, trace, run, decision.reason):
+            async for event in self._escalate(req, trace, run, decision.reason, decision.classification):
                 yield event
         finally:
             await run.close()
@@ -283,7 +283,12 @@ class Pipeline:
         )
 
     async def _escalate(
-        self, req: InferenceRequest, trace: list[TraceStep], run: _LocalRun | None, reason: str
+        self,
+        req: InferenceRequest,
+        trace: list[TraceStep],
+        run: _LocalRun | None,
+        reason: str,
+        classification: Classification | None = None,
     ) -> AsyncIterator[Event]:
         started = time.perf_counter()
         failure = self._hub_unavailable()
@@ -298,6 +303,7 @@ class Pipeline:
                 stream=req.stream,
                 draft=run.text if run is not None else None,
                 confidence=run.confidence.mean_prob if run is not None and run.confidence.count else None,
+                classification=classification,
                 quality_target=req.ctx.quality_target,
                 tenant=req.ctx.tenant_hash,
             )

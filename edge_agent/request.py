@@ -25,7 +25,17 @@ from edge_agent.backends.base import Confidence
 from shared.config import TenantConfig
 from shared.taxonomy import Route
 from shared.telemetry import identity_hash
-from shared.wire import ChatMessage, Escalate, Reply, ReplyChunk, SamplingParams, Scalar, TraceStep, Usage
+from shared.wire import (
+    ChatMessage,
+    Classification,
+    Escalate,
+    Reply,
+    ReplyChunk,
+    SamplingParams,
+    Scalar,
+    TraceStep,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from shared.routing.escalation import CascadeJudge
@@ -195,6 +205,8 @@ class Decision:
     escalate: bool
     reason: str
     detail: dict[str, Scalar] = field(default_factory=dict)
+    # what the routing heads made of the prompt; travels with an escalation so the hub can pick a tier
+    classification: Classification | None = None
 
 
 class EscalationPolicy(Protocol):
@@ -250,7 +262,7 @@ class CalibratedPolicy:
             quality_target=req.ctx.quality_target,
             max_tokens=req.params.max_tokens,
         )
-        return Decision(verdict.escalate, verdict.reason, verdict.detail)
+        return Decision(verdict.escalate, verdict.reason, verdict.detail, verdict.decision.classification)
 
 
 class HubClient(Protocol):
