@@ -60,6 +60,10 @@ class ModelRegistry:
     def names(self) -> list[str]:
         return sorted(self._models)
 
+    @property
+    def models(self) -> list[RegisteredModel]:
+        return [self._models[n] for n in sorted(self._models)]
+
     def resolve(self, name: str) -> RegisteredModel | None:
         if not name and self.default_model is not None:
             name = self.default_model

@@ -23,9 +23,12 @@ class Completion:
 class BackendError(Exception):
     """A backend could not answer. ``retryable`` tells the edge whether trying again may help."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
+        # the upstream's HTTP status when there was one: a 4xx is the request's fault, and the hub
+        # then stops instead of trying the next tier
+        self.status = status
 
 
 StreamItem = str | Completion

@@ -72,7 +72,9 @@ class OpenAIHTTPBackend:
             raise BackendError(f"upstream unreachable: {type(exc).__name__}: {exc}", retryable=True) from exc
         if resp.status_code >= 400:
             raise BackendError(
-                _error_message(resp.status_code, resp.content), retryable=resp.status_code in _RETRYABLE
+                _error_message(resp.status_code, resp.content),
+                retryable=resp.status_code in _RETRYABLE,
+                status=resp.status_code,
             )
         try:
             data = resp.json()
@@ -95,7 +97,9 @@ class OpenAIHTTPBackend:
                 if resp.status_code >= 400:
                     body = await resp.aread()
                     raise BackendError(
-                        _error_message(resp.status_code, body), retryable=resp.status_code in _RETRYABLE
+                        _error_message(resp.status_code, body),
+                        retryable=resp.status_code in _RETRYABLE,
+                        status=resp.status_code,
                     )
                 async for line in resp.aiter_lines():
                     if not line.startswith("data:"):

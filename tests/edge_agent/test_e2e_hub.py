@@ -166,10 +166,12 @@ def test_doubtful_edge_escalates_to_vllm(deployment: Deployment) -> None:
     steps = _routing(info)
     assert [(s["stage"], s["decision"]) for s in steps] == [
         ("policy", "escalate"),
+        ("policy", "route"),  # the hub's tier plan: its only model, the default
+        ("hub_oss", "chosen"),
         ("hub_oss", "answer"),
         ("hub", "reply"),
     ]
-    assert "vllm backend" in steps[1]["reason"]
+    assert "vllm backend" in steps[3]["reason"]
     assert info["cost_usd"] > 0
     # asked again, the hub's answer now comes from the edge's exact cache
     again = _client(deployment.doubtful).chat.completions.with_raw_response.create(

@@ -108,7 +108,15 @@ def test_low_confidence_is_answered_by_the_hub(agent: BackgroundAgent) -> None:
     assert response.headers["x-edgeroute-route"] == "hub_oss"
     assert body["choices"][0]["message"]["content"] == QUESTION  # the echo model's answer
     assert body["model"] == "echo"
-    assert _steps(body) == [("policy", "escalate"), ("hub_oss", "answer"), ("hub", "reply")]
+    # the hub explains its tier plan (default model first, the frontier tier as its fallback)
+    assert _steps(body) == [
+        ("policy", "escalate"),
+        ("policy", "route"),
+        ("hub_oss", "chosen"),
+        ("frontier", "fallback"),
+        ("hub_oss", "answer"),
+        ("hub", "reply"),
+    ]
     info = body["edgeroute"]
     assert "< 1.000" in info["trace"][0]["reason"]
     hub_cost = info["trace"][-1]["detail"]["cost_usd"]
