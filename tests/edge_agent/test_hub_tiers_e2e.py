@@ -1,0 +1,106 @@
+"""The edge's classification and the caller's quality target reach a real hub process, which picks
+the tier from them: the official ``openai`` client → agent (SmolLM2, calibrated policy) → CURVE
+link → ``cloud-hub serve`` with an open-model tier and a frontier tier (both echo backends)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from edge_agent.app import create_app
+from edge_agent.assemble import build_hub_link, build_policy
+from edge_agent.backends.llamacpp import LlamaCppBackend
+from edge_agent.serving import BackgroundAgent
+from shared.config import EdgeSettings
+from shared.keys import key_paths
+from tests.cloud_hub.helpers import HubProcess, make_keys, write_config
+
+MATH = "A farmer has 17 sheep and buys 3 times as many goats. How many animals does he have now?"
+OSS_COST = {"usd_per_1k_prompt": 0.0001, "usd_per_1k_completion": 0.0002}
+FRONTIER_COST = {"usd_per_1k_prompt": 0.0025, "usd_per_1k_completion": 0.01}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
+    root = tmp_path_factory.mktemp("tiers")
+    keys = make_keys(root)
+    config = write_config(
+        root / "hub.yaml",
+        [
+            {"name": "oss-echo", "backend": "echo", "tier": "oss", "cost": OSS_COST},
+            {"name": "frontier-echo", "backend": "echo", "tier": "frontier", "cost": FRONTIER_COST},
+        ],
+        default="oss-echo",
+    )
+    process = HubProcess(keys.hub_home, config)
+    process.start()
+    yield process
+    process.kill()
+
+
+@pytest.fixture(scope="module")
+def agent(hub: HubProcess, smollm_backend: LlamaCppBackend, models_dir: Path) -> Iterator[BackgroundAgent]:
+    settings = EdgeSettings(
+        home=hub.home.parent / "edge",
+        models_dir=models_dir,
+        hub_url=hub.endpoint,
+        hub_public_key_file=key_paths(hub.home / "keys")[0],
+        heartbeat_s=0.3,
+        hub_timeout_s=20,
+        draft_tokens=6,
+        escalation_policy="calibrated",
+    )
+    link = build_hub_link(settings)
+    app = create_app(settings, smollm_backend, hub=link, policy=build_policy(settings), owns_backend=False)
+    with BackgroundAgent(app) as running:
+        end = time.monotonic() + 30
+        while httpx.get(f"{running.base_url}/health").json()["hub"] != "connected":
+            assert time.monotonic() < end, "hub never connected"
+            time.sleep(0.1)
+        yield running
+
+
+def _ask(agent: BackgroundAgent, **kwargs: Any) -> tuple[str, list[dict[str, Any]]]:
+    client = openai.OpenAI(base_url=f"{agent.base_url}/v1", api_key="unused", max_retries=0, timeout=60)
+    raw = client.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": MATH}], max_tokens=8, temperature=0, **kwargs
+    )
+    info = (raw.parse().model_extra or {})["edgeroute"]
+    return raw.headers["x-edgeroute-route"], info["trace"]
+
+
+def _hub_steps(trace: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The hub's own steps: those between the edge's policy step and its ``hub`` reply step."""
+    edge_policy = next(i for i, s in enumerate(trace) if s["stage"] == "policy")
+    return {s["stage"]: s for s in trace[edge_policy + 1 :] if s["decision"] not in ("answer", "reply")}
+
+
+def test_classification_and_body_target_choose_the_frontier(agent: BackgroundAgent) -> None:
+    route, trace = _ask(agent, extra_body={"edgeroute": {"quality_target": 1.0}})
+    edge_policy = next(s for s in trace if s["stage"] == "policy")
+    assert edge_policy["decision"] == "escalate" and edge_policy["detail"]["task"] == "math"
+    hub = _hub_steps(trace)
+    # the hub classified nothing itself: this is the edge's classification, sent in the Escalate
+    assert hub["classify"]["reason"].startswith("math/")
+    assert hub["policy"]["detail"]["target"] == 1.0
+    assert {hub["hub_oss"]["detail"]["p_success"], hub["frontier"]["detail"]["p_success"]} == {
+        edge_policy["detail"]["p_hub_oss"],
+        edge_policy["detail"]["p_frontier"],
+    }
+    best = (
+        "frontier" if edge_policy["detail"]["p_frontier"] > edge_policy["detail"]["p_hub_oss"] else "hub_oss"
+    )
+    assert route == best and hub[best]["decision"] == "chosen"
+
+
+def test_header_target_reaches_the_hub(agent: BackgroundAgent) -> None:
+    _, trace = _ask(agent, extra_headers={"x-edgeroute-quality-target": "0.99"})
+    edge_policy = next(s for s in trace if s["stage"] == "policy")
+    assert edge_policy["detail"]["target"] == 0.99 and edge_policy["decision"] == "escalate"
+    assert _hub_steps(trace)["policy"]["detail"]["target"] == 0.99
