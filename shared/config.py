@@ -159,7 +159,16 @@ class HubSettings(_YamlSettings):
             # Priced per token as a shared-GPU open-model service would be, not by wall time: a CPU
             # test hub takes seconds a GPU takes milliseconds for, and would look dearer than frontier.
             cost=CostModel(usd_per_1k_prompt=0.0001, usd_per_1k_completion=0.0002),
-        )
+        ),
+        HubModelEntry(
+            name="qwen2.5-coder-1.5b-instruct",
+            backend="llamacpp",
+            tier=Tier.FRONTIER,
+            # A stand-in for the frontier tier that runs on a CPU-only hub, priced at frontier API
+            # rates ($2.50 / $10 per 1M tokens) so routing and reports weigh it as the real thing. A
+            # real deployment replaces it with an openai_http entry (base_url, api_key) for that API.
+            cost=CostModel(usd_per_1k_prompt=0.0025, usd_per_1k_completion=0.01),
+        ),
     ]
     default_model: str = "qwen2.5-coder-0.5b-instruct"
     # telemetry: Prometheus scrape port on 127.0.0.1 (None: off) and an optional OTLP/HTTP traces

@@ -14,7 +14,8 @@ from cloud_hub.backends.echo import EchoBackend
 from cloud_hub.backends.openai_http import OpenAIHTTPBackend
 from cloud_hub.dispatch import Dispatcher
 from cloud_hub.registry import ModelRegistry, RegisteredModel
-from shared.config import CostModel, HubModelEntry
+from cloud_hub.tiers import TierChooser
+from shared.config import CostModel, HubModelEntry, HubSettings
 from shared.taxonomy import Route, Tier
 from shared.wire import Body, ChatMessage, Classification, Error, Escalate, Reply, ReplyChunk, SamplingParams
 from tests.cloud_hub.fake_openai import API_KEY, FakeOpenAI
@@ -212,3 +213,19 @@ async def test_deadline_bounds_the_whole_chain() -> None:
 async def test_bad_quality_target_is_refused(hub: Hub, target: float) -> None:
     [err] = await hub.ask(_req(target=target))
     assert isinstance(err, Error) and err.code == "invalid_request" and "quality_target" in err.message
+
+
+def test_default_hub_has_an_oss_and_a_frontier_stand_in() -> None:
+    settings = HubSettings()
+    tiers = {m.tier: m for m in settings.models}
+    assert set(tiers) == {Tier.OSS, Tier.FRONTIER}
+    assert (tiers[Tier.OSS].backend, tiers[Tier.FRONTIER].backend) == ("vllm", "llamacpp")
+    assert settings.default_model == tiers[Tier.OSS].name
+    # the stand-in is priced at frontier API rates: $2.50 / $10 per 1M tokens
+    assert tiers[Tier.FRONTIER].cost.estimate(1_000_000, 1_000_000) == pytest.approx(12.5)
+    # planned with real entries (echo backends, so nothing loads): a hard request goes to the stand-in
+    registry = ModelRegistry(
+        [RegisteredModel(m, EchoBackend()) for m in settings.models], settings.default_model
+    )
+    plan = TierChooser(registry).plan(_req(target=0.9))
+    assert [m.entry.tier for m in plan.targets] == [Tier.FRONTIER, Tier.OSS]
