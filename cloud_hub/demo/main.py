@@ -10,9 +10,18 @@ from rich.console import Console
 
 from cloud_hub.demo.procs import Service, console_script, free_port, run_cli
 from cloud_hub.demo.replay import replay
-from cloud_hub.demo.report import FrontierPrice, plot_routes, print_report, summarise, write_json
+from cloud_hub.demo.report import (
+    FrontierModel,
+    FrontierPrice,
+    plot_routes,
+    print_report,
+    summarise,
+    write_json,
+)
 from cloud_hub.demo.workload import build_workload
 from shared import paths
+from shared.config import HubSettings, load_settings
+from shared.taxonomy import Tier
 
 HELP = "run hub + edge agent on loopback, replay a representative workload, print the north-star report"
 
@@ -23,6 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", type=Path, default=None, help="public data dir")
     parser.add_argument("--hub-config", type=Path, default=None, help="hub YAML (default: embedded)")
     parser.add_argument("--edge-config", type=Path, default=None, help="edge YAML (default: embedded)")
+    parser.add_argument(
+        "--edge-policy",
+        choices=("calibrated", "threshold"),
+        default="calibrated",
+        help="edge escalation policy without --edge-config; only 'calibrated' sends the hub the "
+        "classification it picks tiers with",
+    )
     parser.add_argument("--no-baseline", action="store_true", help="skip the always-hub quality baseline")
     parser.add_argument(
         "--frontier-usd-per-m",
@@ -70,8 +86,14 @@ def run(args: argparse.Namespace) -> int:
         "--hub-key",
         str(_public_key(hub_home / "keys")),
     ]
-    if args.edge_config:
-        edge_argv += ["--config", str(args.edge_config)]
+    edge_config = args.edge_config
+    if edge_config is None:
+        edge_config = home / "edge.yaml"
+        edge_config.parent.mkdir(parents=True, exist_ok=True)
+        edge_config.write_text(f"escalation_policy: {args.edge_policy}\n")
+    edge_argv += ["--config", str(edge_config)]
+    hub_settings = load_settings(HubSettings, yaml_file=args.hub_config, home=hub_home)
+    frontier = [FrontierModel(m.name, m.backend) for m in hub_settings.models if m.tier is Tier.FRONTIER]
 
     data = args.data_dir or paths.data_dir()
     items = build_workload(data, args.requests)
@@ -79,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         Service("hub", hub_argv, "hub ready on", home / "logs" / "hub.log") as hub,
         Service("edge", edge_argv, "edge agent ready on", home / "logs" / "edge.log") as edge,
     ):
-        with console.status("starting the hub (vLLM engine start takes about a minute on CPU)"):
+        with console.status("starting the hub (vLLM engine and the frontier stand-in load: about a minute)"):
             hub.start()
             hub.wait_ready(600)
         with console.status("starting the edge agent"):
@@ -88,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"hub on {hub_url}, agent on http://127.0.0.1:{port}/v1 — {len(items)} requests")
         records = replay(f"http://127.0.0.1:{port}/v1", items, None if args.no_baseline else "hub")
 
-    summary = summarise(records, FrontierPrice(*args.frontier_usd_per_m))
+    summary = summarise(records, FrontierPrice(*args.frontier_usd_per_m), frontier)
     print_report(summary, console)
     write_json(summary, args.out / "north_star.json")
     plot_routes(summary, args.out / "routes.png")

@@ -41,6 +41,7 @@ def is_correct(item: WorkItem, text: str) -> bool | None:
 class Record:
     item: WorkItem
     route: str = "error"
+    model: str = ""  # the model that answered (the response's ``model``)
     cost_usd: float = 0.0
     latency_s: float = 0.0
     prompt_tokens: int = 0
@@ -75,6 +76,7 @@ def _ask(client: openai.OpenAI, item: WorkItem, route: str | None) -> Record:
     completion = raw.parse()
     info: dict[str, Any] = (completion.model_extra or {}).get("edgeroute") or {}
     rec.route = raw.headers.get("x-edgeroute-route", info.get("route", "unknown"))
+    rec.model = completion.model
     rec.cost_usd = float(info.get("cost_usd") or 0.0)
     rec.trace = list(info.get("trace") or [])
     rec.text = completion.choices[0].message.content or ""

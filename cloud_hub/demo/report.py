@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,22 @@ class FrontierPrice:
         return (prompt_tokens * self.usd_per_m_prompt + completion_tokens * self.usd_per_m_completion) / 1e6
 
 
-def summarise(records: list[Record], price: FrontierPrice) -> dict[str, object]:
+@dataclass(frozen=True)
+class FrontierModel:
+    """A model the hub serves in its frontier tier, and the backend it runs on."""
+
+    name: str
+    backend: str
+
+    @property
+    def stand_in(self) -> bool:
+        # only an openai_http entry can reach a real frontier API; anything else is local
+        return self.backend != "openai_http"
+
+
+def summarise(
+    records: list[Record], price: FrontierPrice, frontier: Sequence[FrontierModel] = ()
+) -> dict[str, object]:
     served = [r for r in records if not r.error]
     routes = Counter(r.route for r in served)
     n = max(1, len(served))
@@ -60,6 +76,10 @@ def summarise(records: list[Record], price: FrontierPrice) -> dict[str, object]:
         "quality_ratio": (acc / base_acc) if acc is not None and base_acc else None,
         "by_route": dict(by_route),
         "frontier_price_usd_per_m": [price.usd_per_m_prompt, price.usd_per_m_completion],
+        "frontier_tier": {
+            "configured": [{"model": f.name, "backend": f.backend, "stand_in": f.stand_in} for f in frontier],
+            "served_by": sorted({r.model for r in served if r.route == Route.FRONTIER.value}),
+        },
     }
 
 
@@ -93,6 +113,28 @@ def print_report(summary: dict[str, object], console: Console) -> None:
         f"checkable requests {_pct(summary['router_accuracy'])} vs {_pct(summary['always_hub_accuracy'])} "
         f"when every one goes to the hub (ratio {summary['quality_ratio']})."
     )
+    console.print(_frontier_line(summary))
+
+
+def _frontier_line(summary: dict[str, object]) -> str:
+    tier = summary.get("frontier_tier")
+    configured = tier.get("configured", []) if isinstance(tier, dict) else []
+    served = tier.get("served_by", []) if isinstance(tier, dict) else []
+    if not configured:
+        return "Frontier tier: none configured on this hub."
+    stand_ins = [f"{f['model']} ({f['backend']} backend)" for f in configured if f["stand_in"]]
+    real = [f"{f['model']} ({f['backend']})" for f in configured if not f["stand_in"]]
+    parts = []
+    if stand_ins:
+        parts.append(
+            f"{', '.join(stand_ins)} stood in for a frontier API: a local model priced at frontier "
+            "rates, not a frontier model, so the quality figures say nothing about a real one"
+        )
+    if real:
+        parts.append(f"frontier API: {', '.join(real)}")
+    answered = ", ".join(str(m) for m in served) if served else "no model (no request went there)"
+    parts.append(f"frontier answers in this run came from {answered}")
+    return "[bold]Frontier tier[/bold]: " + "; ".join(parts) + "."
 
 
 def plot_routes(summary: dict[str, object], path: Path) -> None:

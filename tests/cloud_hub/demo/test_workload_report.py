@@ -3,8 +3,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from rich.console import Console
+
 from cloud_hub.demo.replay import Record, extract_letter, extract_number, is_correct
-from cloud_hub.demo.report import FrontierPrice, summarise
+from cloud_hub.demo.report import FrontierModel, FrontierPrice, print_report, summarise
 from cloud_hub.demo.workload import WorkItem, build_workload
 
 
@@ -78,3 +80,25 @@ def test_summary_counts_routes_cost_and_quality() -> None:
     assert s["share_without_hub_gpu"] == 0.5
     assert s["router_accuracy"] == 0.75 and s["always_hub_accuracy"] == 0.75
     assert abs(float(s["always_frontier_cost_usd"]) - 4 * (100 * 2.5 + 10 * 10.0) / 1e6) < 1e-12  # type: ignore[arg-type]
+
+
+def test_report_names_the_frontier_stand_in() -> None:
+    item = WorkItem("chat", "q")
+    recs = [
+        Record(item, route="frontier", model="qwen2.5-coder-1.5b-instruct", cost_usd=1e-4),
+        Record(item, route="hub_oss", model="qwen2.5-coder-0.5b-instruct", cost_usd=1e-6),
+    ]
+    configured = [
+        FrontierModel("qwen2.5-coder-1.5b-instruct", "llamacpp"),
+        FrontierModel("gpt-x", "openai_http"),
+    ]
+    summary = summarise(recs, FrontierPrice(), configured)
+    tier = summary["frontier_tier"]
+    assert isinstance(tier, dict)
+    assert tier["served_by"] == ["qwen2.5-coder-1.5b-instruct"]
+    assert [f["stand_in"] for f in tier["configured"]] == [True, False]
+    console = Console(record=True, width=400)
+    print_report(summary, console)
+    text = console.export_text()
+    assert "qwen2.5-coder-1.5b-instruct (llamacpp backend) stood in for a frontier API" in text
+    assert "frontier API: gpt-x (openai_http)" in text
