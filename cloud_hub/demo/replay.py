@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,30 +10,16 @@ import openai
 from rich.progress import Progress
 
 from cloud_hub.demo.workload import WorkItem
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-_LETTER = re.compile(r"\b([ABCD])\b")
-
-
-def extract_number(text: str) -> str | None:
-    tail = text.rsplit("####", 1)[-1] if "####" in text else text
-    found = _NUMBER.findall(tail)
-    if not found:
-        return None
-    value: str = found[0] if "####" in text else found[-1]
-    return value.replace(",", "").rstrip(".").removesuffix(".0")
-
-
-def extract_letter(text: str) -> str | None:
-    match = _LETTER.search(text.strip().upper()[:200])
-    return match.group(1) if match else None
+from cloud_hub.evaluation.scorers import extract_letter, extract_number
 
 
 def is_correct(item: WorkItem, text: str) -> bool | None:
     if item.reference is None:
         return None
-    got = extract_number(text) if item.kind == "math" else extract_letter(text)
-    return got == item.reference
+    if item.kind == "math":
+        got = extract_number(text)
+        return got is not None and got == extract_number(item.reference)
+    return extract_letter(text) == item.reference
 
 
 @dataclass
