@@ -159,6 +159,8 @@ def _fill(cache: SemanticCache, scope: str, vecs: np.ndarray[Any, Any], console:
                         (cur.lastrowid, scope, blob),
                     )
             progress.advance(task, len(chunk))
+    with cache.db.read() as conn:
+        cache.mirror.load(conn)  # rows written behind the cache's back: rebuild its in-memory index
 
 
 def lookup(args: argparse.Namespace, console: Console) -> dict[str, Any]:

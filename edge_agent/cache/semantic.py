@@ -1,17 +1,20 @@
-"""Verified semantic cache: sqlite-vec bit index partitioned by tenant scope, float rescoring, guards.
+"""Verified semantic cache: a bit index partitioned by tenant scope, float rescoring, guards.
 
 Layout: ``sem_entries`` holds the question, its float32 embedding and metadata; ``sem_answers``
 holds one answer (greedy) or a pool (sampled); ``sem_vec`` is a vec0 table with a ``bit[dim]``
-column partitioned by scope, so a KNN query only ever scans the asking tenant's partition (and the
-hub's shared partition). The binary scan picks ``rescore`` candidates; exact cosine on the stored
-floats ranks them, and only then do the guards and the verifier decide. Every write touches the
-three tables in one transaction, so a crash cannot leave the index out of step with the rows.
+column partitioned by scope. Every write touches the three tables in one transaction, so a crash
+cannot leave the index out of step with the rows. Searches scan ``BitMirror``, an in-memory copy
+of ``sem_vec`` kept in step after each commit, so a query only ever scans the asking tenant's
+partition (and the hub's shared one). The Hamming scan picks ``rescore`` candidates; exact cosine
+on their stored floats ranks them, and only then do the guards and the verifier decide.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +23,7 @@ from edge_agent.cache.base import CachedAnswer, Embedder, Lookup, Vectors
 from edge_agent.cache.db import Connection, Database
 from edge_agent.cache.exact import pool_target
 from edge_agent.cache.keys import GLOBAL_TENANT, CacheRequest, semantic_eligibility, semantic_scope
+from edge_agent.cache.mirror import BitMirror
 from edge_agent.cache.verifier import Verifier
 from shared.cache_text import GlobalEntry, question_form
 from shared.config import CacheSettings
@@ -106,6 +110,25 @@ class SemanticCache:
                 self.db.conn.execute("INSERT INTO sem_meta VALUES ('dim', ?)", (str(self.dim),))
             elif int(row[0]) != self.dim:
                 raise ValueError(f"cache was built with {row[0]}-d embeddings, the embedder gives {self.dim}")
+            self.mirror = BitMirror(self.dim)
+            self.mirror.load(self.db.conn)
+        # mirror changes of the open write transaction, in order, applied once it has committed
+        self._ops: list[tuple[int, str, Vectors | None]] = []
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        with self.db.lock:
+            self._ops = []
+            try:
+                with self.db.tx() as conn:
+                    yield conn
+                for entry_id, scope, emb in self._ops:
+                    if emb is None:
+                        self.mirror.remove([entry_id])
+                    else:
+                        self.mirror.add(entry_id, scope, emb)
+            finally:
+                self._ops = []
 
     # --- lookup ---------------------------------------------------------------------------------
 
@@ -146,20 +169,10 @@ class SemanticCache:
     def search(self, scopes: list[str], query: Vectors, *, k: int, now: float) -> list[Candidate]:
         """Top-``k`` live entries by exact cosine among the bit-prefiltered candidates of ``scopes``."""
         q = np.ascontiguousarray(query, dtype=np.float32)
-        qbytes = q.tobytes()
+        ids = self.mirror.search(scopes, q, self.rescore)
+        if not ids:
+            return []
         with self.db.read() as conn:
-            ids: list[int] = []
-            for scope in scopes:
-                ids.extend(
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT rowid FROM sem_vec WHERE bits MATCH vec_quantize_binary(?)"
-                        " AND scope = ? AND k = ?",
-                        (qbytes, scope, self.rescore),
-                    )
-                )
-            if not ids:
-                return []
             rows = conn.execute(
                 "SELECT id, emb, question, domain, model, origin FROM sem_entries"
                 f" WHERE id IN ({','.join('?' * len(ids))}) AND expires > ?",
@@ -199,7 +212,7 @@ class SemanticCache:
             return None
         emb = self.embedder.embed([elig.question])[0]
         scope = semantic_scope(req.tenant_scope, req.family, req.sys_hash)
-        with self.db.tx() as conn:
+        with self._write() as conn:
             entry_id = self._upsert(
                 conn,
                 scope,
@@ -233,7 +246,7 @@ class SemanticCache:
         fresh = [e for e in entries if e.version > current]
         puts = [e for e in fresh if e.op == "put"]
         embs = self.embedder.embed([e.question for e in puts]) if puts else None
-        with self.db.tx() as conn:
+        with self._write() as conn:
             for e in fresh:
                 self._delete_where(conn, "hub_key = ?", (e.key,))
             for i, e in enumerate(puts):
@@ -296,6 +309,7 @@ class SemanticCache:
             "INSERT INTO sem_vec(rowid, scope, bits) VALUES (?, ?, vec_quantize_binary(?))",
             (entry_id, scope, blob),
         )
+        self._ops.append((entry_id, scope, emb))
         return entry_id
 
     def _add_answer(self, conn: Connection, entry_id: int, answer: str, target: int, now: float) -> None:
@@ -318,6 +332,7 @@ class SemanticCache:
         for entry_id in ids:
             conn.execute("DELETE FROM sem_vec WHERE rowid = ?", (entry_id,))
             conn.execute("DELETE FROM sem_entries WHERE id = ?", (entry_id,))
+        self._ops.extend((entry_id, "", None) for entry_id in ids)
         return len(ids)
 
     def _evict(self, conn: Connection, now: float) -> None:
