@@ -22,6 +22,7 @@ import zmq.asyncio
 from cloud_hub import HUB_VERSION
 from cloud_hub.auth import Enrolments
 from cloud_hub.dispatch import Dispatcher
+from cloud_hub.policy_feed import PolicyFeed
 from cloud_hub.registry import ModelRegistry
 from cloud_hub.sink import MemorySink, TelemetrySink
 from shared.codec import DEFAULT_MAX_FRAME, Codec, DecodeFailure
@@ -43,6 +44,8 @@ class Hub:
         heartbeat_s: float = 2.0,
         max_frame: int = DEFAULT_MAX_FRAME,
         enrol_poll_s: float = 1.0,
+        policy_file: Path | None = None,
+        policy_poll_s: float = 1.0,
         max_inflight: int = 256,
     ) -> None:
         self._bind = bind
@@ -52,6 +55,9 @@ class Hub:
         self.registry = registry
         self.sink: TelemetrySink = sink if sink is not None else MemorySink()
         self._dispatcher = Dispatcher(registry)
+        self._policy = PolicyFeed(policy_file) if policy_file is not None else None
+        self._policy_poll_s = policy_poll_s
+        self._peers: dict[str, bytes] = {}  # edge id → routing id of its latest connection
         self._heartbeat_s = heartbeat_s
         self._max_inflight = max_inflight
         self._inflight = 0
@@ -87,6 +93,9 @@ class Hub:
         self._socket = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._loop_task = asyncio.get_running_loop().create_task(self._serve(), name="hub-recv")
+        if self._policy is not None:
+            self._policy.refresh()
+            self._spawn(self._watch_policy())
         log.info("hub serving on %s with models %s", self.endpoint, ", ".join(self.registry.names))
         return self.endpoint
 
@@ -109,6 +118,7 @@ class Hub:
         payload = frames[-1]
         edge_id = _edge_id(payload)
         self.edges[edge_id] = time.time()
+        self._peers[edge_id] = routing_id
         if len(frames) != 2:
             self._reply(routing_id, Error("", "malformed", f"expected one frame, got {len(frames) - 1}"))
             return
@@ -123,6 +133,8 @@ class Hub:
         elif isinstance(body, Hello):
             log.info("edge %s connected (agent %s)", edge_id, body.agent_version)
             self._reply(routing_id, Ready(HUB_VERSION, self._heartbeat_s, self.registry.names))
+            if self._policy is not None and self._policy.current is not None:
+                self._reply(routing_id, self._policy.current)
         elif isinstance(body, Escalate):
             if self._inflight >= self._max_inflight:
                 busy = f"the hub is at its limit of {self._max_inflight} requests in flight"
@@ -146,6 +158,14 @@ class Hub:
         else:
             message = f"the hub does not accept {type(body).__name__} messages"
             self._reply(routing_id, Error(_request_id(body), "unexpected_message", message))
+
+    async def _watch_policy(self) -> None:
+        assert self._policy is not None
+        while True:
+            await asyncio.sleep(self._policy_poll_s)
+            if self._policy.refresh() and self._policy.current is not None:
+                for routing_id in list(self._peers.values()):
+                    await self._send(routing_id, self._policy.current)
 
     async def _escalation(self, req: Escalate, edge_id: str, routing_id: bytes) -> None:
         try:

@@ -29,6 +29,7 @@ from edge_agent.request import (
     EscalationPolicy,
     HubClient,
     OutcomeSink,
+    PolicySource,
     Tenancy,
     ThresholdPolicy,
     request_id_from,
@@ -72,9 +73,10 @@ def create_app(
     before it, in reverse order. Pass the ``registry`` other components registered series in.
     """
     registry = registry or CollectorRegistry()
+    source = hub if isinstance(hub, PolicySource) else None  # the hub's policy and canary, when sent
     pipeline = Pipeline(
         backend,
-        policy or ThresholdPolicy(settings.confidence_threshold),
+        policy or ThresholdPolicy(settings.confidence_threshold, source),
         hub=hub,
         local_cost=settings.local_model.cost,
         draft_tokens=settings.draft_tokens,

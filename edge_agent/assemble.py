@@ -18,7 +18,7 @@ from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.backends.text import resolve_gguf
 from edge_agent.cache.service import CacheService
 from edge_agent.hub_link import HubLink
-from edge_agent.request import AnswerCache, CalibratedPolicy, EscalationPolicy
+from edge_agent.request import AnswerCache, CalibratedPolicy, EscalationPolicy, PolicySource
 from edge_agent.stages import CacheStage, ClosingResource, DeliveryResource, TelemetrySink
 from edge_agent.telemetry.delivery import TelemetryDeliverer
 from edge_agent.telemetry.metrics import EdgeMetrics
@@ -101,8 +101,10 @@ def open_cache(settings: EdgeSettings) -> CacheService:
     return CacheService(cfg.path or settings.home / "cache.db", cfg, embedder=embedder)
 
 
-def build_policy(settings: EdgeSettings) -> EscalationPolicy | None:
-    """The calibrated cascade policy when configured; ``None`` keeps the app's threshold rule."""
+def build_policy(settings: EdgeSettings, source: PolicySource | None = None) -> EscalationPolicy | None:
+    """The calibrated cascade policy when configured; ``None`` keeps the app's threshold rule.
+
+    ``source`` (the hub link) supplies the hub's routing policy and canary once it sends them."""
     if settings.escalation_policy != "calibrated":
         return None
     embedder = None
@@ -114,7 +116,7 @@ def build_policy(settings: EdgeSettings) -> EscalationPolicy | None:
             continue
     if embedder is None:
         log.warning("embedding model %s not installed: routing heads use base rates", EMBEDDING_MODEL)
-    return CalibratedPolicy(CascadeJudge.from_settings(settings, embedder))
+    return CalibratedPolicy(CascadeJudge.from_settings(settings, embedder), source)
 
 
 async def build_app(settings: EdgeSettings) -> web.Application:
@@ -150,7 +152,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         settings,
         backend,
         hub=hub,
-        policy=await asyncio.to_thread(build_policy, settings),
+        policy=await asyncio.to_thread(build_policy, settings, hub),
         caches=caches,
         sink=TelemetrySink(recorder),
         feedback=recorder,

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 from edge_agent.backends.base import Confidence
 from shared.config import TenantConfig
@@ -29,6 +29,7 @@ from shared.wire import (
     ChatMessage,
     Classification,
     Escalate,
+    PolicyUpdate,
     Reply,
     ReplyChunk,
     SamplingParams,
@@ -215,6 +216,35 @@ class EscalationPolicy(Protocol):
     def decide(self, req: InferenceRequest, draft: Draft) -> Decision: ...
 
 
+@runtime_checkable
+class PolicySource(Protocol):
+    """Where the hub's routing policy comes from (``HubLink``); ``None`` until the hub sent one."""
+
+    def current_policy(self) -> PolicyUpdate | None: ...
+
+
+@dataclass(frozen=True)
+class PolicyArm:
+    """The policy version and threshold that decide one request; version "" is the local config."""
+
+    version: str
+    threshold: float
+    canary: bool = False
+
+    @classmethod
+    def pick(cls, source: PolicySource | None, req: InferenceRequest, configured: float) -> PolicyArm:
+        update = source.current_policy() if source is not None else None
+        if update is None:
+            return cls("", configured)
+        # by request id, so a retry of the same request lands in the same arm
+        return cls(*update.assign(req.ctx.request_id))
+
+    def annotate(self, detail: dict[str, Scalar]) -> dict[str, Scalar]:
+        if self.version:
+            detail.update(policy_version=self.version, canary=self.canary)
+        return detail
+
+
 class ThresholdPolicy:
     """Escalate when the draft's mean token probability is below a fixed threshold.
 
@@ -223,13 +253,15 @@ class ThresholdPolicy:
 
     name = "threshold"
 
-    def __init__(self, threshold: float) -> None:
+    def __init__(self, threshold: float, source: PolicySource | None = None) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"confidence threshold must lie in [0, 1], got {threshold}")
         self.threshold = threshold
+        self.source = source  # the hub's policy, once it sent one, replaces ``threshold``
 
     def decide(self, req: InferenceRequest, draft: Draft) -> Decision:
-        bar = max(self.threshold, req.ctx.quality_target or 0.0)
+        arm = PolicyArm.pick(self.source, req, self.threshold)
+        bar = max(arm.threshold, req.ctx.quality_target or 0.0)
         conf = draft.confidence
         detail: dict[str, Scalar] = {
             "policy": self.name,
@@ -238,6 +270,7 @@ class ThresholdPolicy:
             "min_prob": round(conf.min_prob, 4),
             "draft_tokens": conf.count,
         }
+        arm.annotate(detail)
         if conf.mean_prob >= bar:
             return Decision(False, f"mean token probability {conf.mean_prob:.3f} >= {bar:.3f}", detail)
         return Decision(True, f"mean token probability {conf.mean_prob:.3f} < {bar:.3f}", detail)
@@ -250,19 +283,24 @@ class CalibratedPolicy:
 
     name = "calibrated"
 
-    def __init__(self, judge: CascadeJudge) -> None:
+    def __init__(self, judge: CascadeJudge, source: PolicySource | None = None) -> None:
         self.judge = judge
+        self.source = source
 
     def decide(self, req: InferenceRequest, draft: Draft) -> Decision:
         prompt = req.prompt if req.prompt is not None else "\n".join(m.content for m in req.messages)
+        # the hub's threshold is the confidence that carries no news: the judge's pivot
+        arm = PolicyArm.pick(self.source, req, self.judge.pivot)
         verdict = self.judge.judge(
             prompt,
             draft.confidence.mean_prob,
             tenant=req.ctx.tenant,
             quality_target=req.ctx.quality_target,
             max_tokens=req.params.max_tokens,
+            pivot=arm.threshold,
         )
-        return Decision(verdict.escalate, verdict.reason, verdict.detail, verdict.decision.classification)
+        detail = arm.annotate(dict(verdict.detail))
+        return Decision(verdict.escalate, verdict.reason, detail, verdict.decision.classification)
 
 
 class HubClient(Protocol):

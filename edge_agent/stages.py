@@ -19,7 +19,7 @@ from edge_agent.telemetry.delivery import TelemetryDeliverer
 from edge_agent.telemetry.recorder import TelemetryRecorder
 from shared.taxonomy import Route
 from shared.telemetry import TelemetryEvent
-from shared.wire import TraceStep
+from shared.wire import Scalar, TraceStep
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class TelemetrySink:
     def __call__(self, outcome: Outcome) -> None:
         req, answer = outcome.request, outcome.answer
         last_user = next((m.content for m in reversed(req.messages) if m.role == "user"), req.prompt)
+        decided = _edge_policy(answer.trace)
         event = TelemetryEvent(
             response_id=req.ctx.request_id,
             tenant=req.ctx.tenant_hash,
@@ -93,9 +94,22 @@ class TelemetrySink:
             fallback=answer.fallback,
             regenerate_flag=req.regenerate,
             quality_target=req.ctx.quality_target,
+            # which policy arm decided (the hub's canary compares arms) and what the heads saw
+            policy_version=str(decided.get("policy_version") or ""),
+            canary=decided.get("canary") is True,
+            task=str(decided.get("task") or "other"),
+            domain=str(decided.get("domain") or "general"),
             completion=answer.text,
         )
         self.recorder.record(event, prompt=last_user)
+
+
+def _edge_policy(trace: Sequence[TraceStep]) -> dict[str, Scalar]:
+    """Detail of the edge's own escalation decision (the first ``policy`` step; the hub's come later)."""
+    for step in trace:
+        if step.stage == "policy" and step.decision in ("answer", "escalate"):
+            return dict(step.detail)
+    return {}
 
 
 def _similarity(trace: Sequence[TraceStep]) -> float | None:

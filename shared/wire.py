@@ -8,6 +8,7 @@ misreading it, and the ``v`` field lets either side refuse a protocol it does no
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 import msgspec
@@ -141,6 +142,30 @@ class CacheSnapshotDone(msgspec.Struct, tag="cache_snapshot_done", frozen=True):
     seq: int
 
 
+class PolicyUpdate(msgspec.Struct, tag="policy", frozen=True, omit_defaults=True):
+    """Hub → edge: the routing policy in force, from the canary controller's ``policy.json``.
+
+    Sent after ``Ready`` and again whenever the file changes. ``threshold`` replaces the edge's
+    confidence threshold; while a canary runs, the ``canary_share`` of requests that ``assign``
+    picks use ``canary_threshold`` and report ``canary_version`` in their telemetry.
+    """
+
+    version: str
+    threshold: float
+    canary_version: str | None = None
+    canary_threshold: float | None = None
+    canary_share: float = 0.0
+
+    def assign(self, key: str) -> tuple[str, float, bool]:
+        """(version, threshold, is_canary) for a request key; the same key always lands in the
+        same arm (the hub's ``CanaryController.assign`` buckets keys the same way)."""
+        if self.canary_version is not None and self.canary_threshold is not None:
+            bucket = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+            if bucket < self.canary_share:
+                return self.canary_version, self.canary_threshold, True
+        return self.version, self.threshold, False
+
+
 class TelemetryBatch(msgspec.Struct, tag="telemetry", frozen=True):
     batch_id: str
     events: list[dict[str, Scalar]]
@@ -163,6 +188,7 @@ Body = (
     | CacheDelta
     | CacheSnapshotRequest
     | CacheSnapshotDone
+    | PolicyUpdate
     | TelemetryBatch
     | TelemetryAck
 )

@@ -86,6 +86,8 @@ async def serve(settings: HubSettings, secret_key_file: Path, sink_factory: Sink
         sink=sink,
         heartbeat_s=settings.heartbeat_s,
         max_frame=settings.max_frame_bytes,
+        # the canary controller's state (`cloud-hub eval run --recalibrate`) goes out to every edge
+        policy_file=settings.home / "policy.json",
     )
     try:
         endpoint = await hub.start()

@@ -30,6 +30,7 @@ from shared.wire import (
     Escalate,
     Heartbeat,
     Hello,
+    PolicyUpdate,
     Ready,
     Reply,
     ReplyChunk,
@@ -80,6 +81,7 @@ class HubLink:
         self.hub_models: list[str] = []
         self.hub_version = ""
         self.rtt_s: float | None = None  # from the last heartbeat echo
+        self.policy: PolicyUpdate | None = None  # the hub's routing policy, once it sent one
         self._closed = False
 
     async def start(self) -> None:
@@ -277,6 +279,10 @@ class HubLink:
             self.rtt_s = max(0.0, time.time() - body.sent_at)
         elif isinstance(body, Ready):
             self.hub_models, self.hub_version = list(body.models), body.hub_version
+        elif isinstance(body, PolicyUpdate):
+            if body != self.policy:
+                log.info("hub routing policy %s (canary %s)", body.version, body.canary_version or "none")
+            self.policy = body
         elif isinstance(body, ReplyChunk | Reply):
             self._deliver(body.request_id, body)
         elif isinstance(body, TelemetryAck):
@@ -287,6 +293,9 @@ class HubLink:
             self._on_error(body)
         else:
             log.warning("ignoring unexpected %s from the hub", type(body).__name__)
+
+    def current_policy(self) -> PolicyUpdate | None:
+        return self.policy
 
     def _deliver(self, request_id: str, item: StreamItem | BaseException) -> None:
         queue = self._streams.get(request_id)

@@ -85,11 +85,14 @@ class CascadeJudge:
         quality_target: float | None = None,
         hub_available: bool = True,
         max_tokens: int = 256,
+        pivot: float | None = None,
     ) -> Verdict:
+        """``pivot`` overrides the configured one for this request (the hub's canary threshold)."""
         c = self.classify(prompt)
         success = {t.route: c.success.get(t.value, 0.5) for t in _TIERS}
         prior = success[Route.EDGE_LOCAL]
-        success[Route.EDGE_LOCAL] = refine_with_confidence(prior, mean_prob, self.pivot, self.weight)
+        pivot = self.pivot if pivot is None else pivot
+        success[Route.EDGE_LOCAL] = refine_with_confidence(prior, mean_prob, pivot, self.weight)
         unavailable = () if hub_available else tuple(HUB_ROUTES)
         d = self.policy.decide(
             success,
@@ -108,6 +111,7 @@ class CascadeJudge:
             "domain": c.domain,
             "target": d.target,
             "mean_prob": round(mean_prob, 4),
+            "pivot": pivot,
             "p_edge_prior": round(prior, 4),
             "p_edge": round(success[Route.EDGE_LOCAL], 4),
             "p_hub_oss": round(success[Route.HUB_OSS], 4),
