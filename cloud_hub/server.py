@@ -21,13 +21,14 @@ import zmq.asyncio
 
 from cloud_hub import HUB_VERSION
 from cloud_hub.auth import Enrolments
+from cloud_hub.cache.sharing import GlobalCache
 from cloud_hub.dispatch import Dispatcher
 from cloud_hub.policy_feed import PolicyFeed
 from cloud_hub.registry import ModelRegistry
 from cloud_hub.sink import MemorySink, TelemetrySink
 from shared.codec import DEFAULT_MAX_FRAME, Codec, DecodeFailure
 from shared.keys import fingerprint, load_secret
-from shared.wire import Body, Cancel, Error, Escalate, Heartbeat, Hello, Ready, TelemetryBatch
+from shared.wire import Body, Cancel, Error, Escalate, Heartbeat, Hello, Ready, Reply, TelemetryBatch
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Hub:
         policy_file: Path | None = None,
         policy_poll_s: float = 1.0,
         max_inflight: int = 256,
+        global_cache: GlobalCache | None = None,
     ) -> None:
         self._bind = bind
         self._public, self._secret = load_secret(secret_key_file)
@@ -58,6 +60,7 @@ class Hub:
         self._policy = PolicyFeed(policy_file) if policy_file is not None else None
         self._policy_poll_s = policy_poll_s
         self._peers: dict[str, bytes] = {}  # edge id → routing id of its latest connection
+        self.global_cache = global_cache
         self._heartbeat_s = heartbeat_s
         self._max_inflight = max_inflight
         self._inflight = 0
@@ -92,6 +95,10 @@ class Hub:
         sock.bind(self._bind)
         self._socket = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        if self.global_cache is not None:
+            # a sync view of the same libzmq context: the ZAP allow-list covers these sockets too
+            shadow: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(self._context.underlying)
+            self.global_cache.bind(shadow, self.endpoint, self._public, self._secret)
         self._loop_task = asyncio.get_running_loop().create_task(self._serve(), name="hub-recv")
         if self._policy is not None:
             self._policy.refresh()
@@ -168,8 +175,16 @@ class Hub:
                     await self._send(routing_id, self._policy.current)
 
     async def _escalation(self, req: Escalate, edge_id: str, routing_id: bytes) -> None:
+        async def send(out: Body) -> None:
+            await self._send(routing_id, out)
+            if isinstance(out, Reply) and self.global_cache is not None:
+                try:  # after the send: sharing must never delay or fail the reply itself
+                    await self.global_cache.observe(req, edge_id, out)
+                except Exception:
+                    log.exception("global cache could not take request %s", req.request_id)
+
         try:
-            await self._dispatcher.handle(req, edge_id, lambda out: self._send(routing_id, out))
+            await self._dispatcher.handle(req, edge_id, send)
         finally:
             self._inflight -= 1
 
@@ -219,6 +234,8 @@ class Hub:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.global_cache is not None:
+            self.global_cache.close()  # its sockets must be closed before the context terminates
         if self._enrolments is not None:
             await self._enrolments.close()
         if self._socket is not None:

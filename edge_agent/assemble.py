@@ -17,6 +17,7 @@ from edge_agent.app import Managed, create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.backends.text import resolve_gguf
 from edge_agent.cache.service import CacheService
+from edge_agent.cache.sync import GlobalCacheFollower
 from edge_agent.hub_link import HubLink
 from edge_agent.request import AnswerCache, CalibratedPolicy, EscalationPolicy, PolicySource
 from edge_agent.stages import CacheStage, ClosingResource, DeliveryResource, TelemetrySink
@@ -26,9 +27,9 @@ from edge_agent.telemetry.recorder import TelemetryRecorder
 from edge_agent.telemetry.spool import TelemetrySpool
 from models.manifest import ManifestError, artifact_path
 from shared import paths
-from shared.config import EdgeSettings
+from shared.config import EdgeSettings, cache_endpoints
 from shared.embedding import OnnxEmbedder
-from shared.keys import init_keys, load_public
+from shared.keys import init_keys, load_public, load_secret
 from shared.routing.escalation import CascadeJudge
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,26 @@ def open_cache(settings: EdgeSettings) -> CacheService:
     return CacheService(cfg.path or settings.home / "cache.db", cfg, embedder=embedder)
 
 
+def build_follower(settings: EdgeSettings, service: CacheService) -> GlobalCacheFollower | None:
+    """Follows the hub's global cache into the local store, when there is a hub and a semantic cache."""
+    if not settings.hub_url or settings.hub_public_key_file is None or service.semantic is None:
+        return None
+    cfg = settings.cache
+    pub, snap = cfg.hub_pub_endpoint, cfg.hub_snapshot_endpoint
+    if pub is None or snap is None:
+        derived = cache_endpoints(settings.hub_url)
+        pub, snap = pub or derived[0], snap or derived[1]
+    public, secret = load_secret(init_keys(settings.keys_dir)[1])
+    return GlobalCacheFollower(
+        service.semantic,
+        pub_endpoint=pub,
+        snapshot_endpoint=snap,
+        server_key=load_public(settings.hub_public_key_file),
+        public_key=public,
+        secret_key=secret,
+    )
+
+
 def build_policy(settings: EdgeSettings, source: PolicySource | None = None) -> EscalationPolicy | None:
     """The calibrated cascade policy when configured; ``None`` keeps the app's threshold rule.
 
@@ -135,6 +156,10 @@ async def build_app(settings: EdgeSettings) -> web.Application:
             else:
                 resources.append(ClosingResource(service))
                 caches.append(CacheStage(service))
+                # after the service, so it stops before the store it writes to is closed
+                follower = build_follower(settings, service)
+                if follower is not None:
+                    resources.append(follower)
         settings.home.mkdir(parents=True, exist_ok=True)
         spool = TelemetrySpool(settings.home / "telemetry.db", settings.telemetry_spool_max_bytes)
         metrics = EdgeMetrics(registry)

@@ -35,6 +35,7 @@ from edge_agent.request import (
     Outcome,
     OutcomeSink,
 )
+from shared.cache_text import model_family
 from shared.config import CostModel
 from shared.taxonomy import HUB_ROUTES, Route
 from shared.wire import Classification, Escalate, Reply, ReplyChunk, Scalar, TraceStep, Usage
@@ -306,6 +307,9 @@ class Pipeline:
                 classification=classification,
                 quality_target=req.ctx.quality_target,
                 tenant=req.ctx.tenant_hash,
+                # chat questions may be shared by the hub's global cache under the family the
+                # edge's own cache uses; raw completion prompts are never shared
+                cache_family=model_family(req.model) if req.prompt is None else "",
             )
             streamed: list[str] = []
             try:

@@ -69,6 +69,33 @@ class CacheSettings(BaseModel):
     hub_snapshot_endpoint: str | None = None
 
 
+def cache_endpoints(endpoint: str) -> tuple[str, str]:
+    """The global cache's (PUB, snapshot) endpoints next to a hub link endpoint: port+1 and port+2.
+
+    Hub and edge both derive them this way, so configuring the link alone is enough; an ``ipc://``
+    path gets ``.cache-pub`` / ``.cache-snap`` suffixes instead.
+    """
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep:
+        raise ValueError(f"not a ZeroMQ endpoint: {endpoint!r}")
+    if scheme == "ipc":
+        return f"{endpoint}.cache-pub", f"{endpoint}.cache-snap"
+    host, colon, port = rest.rpartition(":")
+    if not colon or not port.isdigit() or int(port) == 0:
+        raise ValueError(f"cannot derive cache endpoints from {endpoint!r}: it needs a fixed port")
+    return f"{scheme}://{host}:{int(port) + 1}", f"{scheme}://{host}:{int(port) + 2}"
+
+
+class GlobalCacheSettings(BaseModel):
+    """The hub's shared answer cache; ``*_bind`` default to the link's port+1 / port+2."""
+
+    enabled: bool = True
+    path: Path | None = None  # default <home>/global_cache.db
+    pub_bind: str | None = None
+    snapshot_bind: str | None = None
+    min_tenants: int = Field(default=2, ge=1)  # distinct tenants that must ask before an answer is shared
+
+
 class LocalModelConfig(BaseModel):
     """The edge's GGUF model. ``path`` wins; else ``name`` is looked up in the models directory."""
 
@@ -175,6 +202,7 @@ class HubSettings(_YamlSettings):
     # endpoint (e.g. http://collector:4318/v1/traces; needs the ``otel`` extra)
     metrics_port: int | None = None
     otlp_endpoint: str | None = None
+    global_cache: GlobalCacheSettings = GlobalCacheSettings()
 
     @property
     def keys_dir(self) -> Path:

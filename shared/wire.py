@@ -89,6 +89,8 @@ class Escalate(msgspec.Struct, tag="escalate", frozen=True, omit_defaults=True):
     classification: Classification | None = None
     quality_target: float | None = None
     tenant: str = ""  # tenant *hash* for accounting; hub authenticates the edge, not the tenant
+    # the model family the edge files this chat question under; empty: never share the answer
+    cache_family: str = ""
 
 
 class Reply(msgspec.Struct, tag="reply", frozen=True, omit_defaults=True):

@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from cloud_hub.cache.sharing import GlobalCache
 from cloud_hub.registry import ModelRegistry
 from cloud_hub.server import Hub
 from cloud_hub.sink import MemorySink, TelemetrySink
@@ -78,6 +79,8 @@ async def serve(settings: HubSettings, secret_key_file: Path, sink_factory: Sink
         loop.add_signal_handler(sig, stop.set)
     registry = await ModelRegistry.open(settings)
     sink = sink_factory(settings)
+    cache_cfg = settings.global_cache
+    global_cache = GlobalCache.open(cache_cfg, settings.home) if cache_cfg.enabled else None
     hub = Hub(
         bind=settings.bind,
         secret_key_file=secret_key_file,
@@ -88,10 +91,14 @@ async def serve(settings: HubSettings, secret_key_file: Path, sink_factory: Sink
         max_frame=settings.max_frame_bytes,
         # the canary controller's state (`cloud-hub eval run --recalibrate`) goes out to every edge
         policy_file=settings.home / "policy.json",
+        global_cache=global_cache,
     )
     try:
         endpoint = await hub.start()
         loop.add_signal_handler(signal.SIGHUP, hub.reload_enrolments)
+        if global_cache is not None and global_cache.publisher is not None:
+            pub = global_cache.publisher
+            print(f"global cache on {pub.pub_endpoint} snapshots {pub.snapshot_endpoint}", flush=True)
         print(f"hub ready on {endpoint}", flush=True)
         await stop.wait()
         log.info("shutting down")

@@ -9,6 +9,7 @@ stored with the entries in one transaction, so a restarted edge resumes where it
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -144,6 +145,12 @@ class CacheSubscriber:
                 log.warning("cache sync: %s; retrying", exc)
                 need_snapshot = True
                 self._stop.wait(1.0)
+            except Exception:  # a disk or socket error must not end syncing for the process lifetime
+                if self._stop.is_set():
+                    return
+                log.exception("cache sync failed; retrying")
+                need_snapshot = True
+                self._stop.wait(1.0)
 
     def close(self) -> None:
         if self._closed:
@@ -155,3 +162,42 @@ class CacheSubscriber:
         with self._lock:
             self._sub.close(linger=0)
             self._snap.close(linger=0)
+
+
+class GlobalCacheFollower:
+    """A ``CacheSubscriber`` with its own ZeroMQ context, started and stopped with the agent."""
+
+    def __init__(
+        self,
+        store: SemanticCache,
+        *,
+        pub_endpoint: str,
+        snapshot_endpoint: str,
+        server_key: bytes,
+        public_key: bytes,
+        secret_key: bytes,
+    ) -> None:
+        self._ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self.subscriber = CacheSubscriber(
+            self._ctx,
+            store,
+            pub_endpoint=pub_endpoint,
+            snapshot_endpoint=snapshot_endpoint,
+            server_key=server_key,
+            public_key=public_key,
+            secret_key=secret_key,
+        )
+        self._closed = False
+
+    async def start(self) -> None:
+        self.subscriber.start()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.to_thread(self._shutdown)
+
+    def _shutdown(self) -> None:
+        self.subscriber.close()
+        self._ctx.term()
