@@ -29,8 +29,9 @@ _CACHE_ROUTES = {Route.EXACT_CACHE.value: Route.EXACT_CACHE, Route.SEMANTIC_CACH
 class CacheStage:
     """``AnswerCache`` over ``CacheService``: chat requests only; stores answers worth reusing.
 
-    Lookups embed text and query SQLite, so they run in a worker thread; one lock keeps the
-    service's SQLite connection to one thread at a time.
+    The exact stage is one indexed SQLite read (tens of microseconds), so it runs on the event
+    loop: a hop to a worker thread would cost more than the read. The semantic stage embeds text
+    and scans vectors, so it runs in a worker thread, one at a time, as do stores.
     """
 
     def __init__(self, service: CacheService) -> None:
@@ -47,8 +48,12 @@ class CacheStage:
         key = self._key(req)
         if key is None:
             return None, [TraceStep(Route.EXACT_CACHE, "skip", "text completions are not cached")]
-        async with self._lock:
-            result = await asyncio.to_thread(self.service.lookup, key)
+        result = self.service.lookup_exact(key)
+        if not result.hit and self.service.semantic_blocks:
+            async with self._lock:
+                result = await asyncio.to_thread(self.service.lookup_semantic, key, result)
+        elif not result.hit and self.service.settings.enabled:
+            result = self.service.lookup_semantic(key, result)
         found = result.answer
         if found is None:
             return None, result.trace

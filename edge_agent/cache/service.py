@@ -52,14 +52,28 @@ class CacheService:
         self._closed = False
 
     def lookup(self, req: CacheRequest) -> CacheResult:
+        result = self.lookup_exact(req)
+        if result.hit or not self.settings.enabled:
+            return result
+        return self.lookup_semantic(req, result)
+
+    def lookup_exact(self, req: CacheRequest) -> CacheResult:
+        """The exact stage alone: one indexed read, cheap enough to run on the event loop."""
         result = CacheResult(None)
         if not self.settings.enabled:
             return result
         exact = self.exact.get(req)
         result.trace.append(exact.trace(Route.EXACT_CACHE))
-        if exact.answer is not None:
-            result.answer = exact.answer
-            return result
+        result.answer = exact.answer
+        return result
+
+    @property
+    def semantic_blocks(self) -> bool:
+        """Whether ``lookup_semantic`` does slow work (embedding, a vector scan) worth a thread."""
+        return self.settings.enabled and self.semantic is not None
+
+    def lookup_semantic(self, req: CacheRequest, result: CacheResult) -> CacheResult:
+        """The semantic stage after an exact miss; appends its trace step to ``result``."""
         if self.semantic is None:
             result.trace.append(TraceStep(stage=Route.SEMANTIC_CACHE, decision="skip", reason="disabled"))
             return result
