@@ -39,7 +39,7 @@ class Dispatcher:
         chain: fallback.FallbackChain | None = None,
     ) -> None:
         self.registry = registry
-        self.tiers = tiers or TierChooser(registry)
+        self.tiers = tiers or TierChooser.calibrated(registry)
         # one chain for the hub's lifetime: its circuit breakers remember each model's failures
         self.chain = chain or fallback.FallbackChain()
 

@@ -3,10 +3,12 @@
 An edge that names a model gets that model. One that sends ``""``, ``"auto"`` (or another router
 alias) lets the hub choose; ``"tier:<tier>"`` asks for a tier and lets the hub pick its model.
 With the edge's classification (per-tier success probabilities from the routing heads) the
-``shared.routing`` policy picks the cheapest tier whose predicted quality meets the request's
-target; without one the hub's default model goes first. Either way the plan lists every other
-registered model after the first choice (dearer tiers first, then cheaper), so the dispatcher's
-``FallbackChain`` can fall through when a tier fails.
+``shared.routing`` policy picks the tier for the request's quality target: with the calibrated
+threshold table (what the hub uses by default) the tier with the best ``p - lam * cost``, the
+least-cost way to meet the target over many requests; without a table the cheapest tier whose ``p``
+is within the target of the best. Without a classification the hub's default model goes first.
+Either way the plan lists every other registered model after the first choice (dearer tiers first,
+then cheaper), so the dispatcher's ``FallbackChain`` can fall through when a tier fails.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 from cloud_hub.registry import ModelRegistry, RegisteredModel
 from shared.config import CostModel
 from shared.routing.calibration import ThresholdTable
+from shared.routing.heads import HEADS_DIR, THRESHOLDS_FILE
 from shared.routing.policy import QualityTargets, RouteOption, RoutingPolicy
 from shared.taxonomy import Route, Tier
 from shared.wire import Escalate, TraceStep
@@ -61,6 +64,14 @@ class TierChooser:
         self.targets = QualityTargets(default=default_target)
         # no table: "cheapest adequate" (p >= target x best p), which explains itself per request
         self.thresholds = thresholds
+
+    @classmethod
+    def calibrated(cls, registry: ModelRegistry, default_target: float = 0.95) -> TierChooser:
+        """With the threshold table shipped beside the routing heads (the edge's cascade uses the
+        same one), so both programs trade quality for cost at the same calibrated rate."""
+        path = HEADS_DIR / THRESHOLDS_FILE
+        table = ThresholdTable.load(path) if path.is_file() else None
+        return cls(registry, default_target=default_target, thresholds=table)
 
     def plan(self, req: Escalate) -> TierPlan:
         models = self.registry.models

@@ -62,7 +62,8 @@ async def hub() -> AsyncIterator[Hub]:
         ),
     ]
     registry = ModelRegistry(models, default_model="oss-api")
-    yield Hub(Dispatcher(registry), oss, frontier)
+    # the cheapest-adequate rule: its choices follow from the numbers in each test alone
+    yield Hub(Dispatcher(registry, TierChooser(registry)), oss, frontier)
     await registry.close()
     await oss.close()
     await frontier.close()
@@ -229,3 +230,14 @@ def test_default_hub_has_an_oss_and_a_frontier_stand_in() -> None:
     )
     plan = TierChooser(registry).plan(_req(target=0.9))
     assert [m.entry.tier for m in plan.targets] == [Tier.FRONTIER, Tier.OSS]
+
+
+async def test_default_dispatcher_uses_the_calibrated_table(hub: Hub) -> None:
+    calibrated = Hub(Dispatcher(hub.dispatcher.registry), hub.oss, hub.frontier)
+    easy = _reply(await calibrated.ask(_req(classification=EASY, target=1.0)))
+    policy = next(s for s in easy.trace if s.stage == "policy")
+    assert policy.detail["rule"] == "calibrated" and float(policy.detail["lambda"] or 0) > 0
+    # a 0.03 gain is not worth 25x the price even at the top target; a 0.7 gain is
+    assert easy.route == Route.HUB_OSS.value
+    hard = _reply(await calibrated.ask(_req(classification=HARD, target=0.9, rid="r2")))
+    assert hard.route == Route.FRONTIER.value

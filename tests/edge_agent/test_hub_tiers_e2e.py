@@ -81,7 +81,7 @@ def _hub_steps(trace: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {s["stage"]: s for s in trace[edge_policy + 1 :] if s["decision"] not in ("answer", "reply")}
 
 
-def test_classification_and_body_target_choose_the_frontier(agent: BackgroundAgent) -> None:
+def test_classification_and_body_target_choose_the_tier(agent: BackgroundAgent) -> None:
     route, trace = _ask(agent, extra_body={"edgeroute": {"quality_target": 1.0}})
     edge_policy = next(s for s in trace if s["stage"] == "policy")
     assert edge_policy["decision"] == "escalate" and edge_policy["detail"]["task"] == "math"
@@ -93,9 +93,9 @@ def test_classification_and_body_target_choose_the_frontier(agent: BackgroundAge
         edge_policy["detail"]["p_hub_oss"],
         edge_policy["detail"]["p_frontier"],
     }
-    best = (
-        "frontier" if edge_policy["detail"]["p_frontier"] > edge_policy["detail"]["p_hub_oss"] else "hub_oss"
-    )
+    # the hub's calibrated rule: the candidate with the highest p - lambda * cost wins
+    assert hub["policy"]["detail"]["rule"] == "calibrated"
+    best = max(("hub_oss", "frontier"), key=lambda r: float(hub[r]["detail"]["utility"]))
     assert route == best and hub[best]["decision"] == "chosen"
 
 
