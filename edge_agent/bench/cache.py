@@ -25,7 +25,15 @@ from edge_agent.cache.db import Database
 from edge_agent.cache.embedding import load_embedder
 from edge_agent.cache.keys import semantic_scope
 from edge_agent.cache.semantic import SemanticCache
-from edge_agent.cache.training import Pair, load_pairs, mrpc, pair_cosines, qqp_split
+from edge_agent.cache.training import (
+    Pair,
+    frontier,
+    label_noise,
+    load_pairs,
+    mrpc,
+    pair_cosines,
+    qqp_split,
+)
 from edge_agent.cache.verifier import Verifier
 from shared import paths
 from shared.config import CacheSettings
@@ -37,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("part", nargs="?", choices=("quality", "lookup", "throughput"), default="quality")
     parser.add_argument("--pairs", type=Path, action="append", help="JSONL(.gz) of text_a/text_b/label pairs")
     parser.add_argument("--verifier", type=Path, help="verifier weights (default: the shipped ones)")
+    parser.add_argument("--min-probability", type=float, help="quality: stricter verifier threshold")
     parser.add_argument("--sizes", default="10000,100000", help="lookup: comma-separated index sizes")
     parser.add_argument("--queries", type=int, default=200, help="lookup: queries per size")
     parser.add_argument(
@@ -69,13 +78,18 @@ def score_pairs(verifier: Verifier, pairs: list[Pair], cos: np.ndarray[Any, Any]
     """Treat ``text_a`` as the cached question and ``text_b`` as the new one."""
     positives = sum(p.label for p in pairs)
     hits = wrong = base_hits = base_wrong = 0
-    for c, p in zip(cos, pairs, strict=True):
+    probs = np.zeros(len(pairs))
+    for i, (c, p) in enumerate(zip(cos, pairs, strict=True)):
         if c >= BASELINE_THRESHOLD:
             base_hits += 1
             base_wrong += 1 - p.label
-        if verifier.accept(float(c), p.a, p.b, "general")[0]:
+        ok, prob, why = verifier.accept(float(c), p.a, p.b, "general")
+        probs[i] = prob if why in ("verified", "verifier_rejected") else 0.0
+        if ok:
             hits += 1
             wrong += 1 - p.label
+    labels = np.fromiter((p.label for p in pairs), dtype=np.int64, count=len(pairs))
+    above = np.where(np.asarray(cos) >= BASELINE_THRESHOLD, np.asarray(cos, dtype=np.float64), 0.0)
     return {
         "pairs": len(pairs),
         "positives": positives,
@@ -88,11 +102,18 @@ def score_pairs(verifier: Verifier, pairs: list[Pair], cos: np.ndarray[Any, Any]
             "false_hit_rate": round(base_wrong / base_hits, 4) if base_hits else 0.0,
             "recall": round((base_hits - base_wrong) / positives, 4) if positives else 0.0,
         },
+        # best recall at each false-hit rate, over every threshold: the verifier's ranking vs cosine
+        "frontier": {
+            "verifier": frontier(probs, labels, positives),
+            "cosine": frontier(above, labels, positives),
+        },
     }
 
 
 def quality(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     verifier = Verifier.load(args.verifier)
+    if args.min_probability is not None:
+        verifier.raise_threshold(args.min_probability)
     embedder = load_embedder(paths.models_dir())
     if args.pairs:
         sets = {str(p): load_pairs(p) for p in args.pairs}
@@ -105,6 +126,7 @@ def quality(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         console.print(f"[bold]{name}[/]: {len(pairs)} pairs")
         cos = pair_cosines(embedder, pairs)
         per_set[name] = score_pairs(verifier, pairs, cos)
+        per_set[name]["label_noise"] = label_noise(pairs)
         console.print(per_set[name])
         all_pairs += pairs
         all_cos.append(cos)

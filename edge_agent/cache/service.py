@@ -48,6 +48,8 @@ class CacheService:
         if embedder is not None and self.settings.semantic:
             verifier = verifier or Verifier.load(self.settings.verifier_file)
             verifier.min_cosine = max(verifier.min_cosine, self.settings.min_cosine)
+            if self.settings.min_verifier_probability is not None:
+                verifier.raise_threshold(self.settings.min_verifier_probability)
             self.semantic = SemanticCache(self.db, embedder, verifier, self.settings)
         self._closed = False
 

@@ -64,6 +64,11 @@ class Verifier:
     def threshold(self, domain: str) -> float:
         return self.thresholds.get(domain, self.default_threshold)
 
+    def raise_threshold(self, at_least: float) -> None:
+        """A stricter operating point for every domain; never lowers a threshold an audit raised."""
+        self.default_threshold = max(self.default_threshold, at_least)
+        self.thresholds = {d: max(t, at_least) for d, t in self.thresholds.items()}
+
     def probability(self, cosine: float, a: str, b: str) -> tuple[float, str]:
         """(probability that ``b`` may reuse ``a``'s answer, veto reason or "")."""
         if question_form(a) == question_form(b):

@@ -18,6 +18,17 @@ from shared.wire import ChatMessage
         ("What is the capital of France?", "What is the capital of Germany?", "entities_differ"),
         ("How tall is the Eiffel Tower?", "How tall is the Tokyo Tower?", "entities_differ"),
         ("Sort a list in ascending order", "Sort a list in descending order", "antonym"),
+        (
+            "How do I get a visa for Germany?",
+            "How do I get a Schengen visa for Germany?",
+            "entity_one_sided",
+        ),
+        ("Best orphanages in New York?", "Best orphanages in New York City?", "entity_one_sided"),
+        (
+            "What are the most profitable products to import from Canada and sell in India?",
+            "What are the most profitable products to import from India and sell in Canada?",
+            "entity_order_differs",
+        ),
     ],
 )
 def test_near_misses_are_vetoed(a: str, b: str, veto: str) -> None:
@@ -32,6 +43,8 @@ def test_near_misses_are_vetoed(a: str, b: str, veto: str) -> None:
         ("What is the capital of France?", "what's the capital city of france"),
         ("What are good tips for self study?", "What are some smart tips for self studying?"),
         ("Convert 1,000 meters to miles", "convert 1000 meters into miles"),
+        ("Why is the sky blue?", "Why does the sky look blue?"),
+        ("How do I copy a file in Linux?", "How can I copy files on Linux?"),
     ],
 )
 def test_paraphrases_pass_the_guards(a: str, b: str) -> None:

@@ -86,3 +86,17 @@ def test_sampled_requests_rotate_a_pool(service: CacheService) -> None:
         assert hit is not None and hit.stage == "semantic_cache"
         texts.append(hit.text)
     assert sorted(texts) == ["fact 0", "fact 1", "fact 2"]
+
+
+def test_a_stricter_operating_point_turns_a_borderline_paraphrase_away(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    strict = CacheSettings(min_verifier_probability=0.95)
+    with CacheService(tmp_path / "strict.db", strict, embedder=embedder) as svc:
+        svc.store(req("How do I reverse a list in Python?"), "Use lst[::-1].", "m")
+        res = svc.lookup(req("how can I reverse a python list"))
+        assert res.answer is None and res.trace[-1].reason == "no_verified_match"
+        assert res.trace[-1].detail["best_reason"] == "verifier_rejected"
+        # the same wording still hits: identical question forms skip the verifier
+        same = svc.lookup(req("how do i reverse a list in python"))
+        assert same.answer is not None and same.answer.text == "Use lst[::-1]."

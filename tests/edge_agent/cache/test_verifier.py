@@ -40,3 +40,23 @@ def test_train_save_load_and_refine() -> None:
     t0 = v.threshold("code")
     raised = v.refine("code", [(t0 + 0.001, False), (t0 + 0.002, True), (0.9999, True)], 0.0)
     assert raised > t0 and v.threshold("general") == t0
+
+
+def test_frontier_reads_best_recall_per_false_hit_rate() -> None:
+    from edge_agent.cache.training import Pair, frontier, label_noise
+
+    # 40 right hits ranked first, then 10 wrong ones, then 50 right ones; 100 positives in all
+    parts = [np.linspace(1.0, 0.9, 40), np.linspace(0.89, 0.8, 10), np.linspace(0.79, 0.1, 50)]
+    scores = np.concatenate(parts)
+    labels = np.array([1] * 40 + [0] * 10 + [1] * 50, dtype=np.int64)
+    got = frontier(scores, labels, 100)
+    assert got["0.02"] == 0.4 and got["0.1"] == 0.9  # 10 wrong in 100 served
+    assert frontier(np.zeros(100), labels, 100)["0.1"] == 0.0  # scored 0: never served
+    noise = label_noise(
+        [
+            Pair("How do I invest wisely?", "How can I invest wisely?", 0),
+            Pair("How do I learn Go?", "How should I learn Go?", 1),
+            Pair("What is SMTP?", "What is SNMP?", 0),
+        ]
+    )
+    assert noise["same_content_pairs"] == 2 and noise["labelled_not_duplicate"] == 0.5
