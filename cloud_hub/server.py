@@ -98,7 +98,11 @@ class Hub:
         if self.global_cache is not None:
             # a sync view of the same libzmq context: the ZAP allow-list covers these sockets too
             shadow: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(self._context.underlying)
-            self.global_cache.bind(shadow, self.endpoint, self._public, self._secret)
+            try:
+                self.global_cache.bind(shadow, self.endpoint, self._public, self._secret)
+            except (zmq.ZMQError, ValueError) as exc:
+                # answering edges matters more than sharing answers: serve on, without publishing
+                log.error("global cache not published (set global_cache.pub_bind/snapshot_bind): %s", exc)
         self._loop_task = asyncio.get_running_loop().create_task(self._serve(), name="hub-recv")
         if self._policy is not None:
             self._policy.refresh()

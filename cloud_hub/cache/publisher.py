@@ -47,15 +47,18 @@ class CachePublisher:
         self._codec = Codec()
         self._pub_lock = threading.Lock()
         self._pub = ctx.socket(zmq.PUB)
-        curve_server(self._pub, public_key, secret_key)
-        self._pub.sndhwm = hwm
-        self._pub.linger = 0
-        self._pub.bind(pub_endpoint)
         self._snap = ctx.socket(zmq.ROUTER)
-        curve_server(self._snap, public_key, secret_key)
-        self._snap.sndhwm = hwm
-        self._snap.linger = 0
-        self._snap.bind(snapshot_endpoint)
+        try:
+            for sock, endpoint in ((self._pub, pub_endpoint), (self._snap, snapshot_endpoint)):
+                curve_server(sock, public_key, secret_key)
+                sock.sndhwm = hwm
+                sock.linger = 0
+                sock.bind(endpoint)
+        except BaseException:
+            # an open socket would keep the hub's context from terminating at shutdown
+            self._pub.close(linger=0)
+            self._snap.close(linger=0)
+            raise
         self.pub_endpoint = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.snapshot_endpoint = self._snap.getsockopt_string(zmq.LAST_ENDPOINT)
         self._stop = threading.Event()

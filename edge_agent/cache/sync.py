@@ -83,8 +83,10 @@ class CacheSubscriber:
         deadline = time.monotonic() + self.snapshot_timeout_s
         while True:
             left_ms = int((deadline - time.monotonic()) * 1000)
-            if left_ms <= 0 or not self._snap.poll(left_ms):
+            if left_ms <= 0 or self._stop.is_set():
                 raise SnapshotTimeout(f"no complete snapshot within {self.snapshot_timeout_s}s")
+            if not self._snap.poll(min(left_ms, 200)):  # short slices, so close() is not kept waiting
+                continue
             body = self._codec.decode(self._snap.recv())
             if isinstance(body, CacheDelta):
                 self._apply(body, seq=since)  # entries only; the seq is recorded at the end
@@ -135,22 +137,29 @@ class CacheSubscriber:
 
     def _run(self) -> None:
         need_snapshot = True
+        failures = 0
         while not self._stop.is_set():
             try:
                 if need_snapshot:
                     self.catch_up()
                     need_snapshot = False
+                    failures = 0
                 self.poll_once(200)
             except (SnapshotTimeout, DecodeFailure) as exc:
-                log.warning("cache sync: %s; retrying", exc)
+                if self._stop.is_set():
+                    return
+                # a hub without a global cache (or one that is down) would otherwise fill the log
+                (log.warning if failures == 0 else log.debug)("cache sync: %s; retrying", exc)
+                failures += 1
                 need_snapshot = True
-                self._stop.wait(1.0)
+                self._stop.wait(min(1.0 * 2**failures, 30.0))
             except Exception:  # a disk or socket error must not end syncing for the process lifetime
                 if self._stop.is_set():
                     return
                 log.exception("cache sync failed; retrying")
+                failures += 1
                 need_snapshot = True
-                self._stop.wait(1.0)
+                self._stop.wait(min(1.0 * 2**failures, 30.0))
 
     def close(self) -> None:
         if self._closed:
