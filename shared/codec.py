@@ -2,8 +2,8 @@
 
 Limits are checked before parsing, extension types are refused, and every failure surfaces as a
 ``DecodeFailure`` carrying a machine-readable code, so a hostile or broken peer can cost the
-receiver one error reply and nothing else. There is no path to pickle: msgspec only builds the
-structs declared in ``shared.wire``.
+receiver one error reply and nothing else. No frame can construct arbitrary objects: msgspec
+only builds the structs declared in ``shared.wire``.
 """
 
 from __future__ import annotations
