@@ -85,17 +85,22 @@ def build_hub_link(settings: EdgeSettings) -> HubLink | None:
     )
 
 
+def open_embedder(settings: EdgeSettings) -> OnnxEmbedder | None:
+    """The installed embedding model from the first models directory that has it."""
+    for base in model_dirs(settings):
+        try:
+            return OnnxEmbedder(artifact_path(EMBEDDING_MODEL, base))
+        except FileNotFoundError:
+            continue
+    return None
+
+
 def open_cache(settings: EdgeSettings) -> CacheService:
     """The edge cache; semantic lookups only when the embedding model is installed."""
     cfg = settings.cache
     embedder = None
     if cfg.semantic:
-        for base in model_dirs(settings):
-            try:
-                embedder = OnnxEmbedder(artifact_path(EMBEDDING_MODEL, base))
-                break
-            except FileNotFoundError:
-                continue
+        embedder = open_embedder(settings)
         if embedder is None:
             log.warning("embedding model %s not installed: semantic cache off", EMBEDDING_MODEL)
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -128,13 +133,7 @@ def build_policy(settings: EdgeSettings, source: PolicySource | None = None) -> 
     ``source`` (the hub link) supplies the hub's routing policy and canary once it sends them."""
     if settings.escalation_policy != "calibrated":
         return None
-    embedder = None
-    for base in model_dirs(settings):
-        try:
-            embedder = OnnxEmbedder(artifact_path(EMBEDDING_MODEL, base))
-            break
-        except FileNotFoundError:
-            continue
+    embedder = open_embedder(settings)
     if embedder is None:
         log.warning("embedding model %s not installed: routing heads use base rates", EMBEDDING_MODEL)
     return CalibratedPolicy(CascadeJudge.from_settings(settings, embedder), source)

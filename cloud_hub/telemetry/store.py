@@ -70,12 +70,6 @@ _COLUMNS = (
 )
 
 
-class TelemetrySink(Protocol):
-    """What the hub link calls for every ``TelemetryBatch`` it receives."""
-
-    def ingest(self, edge_id: str, batch: TelemetryBatch) -> TelemetryAck: ...
-
-
 class IngestObserver(Protocol):
     def observe_ingest(self, event: TelemetryEvent, duplicate: bool) -> None: ...
 

@@ -16,7 +16,7 @@ import zmq.asyncio
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from cloud_hub.telemetry.store import TelemetrySink
+from cloud_hub.sink import TelemetrySink
 from shared.codec import Codec
 from shared.wire import TelemetryAck, TelemetryBatch
 
