@@ -104,7 +104,9 @@ def open_cache(settings: EdgeSettings) -> CacheService:
         if embedder is None:
             log.warning("embedding model %s not installed: semantic cache off", EMBEDDING_MODEL)
     settings.home.mkdir(parents=True, exist_ok=True)
-    return CacheService(cfg.path or settings.home / "cache.db", cfg, embedder=embedder)
+    return CacheService(
+        cfg.path or settings.home / "cache.db", cfg, embedder=embedder, models_dirs=model_dirs(settings)
+    )
 
 
 def build_follower(settings: EdgeSettings, service: CacheService) -> GlobalCacheFollower | None:

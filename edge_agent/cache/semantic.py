@@ -19,12 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.cache.base import CachedAnswer, Embedder, Lookup, Vectors
+from edge_agent.cache.base import CachedAnswer, CandidateVerifier, Embedder, Lookup, Vectors
 from edge_agent.cache.db import Connection, Database
 from edge_agent.cache.exact import pool_target
 from edge_agent.cache.keys import GLOBAL_TENANT, CacheRequest, semantic_eligibility, semantic_scope
 from edge_agent.cache.mirror import BitMirror
-from edge_agent.cache.verifier import Verifier
 from shared.cache_text import GlobalEntry, question_form
 from shared.config import CacheSettings
 from shared.taxonomy import Route
@@ -92,7 +91,7 @@ class SemanticCache:
         self,
         db: Database,
         embedder: Embedder,
-        verifier: Verifier,
+        verifier: CandidateVerifier,
         settings: CacheSettings | None = None,
         *,
         rescore: int = 100,

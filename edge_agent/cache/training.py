@@ -8,11 +8,8 @@ the verifier is never fitted on the pairs it is measured on. Fit the shipped wei
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +22,7 @@ from edge_agent.cache.embedding import load_embedder
 from edge_agent.cache.guards import check_pair
 from edge_agent.cache.verifier import train
 from shared import paths
+from shared.paraphrase import Pair, mrpc, qqp_split
 
 # Quora's labels call about 5% of near-identical pairs (cosine > 0.99) and about 8% of pairs that
 # differ only in swappable function words ("How do I" / "How can I") different, so no ranking
@@ -33,43 +31,6 @@ from shared import paths
 MAX_FALSE_RATE = 0.08
 MIN_COSINE = 0.80
 FRONTIER_RATES = (0.02, 0.03, 0.05, 0.068, 0.1)
-
-
-@dataclass(frozen=True)
-class Pair:
-    a: str
-    b: str
-    label: int
-
-
-def read_jsonl(path: Path) -> list[dict[str, object]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
-
-
-def load_pairs(path: Path) -> list[Pair]:
-    """A JSONL(.gz) of ``{"text_a", "text_b", "label"}`` objects."""
-    return [Pair(str(r["text_a"]), str(r["text_b"]), int(str(r["label"]))) for r in read_jsonl(path)]
-
-
-def qqp_split(part: str, data: Path | None = None) -> list[Pair]:
-    """``part`` is "train" or "eval": 1 in 5 pairs (by a hash of pair_id) is held out for eval."""
-    rows = read_jsonl((data or paths.data_dir()) / "paraphrase" / "qqp" / "qqp_pairs_dev.jsonl.gz")
-    out = []
-    for r in rows:
-        held_out = hashlib.sha256(str(r["pair_id"]).encode()).digest()[0] % 5 == 0
-        if held_out == (part == "eval"):
-            out.append(Pair(str(r["text_a"]), str(r["text_b"]), int(str(r["label"]))))
-    return out
-
-
-def mrpc(part: str, data: Path | None = None) -> list[Pair]:
-    """``part`` is "train" or "val"."""
-    path = (data or paths.data_dir()) / "paraphrase" / "mrpc" / f"msr-para-{part}.tsv"
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [Pair(r[3], r[4], int(r[0])) for r in rows[1:] if len(r) >= 5]
 
 
 def embed_texts(embedder: Embedder, texts: list[str], cache_dir: Path | None = None) -> Vectors:

@@ -1,5 +1,8 @@
 """Learned verifier for semantic-cache candidates: logistic regression over pair features.
 
+The fallback when the cross-encoder (``cross_verifier``) is not installed: it needs no model, but
+on Quora pairs it cannot get wrong hits under about 7% at useful recall.
+
 A cosine threshold alone cannot separate paraphrases from near-misses (on Quora pairs, 0.97 still
 lets through about 9% wrong hits), so a candidate that survives the hard guards must also score
 above a per-domain probability threshold. Weights are plain JSON, fitted deterministically by
@@ -21,6 +24,7 @@ import numpy.typing as npt
 
 from edge_agent.cache.guards import check_pair
 from shared.cache_text import question_form
+from shared.paraphrase import operating_point
 
 # Each feature with the sign its weight must have. Quora's non-duplicates were sampled for high word
 # overlap, so an unconstrained fit learns "more shared words → less likely the same question";
@@ -93,17 +97,8 @@ class Verifier:
         return ok, prob, "verified" if ok else "verifier_rejected"
 
     def refine(self, domain: str, audit: Sequence[tuple[float, bool]], max_false_rate: float) -> float:
-        """Raise ``domain``'s threshold until audited hits (probability, was_correct) are clean enough."""
-        current = self.threshold(domain)
-        for t in sorted({p for p, _ in audit if p >= current}):
-            kept = [ok for p, ok in audit if p >= t]
-            if kept and kept.count(False) / len(kept) <= max_false_rate:
-                current = max(current, t)
-                break
-        else:
-            current = 1.0 + 1e-9 if audit else current  # nothing audited was clean: stop serving
-        self.thresholds[domain] = current
-        return current
+        self.thresholds[domain] = refined_threshold(self.threshold(domain), audit, max_false_rate)
+        return self.thresholds[domain]
 
     def to_json(self) -> str:
         return json.dumps(
@@ -146,6 +141,15 @@ class Verifier:
         return cls.from_json(resources.files("edge_agent.cache").joinpath(WEIGHTS_RESOURCE).read_text())
 
 
+def refined_threshold(current: float, audit: Sequence[tuple[float, bool]], max_false_rate: float) -> float:
+    """Raise ``current`` until audited hits (probability, was_correct) above it are clean enough."""
+    for t in sorted({p for p, _ in audit if p >= current}):
+        kept = [ok for p, ok in audit if p >= t]
+        if kept and kept.count(False) / len(kept) <= max_false_rate:
+            return max(current, t)
+    return 1.0 + 1e-9 if audit else current  # nothing audited was clean: stop serving
+
+
 def fit_logistic(
     x: Matrix, y: npt.NDArray[np.float64], l2: float = 1.0, iters: int = 50
 ) -> tuple[Matrix, float]:
@@ -182,14 +186,7 @@ def fit_signed(x: Matrix, y: npt.NDArray[np.float64]) -> tuple[Matrix, float]:
 
 def choose_threshold(probs: Sequence[float], labels: Sequence[int], max_false_rate: float) -> float:
     """The lowest threshold whose accepted set keeps false hits at or under ``max_false_rate``."""
-    order = sorted(zip(probs, labels, strict=True), key=lambda t: -t[0])
-    best = 1.0
-    wrong = 0
-    for i, (p, label) in enumerate(order, start=1):
-        wrong += 1 - label
-        if wrong / i <= max_false_rate and i >= 20:
-            best = p
-    return best
+    return operating_point(probs, labels, max_false_rate).threshold
 
 
 def train(

@@ -43,7 +43,8 @@ def test_train_save_load_and_refine() -> None:
 
 
 def test_frontier_reads_best_recall_per_false_hit_rate() -> None:
-    from edge_agent.cache.training import Pair, frontier, label_noise
+    from edge_agent.cache.training import frontier, label_noise
+    from shared.paraphrase import Pair
 
     # 40 right hits ranked first, then 10 wrong ones, then 50 right ones; 100 positives in all
     parts = [np.linspace(1.0, 0.9, 40), np.linspace(0.89, 0.8, 10), np.linspace(0.79, 0.1, 50)]
