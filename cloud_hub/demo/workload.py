@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.paraphrase import QQP_FILE, qqp_part
+
 
 @dataclass(frozen=True)
 class WorkItem:
@@ -66,8 +68,11 @@ def _mmlu(data: Path, n: int) -> list[WorkItem]:
 
 
 def _questions(data: Path, n: int, n_pairs: int) -> tuple[list[WorkItem], list[tuple[str, str]]]:
-    """Short user questions, plus true paraphrase pairs to replay later as near-repeats."""
-    rows = list(_jsonl(data / "paraphrase" / "qqp" / "qqp_pairs_dev.jsonl.gz"))
+    """Short user questions, plus true paraphrase pairs to replay later as near-repeats.
+
+    Only the held-out eval split: the cache verifiers were fitted and calibrated on the rest.
+    """
+    rows = [r for r in _jsonl(data / QQP_FILE) if qqp_part(r["pair_id"]) == "eval"]
     ranked = sorted(rows, key=lambda r: _stable_rank(str(r["pair_id"]), "qqp"))
     singles = [WorkItem("chat", r["text_a"]) for r in ranked[:n]]
     pairs = [(r["text_a"], r["text_b"]) for r in ranked[n:] if str(r["label"]) == "1"][:n_pairs]

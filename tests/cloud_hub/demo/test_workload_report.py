@@ -8,6 +8,7 @@ from rich.console import Console
 from cloud_hub.demo.replay import Record, is_correct
 from cloud_hub.demo.report import FrontierModel, FrontierPrice, print_report, summarise
 from cloud_hub.demo.workload import WorkItem, build_workload
+from shared.paraphrase import qqp_split
 
 
 def test_workload_is_deterministic_mixed_and_has_repeats(data_dir: Path) -> None:
@@ -20,6 +21,10 @@ def test_workload_is_deterministic_mixed_and_has_repeats(data_dir: Path) -> None
     assert repeats, "real traffic repeats itself; the workload must too"
     verbatim = [w for w in repeats if a[w.repeat_of or 0].prompt == w.prompt]
     assert verbatim and len(verbatim) < len(repeats)
+    # paraphrases come from pairs no cache verifier was fitted or calibrated on
+    held_out = {(p.a, p.b) for p in qqp_split("eval", data_dir)}
+    paraphrased = [(a[w.repeat_of or 0].prompt, w.prompt) for w in repeats if w not in verbatim]
+    assert paraphrased and all(pair in held_out for pair in paraphrased)
     assert all(w.reference for w in a if w.kind in {"math", "mcq"})
 
 
