@@ -2,6 +2,7 @@
 
 ``edge-agent keys init --home DIR`` prints the public key file to enrol at the hub;
 ``edge-agent serve ...`` prints ``edge agent ready on http://HOST:PORT`` once it accepts requests;
+``edge-agent cache audit sample|apply`` reviews semantic hits (``edge_agent.audit_cli``);
 ``edge-agent bench NAME`` runs ``edge_agent.bench.NAME`` (each module: ``add_arguments``, ``run``).
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from edge_agent import audit_cli
 from shared.config import EdgeSettings, load_settings
 from shared.keys import init_keys
 
@@ -56,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="YAML settings file")
     serve.add_argument("--model", help="local model: installed name or path to a .gguf file")
     serve.add_argument("--log-level", default="WARNING")
+
+    cache = sub.add_parser("cache", help="semantic-cache maintenance")
+    cache_sub = cache.add_subparsers(dest="cache_command", required=True)
+    audit_cli.add_arguments(cache_sub.add_parser("audit", help="review hits, tighten thresholds"))
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
@@ -109,6 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"edge-agent: {exc}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "cache":
+        return audit_cli.run(args)
     module = _bench_module(args.bench)
     if module is None:
         print(f"edge-agent: benchmark {args.bench!r} is not available in this build", file=sys.stderr)

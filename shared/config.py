@@ -72,6 +72,8 @@ class CacheSettings(BaseModel):
     # a stricter operating point than the verifier's calibrated threshold; None keeps that one
     min_verifier_probability: float | None = None
     verifier_file: Path | None = None  # logistic weights; else the ones shipped with the package
+    # log every semantic hit (both questions, probability, domain) for `edge-agent cache audit`
+    audit_log: bool = True
     hub_pub_endpoint: str | None = None
     hub_snapshot_endpoint: str | None = None
 

@@ -26,6 +26,10 @@ class CandidateVerifier(Protocol):
         """A stricter operating point for every domain; never lowers one an audit raised."""
         ...
 
+    def raise_domain(self, domain: str, at_least: float) -> None:
+        """A stricter operating point for ``domain`` alone (a stored audit result)."""
+        ...
+
     def accept(self, cosine: float, cached: str, query: str, domain: str) -> tuple[bool, float, str]:
         """(serve it?, probability, reason: "verified", "verifier_rejected", a veto or a gate)."""
         ...

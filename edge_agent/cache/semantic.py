@@ -12,6 +12,7 @@ on their stored floats ranks them, and only then do the guards and the verifier 
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,14 +20,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_agent.cache.audit import HitAudit, verifier_kind
 from edge_agent.cache.base import CachedAnswer, CandidateVerifier, Embedder, Lookup, Vectors
-from edge_agent.cache.db import Connection, Database
+from edge_agent.cache.db import Connection, Database, OperationalError
 from edge_agent.cache.exact import pool_target
 from edge_agent.cache.keys import GLOBAL_TENANT, CacheRequest, semantic_eligibility, semantic_scope
 from edge_agent.cache.mirror import BitMirror
 from shared.cache_text import GlobalEntry, question_form
 from shared.config import CacheSettings
 from shared.taxonomy import Route
+
+log = logging.getLogger(__name__)
 
 
 def schema(dim: int) -> str:
@@ -102,6 +106,8 @@ class SemanticCache:
         self.settings = settings or CacheSettings()
         self.rescore = rescore
         self.dim = embedder.dim
+        self.audit = HitAudit(db)
+        self.audit.load_into(verifier)
         with self.db.lock:
             self.db.conn.executescript(schema(self.dim))
             row = self.db.conn.execute("SELECT value FROM sem_meta WHERE name = 'dim'").fetchone()
@@ -152,6 +158,8 @@ class SemanticCache:
             answer = self._pick_answer(cand, req, req.now)
             if answer is None:
                 return Lookup(None, "pool_filling", _ms(t0), dict(best))
+            if self.settings.audit_log:
+                self._log_hit(req, cand, elig.question, prob)
             hit = CachedAnswer(
                 entry_id=cand.entry_id,
                 text=answer,
@@ -164,6 +172,17 @@ class SemanticCache:
             )
             return Lookup(hit, "verified", _ms(t0), {"candidates": len(candidates)})
         return Lookup(None, "no_verified_match" if candidates else "no_candidate", _ms(t0), dict(best))
+
+    def _log_hit(self, req: CacheRequest, cand: Candidate, query: str, prob: float) -> None:
+        try:
+            self.audit.record(
+                ts=req.now, tenant=req.tenant_scope, domain=req.domain,
+                verifier=verifier_kind(self.verifier), entry_id=cand.entry_id,
+                cached=cand.question, query=query, cosine=cand.cosine, probability=prob,
+            )  # fmt: skip
+        except OperationalError:
+            # the answer is already verified; an audit row lost to a busy disk is not worth a miss
+            log.warning("semantic hit not logged for audit", exc_info=True)
 
     def search(self, scopes: list[str], query: Vectors, *, k: int, now: float) -> list[Candidate]:
         """Top-``k`` live entries by exact cosine among the bit-prefiltered candidates of ``scopes``."""

@@ -96,6 +96,9 @@ class Verifier:
         ok = prob >= self.threshold(domain)
         return ok, prob, "verified" if ok else "verifier_rejected"
 
+    def raise_domain(self, domain: str, at_least: float) -> None:
+        self.thresholds[domain] = max(self.threshold(domain), at_least)
+
     def refine(self, domain: str, audit: Sequence[tuple[float, bool]], max_false_rate: float) -> float:
         self.thresholds[domain] = refined_threshold(self.threshold(domain), audit, max_false_rate)
         return self.thresholds[domain]
