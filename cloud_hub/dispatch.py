@@ -156,7 +156,7 @@ class Dispatcher:
         async for item in model.backend.stream(req.messages, req.params):
             if isinstance(item, Completion):
                 return item
-            await send(ReplyChunk(request_id=req.request_id, seq=seq, delta=item))
+            await send(ReplyChunk(request_id=req.request_id, seq=seq, delta=item, route=model.route.value))
             if streamed is not None and not streamed:
                 streamed.append(True)
             seq += 1

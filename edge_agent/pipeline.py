@@ -55,6 +55,14 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)
 
 
+def _chunk_route(route: str) -> Route:
+    """The tier a hub chunk names; an older hub names none, and its default tier is the OSS one."""
+    try:
+        return Route(route) if route else Route.HUB_OSS
+    except ValueError:
+        return Route.HUB_OSS
+
+
 class _LocalRun:
     """One local generation, consumed in two phases: the draft, then the rest.
 
@@ -320,7 +328,7 @@ class Pipeline:
                             reply = item
                         elif item.delta:
                             streamed.append(item.delta)
-                            yield Delta(item.delta, Route.HUB_OSS)
+                            yield Delta(item.delta, _chunk_route(item.route))
                     if reply is None:
                         raise HubStreamBroken("the hub's stream ended without a final reply")
                 else:

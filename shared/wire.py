@@ -105,11 +105,16 @@ class Reply(msgspec.Struct, tag="reply", frozen=True, omit_defaults=True):
 
 
 class ReplyChunk(msgspec.Struct, tag="chunk", frozen=True, omit_defaults=True):
-    """One streamed delta; the stream ends with a ``Reply`` carrying usage and trace."""
+    """One streamed delta; the stream ends with a ``Reply`` carrying usage and trace.
+
+    ``route`` names the tier producing the deltas, so the edge can put it in the response headers
+    before the final ``Reply`` says it again ("" from a hub that predates the field).
+    """
 
     request_id: str
     seq: int
     delta: str
+    route: str = ""
 
 
 class Cancel(msgspec.Struct, tag="cancel", frozen=True):

@@ -181,6 +181,7 @@ async def test_stream_falls_through_before_the_first_chunk(hub: Hub) -> None:
     chunks = [b for b in sent if isinstance(b, ReplyChunk)]
     reply = _reply(sent)
     assert reply.route == Route.FRONTIER.value
+    assert {c.route for c in chunks} == {Route.FRONTIER.value}  # the tier that answered, from chunk 0
     assert [c.seq for c in chunks] == list(range(len(chunks)))
     assert "".join(c.delta for c in chunks) == reply.text
 

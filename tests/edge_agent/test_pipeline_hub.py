@@ -132,6 +132,12 @@ def test_streaming_through_the_hub(agent: BackgroundAgent) -> None:
     assert last["usage"]["completion_tokens"] == len(QUESTION.split())
 
 
+def test_streamed_frontier_answer_says_so_in_the_header(agent: BackgroundAgent) -> None:
+    headers, text, last = _stream(agent, model="hub:frontier-echo")
+    assert headers["x-edgeroute-route"] == last["edgeroute"]["route"] == "frontier"
+    assert text == QUESTION
+
+
 def test_hub_model_named_in_the_request(agent: BackgroundAgent) -> None:
     response = _chat(agent, model="hub:frontier-echo")
     body = response.json()
