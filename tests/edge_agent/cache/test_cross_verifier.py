@@ -44,7 +44,8 @@ def test_the_model_decides_between_the_gates(scorer: OnnxCrossEncoder) -> None:
     cached, query = "How can I lose weight fast?", "How do I lose weight quickly?"
     prob = float(scorer.score([(cached, query)])[0])
     at = CrossEncoderVerifier(scorer, threshold=prob)  # exactly at its score: served
-    assert at.accept(0.9, cached, query, "general") == (True, pytest.approx(prob), "verified")
+    ok, got, why = at.accept(0.9, cached, query, "general")
+    assert (ok, why) == (True, "verified") and got == pytest.approx(prob)
     above = CrossEncoderVerifier(scorer, threshold=prob + 1e-3)  # refused, its probability traced
     ok, got, why = above.accept(0.9, cached, query, "general")
     assert (ok, why) == (False, "verifier_rejected") and got == pytest.approx(prob)
