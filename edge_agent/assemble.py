@@ -104,9 +104,7 @@ def open_cache(settings: EdgeSettings) -> CacheService:
         if embedder is None:
             log.warning("embedding model %s not installed: semantic cache off", EMBEDDING_MODEL)
     settings.home.mkdir(parents=True, exist_ok=True)
-    return CacheService(
-        cfg.path or settings.home / "cache.db", cfg, embedder=embedder, models_dirs=model_dirs(settings)
-    )
+    return CacheService(cfg.path or settings.home / "cache.db", cfg, embedder=embedder)
 
 
 def build_follower(settings: EdgeSettings, service: CacheService) -> GlobalCacheFollower | None:

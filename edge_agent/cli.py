@@ -2,7 +2,9 @@
 
 ``edge-agent keys init --home DIR`` prints the public key file to enrol at the hub;
 ``edge-agent serve ...`` prints ``edge agent ready on http://HOST:PORT`` once it accepts requests;
-``edge-agent cache audit sample|apply`` reviews semantic hits (``edge_agent.audit_cli``);
+``edge-agent cache audit sample --out FILE`` writes logged semantic hits for a reviewer to mark
+``"correct": true|false``; ``edge-agent cache audit apply FILE`` raises each audited domain's
+threshold until the reviewed hits meet ``--max-false-rate`` (stored in the cache; only ever up);
 ``edge-agent bench NAME`` runs ``edge_agent.bench.NAME`` (each module: ``add_arguments``, ``run``).
 """
 
@@ -11,13 +13,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from edge_agent import audit_cli
+from edge_agent.cache.audit import AuditError, HitAudit, read_jsonl, write_jsonl
+from edge_agent.cache.db import Database
+from edge_agent.cache.verifier import load_verifier
 from shared.config import EdgeSettings, load_settings
 from shared.keys import init_keys
 
@@ -61,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cache = sub.add_parser("cache", help="semantic-cache maintenance")
     cache_sub = cache.add_subparsers(dest="cache_command", required=True)
-    audit_cli.add_arguments(cache_sub.add_parser("audit", help="review hits, tighten thresholds"))
+    _add_audit_arguments(cache_sub.add_parser("audit", help="review hits, tighten thresholds"))
 
     bench = sub.add_parser("bench", help="benchmarks that print figures")
     bench_sub = bench.add_subparsers(dest="bench", required=True)
@@ -96,6 +101,51 @@ def settings_from_args(args: argparse.Namespace) -> EdgeSettings:
     return settings
 
 
+def _add_audit_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="audit_command", required=True)
+    sample = sub.add_parser("sample", help="write logged semantic hits to review as JSONL")
+    sample.add_argument("--out", type=Path, required=True)
+    sample.add_argument("-n", type=int, default=200, help="hits to sample (default 200)")
+    sample.add_argument("--seed", type=int, default=0)
+    apply = sub.add_parser("apply", help="raise per-domain thresholds from a reviewed JSONL")
+    apply.add_argument("file", type=Path)
+    apply.add_argument("--max-false-rate", type=float, default=0.02)
+    for p in (sample, apply):
+        p.add_argument("--home", type=Path, required=True)
+        p.add_argument("--config", type=Path, help="YAML settings file")
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    """``sample`` writes hits to review; ``apply`` raises thresholds from the reviewed file."""
+    settings = load_settings(EdgeSettings, args.config, home=args.home)
+    path = settings.cache.path or settings.home / "cache.db"
+    if not Path(path).is_file():
+        print(f"edge-agent: no cache database at {path}", file=sys.stderr)
+        return 2
+    with Database(path) as db:
+        audit = HitAudit(db)
+        if args.audit_command == "sample":
+            if args.n < 1:
+                print("edge-agent: -n must be at least 1", file=sys.stderr)
+                return 2
+            rows = audit.sample(args.n, seed=args.seed)
+            write_jsonl(rows, args.out)
+            print(json.dumps({"sampled": len(rows), "out": str(args.out)}))
+            return 0
+        if not 0.0 <= args.max_false_rate < 1.0:
+            print("edge-agent: --max-false-rate must be in [0, 1)", file=sys.stderr)
+            return 2
+        verifier = load_verifier(settings.cache)
+        audit.load_into(verifier)
+        try:
+            raised = audit.apply(verifier, read_jsonl(args.file), args.max_false_rate)
+        except (AuditError, OSError) as exc:
+            print(f"edge-agent: {exc}", file=sys.stderr)
+            return 2
+    print(json.dumps({"thresholds": raised, "max_false_rate": args.max_false_rate}))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "keys":
@@ -116,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return 0
     if args.command == "cache":
-        return audit_cli.run(args)
+        return _run_audit(args)
     module = _bench_module(args.bench)
     if module is None:
         print(f"edge-agent: benchmark {args.bench!r} is not available in this build", file=sys.stderr)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from models.derive import DeriveError
-from models.fetch import Reporter
 
 _DTYPES = ("bfloat16", "float16", "float32")
 
@@ -21,9 +20,7 @@ class GgufToHf:
     def libraries(self) -> list[str]:
         return ["transformers", "gguf", "torch"]
 
-    def derive(
-        self, input_path: Path, output_dir: Path, options: Mapping[str, Any], report: Reporter
-    ) -> None:
+    def derive(self, input_path: Path, output_dir: Path, options: Mapping[str, Any]) -> None:
         if not input_path.is_file() or input_path.suffix != ".gguf":
             raise DeriveError(f"gguf_to_hf needs a .gguf file as input, got {input_path}")
         dtype_name = str(options.get("dtype", "bfloat16"))

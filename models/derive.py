@@ -15,17 +15,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
-from models.fetch import Reporter
-
 
 class DeriveError(RuntimeError):
     """A conversion or export failed; the half-written output has been discarded."""
 
 
 class Deriver(Protocol):
-    def derive(
-        self, input_path: Path, output_dir: Path, options: Mapping[str, Any], report: Reporter
-    ) -> None:
+    def derive(self, input_path: Path, output_dir: Path, options: Mapping[str, Any]) -> None:
         """Write the artifact's files into the empty ``output_dir`` from ``input_path``."""
         ...
 
@@ -79,8 +75,4 @@ def deriver_for(method: str) -> Deriver:
         from models.export_onnx import OnnxExport
 
         return OnnxExport()
-    if method == "cross_encoder_train":
-        from models.train_cross_encoder import CrossEncoderTrain
-
-        return CrossEncoderTrain()
     raise DeriveError(f"unknown derivation method {method!r}")

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from models.derive import DeriveError
-from models.fetch import Reporter
 
 INT8_NAME = "model.onnx"
 FP32_NAME = "model_fp32.onnx"
@@ -87,9 +86,7 @@ class OnnxExport:
     def libraries(self) -> list[str]:
         return ["torch", "transformers", "onnx", "onnxruntime"]
 
-    def derive(
-        self, input_path: Path, output_dir: Path, options: Mapping[str, Any], report: Reporter
-    ) -> None:
+    def derive(self, input_path: Path, output_dir: Path, options: Mapping[str, Any]) -> None:
         tokenizer = input_path / "tokenizer.json"
         if not (input_path / "config.json").is_file() or not tokenizer.is_file():
             raise DeriveError(

@@ -26,10 +26,6 @@ class Reporter(Protocol):
         """Start a byte-counting task; returns the callback that advances it."""
         ...
 
-    def steps(self, text: str, total: int) -> Callable[[int], None]:
-        """Start a task counted in steps (a training loop); returns the callback that advances it."""
-        ...
-
 
 class Fetcher(Protocol):
     def fetch(self, entry: ModelEntry, staging: Path, report: Reporter) -> None: ...

@@ -18,14 +18,12 @@ from rich.progress import (
     DownloadColumn,
     Progress,
     SpinnerColumn,
-    Task,
     TaskID,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
-from rich.text import Text
 
 from models.derive import DeriveError
 from models.fetch import FetchError
@@ -56,16 +54,6 @@ class RichReporter:
 
         return advance
 
-    def steps(self, text: str, total: int) -> Callable[[int], None]:
-        self._finish()
-        task = self._progress.add_task(text, total=max(total, 1), unit="steps")
-        self._last = task
-
-        def advance(n: int) -> None:
-            self._progress.update(task, advance=n)
-
-        return advance
-
     def _finish(self) -> None:
         # one live line at a time: the finished step's outcome is printed by the caller
         if self._last is not None:
@@ -76,27 +64,13 @@ class RichReporter:
         self._finish()
 
 
-class _AmountColumn(DownloadColumn):
-    """Bytes for downloads and hashing, a plain count for tasks counted in steps."""
-
-    def render(self, task: Task) -> Text:
-        if task.fields.get("unit") == "steps":
-            return Text(f"{task.completed:.0f}/{task.total or 0:.0f} steps", style="progress.download")
-        return super().render(task)
-
-
-class _SpeedColumn(TransferSpeedColumn):
-    def render(self, task: Task) -> Text:
-        return Text("") if task.fields.get("unit") == "steps" else super().render(task)
-
-
 def _progress(console: Console) -> Progress:
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
-        _AmountColumn(),
-        _SpeedColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
         TimeRemainingColumn(),
         console=console,
         transient=True,

@@ -65,9 +65,6 @@ class SilentReporter:
     def bytes(self, text: str, total: int) -> _Ignore:
         return _Ignore()
 
-    def steps(self, text: str, total: int) -> _Ignore:
-        return _Ignore()
-
 
 class _Ignore:
     def __call__(self, n: int) -> None:
@@ -237,7 +234,7 @@ class Installer:
         self._report.status(f"{entry.derive.method}: {entry.derive.input} → {entry.name}")
         try:
             with quiet_libraries():
-                deriver.derive(src, staging, entry.derive.options, self._report)
+                deriver.derive(src, staging, entry.derive.options)
         except DeriveError:
             raise
         except Exception as exc:

@@ -40,7 +40,6 @@ class Kind(StrEnum):
     GGUF = "gguf"
     HF_DIR = "hf_dir"
     ONNX_EMBEDDING = "onnx_embedding"
-    ONNX_CROSS_ENCODER = "onnx_cross_encoder"
 
 
 class _Strict(BaseModel):
@@ -100,7 +99,7 @@ class Source(_Strict):
 class Derive(_Strict):
     """An artifact computed from another entry's files (conversion, export)."""
 
-    method: Literal["gguf_to_hf", "onnx_export", "cross_encoder_train"]
+    method: Literal["gguf_to_hf", "onnx_export"]
     input: str  # name of another manifest entry
     options: dict[str, Any] = {}
 

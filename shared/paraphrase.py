@@ -1,9 +1,8 @@
 """Paraphrase pairs for fitting and measuring semantic-cache verifiers (QQP, MRPC, any JSONL).
 
-Both the model builder (``models``: the cross-encoder is trained at install time) and the edge's
-cache benchmark read these, so the splits are defined once: QQP is cut by a hash of ``pair_id`` into
-eval (1 in 5), calib (1 in 10 of the rest: thresholds are chosen here) and fit (everything else).
-No verifier is ever fitted or calibrated on the pairs it is measured on.
+The edge fits its verifier and measures it on these, and the hub's demo replays paraphrases from
+them, so the split is defined once: QQP is cut by a hash of ``pair_id`` into eval (1 in 5) and
+train (the rest). No verifier is ever fitted on the pairs it is measured or demonstrated on.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Literal
 from shared import paths
 
 QQP_FILE = Path("paraphrase") / "qqp" / "qqp_pairs_dev.jsonl.gz"
-QqpPart = Literal["train", "fit", "calib", "eval"]
+QqpPart = Literal["train", "eval"]
 
 
 @dataclass(frozen=True)
@@ -69,29 +68,20 @@ def load_pairs(path: Path) -> list[Pair]:
 
 
 def qqp_part(pair_id: object) -> QqpPart:
-    digest = hashlib.sha256(str(pair_id).encode()).digest()
-    if digest[0] % 5 == 0:
-        return "eval"
-    return "calib" if digest[1] % 10 == 0 else "fit"
+    return "eval" if hashlib.sha256(str(pair_id).encode()).digest()[0] % 5 == 0 else "train"
 
 
 def qqp_split(part: QqpPart, data: Path | None = None) -> list[Pair]:
-    """``train`` is ``fit`` and ``calib`` together: everything but the held-out eval pairs."""
     rows = read_jsonl((data or paths.data_dir()) / QQP_FILE)
-    out = []
-    for r in rows:
-        got = qqp_part(r["pair_id"])
-        if got == part or (part == "train" and got != "eval"):
-            out.append(Pair(str(r["text_a"]), str(r["text_b"]), int(str(r["label"]))))
-    return out
-
-
-def mrpc_file(part: str) -> Path:
-    return Path("paraphrase") / "mrpc" / f"msr-para-{part}.tsv"
+    return [
+        Pair(str(r["text_a"]), str(r["text_b"]), int(str(r["label"])))
+        for r in rows
+        if qqp_part(r["pair_id"]) == part
+    ]
 
 
 def mrpc(part: Literal["train", "val"], data: Path | None = None) -> list[Pair]:
-    path = (data or paths.data_dir()) / mrpc_file(part)
+    path = (data or paths.data_dir()) / "paraphrase" / "mrpc" / f"msr-para-{part}.tsv"
     with path.open(encoding="utf-8-sig", newline="") as fh:
         rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
     return [Pair(r[3], r[4], int(r[0])) for r in rows[1:] if len(r) >= 5]

@@ -21,14 +21,12 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
-from edge_agent.cache.base import CandidateVerifier
-from edge_agent.cache.cross_verifier import load_verifier
 from edge_agent.cache.db import Database
 from edge_agent.cache.embedding import load_embedder
 from edge_agent.cache.keys import semantic_scope
 from edge_agent.cache.semantic import SemanticCache
 from edge_agent.cache.training import frontier, label_noise, pair_cosines
-from edge_agent.cache.verifier import Verifier
+from edge_agent.cache.verifier import Verifier, load_verifier
 from shared import paths
 from shared.config import CacheSettings
 from shared.paraphrase import Pair, load_pairs, mrpc, qqp_split
@@ -39,13 +37,7 @@ BASELINE_THRESHOLD = 0.8
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("part", nargs="?", choices=("quality", "lookup", "throughput"), default="quality")
     parser.add_argument("--pairs", type=Path, action="append", help="JSONL(.gz) of text_a/text_b/label pairs")
-    parser.add_argument(
-        "--verifier-kind",
-        choices=("auto", "cross_encoder", "logistic"),
-        default="auto",
-        help="quality: which verifier (auto: the cross-encoder when installed)",
-    )
-    parser.add_argument("--verifier", type=Path, help="logistic verifier weights (default: the shipped ones)")
+    parser.add_argument("--verifier", type=Path, help="verifier weights (default: the shipped ones)")
     parser.add_argument("--min-probability", type=float, help="quality: stricter verifier threshold")
     parser.add_argument("--sizes", default="10000,100000", help="lookup: comma-separated index sizes")
     parser.add_argument("--queries", type=int, default=200, help="lookup: queries per size")
@@ -75,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 # --- quality ------------------------------------------------------------------------------------
 
 
-def score_pairs(verifier: CandidateVerifier, pairs: list[Pair], cos: np.ndarray[Any, Any]) -> dict[str, Any]:
+def score_pairs(verifier: Verifier, pairs: list[Pair], cos: np.ndarray[Any, Any]) -> dict[str, Any]:
     """Treat ``text_a`` as the cached question and ``text_b`` as the new one."""
     positives = sum(p.label for p in pairs)
     hits = wrong = base_hits = base_wrong = 0
@@ -112,12 +104,8 @@ def score_pairs(verifier: CandidateVerifier, pairs: list[Pair], cos: np.ndarray[
 
 
 def quality(args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    settings = CacheSettings(
-        verifier=args.verifier_kind,
-        verifier_file=args.verifier,
-        min_verifier_probability=args.min_probability,
-    )
-    verifier = load_verifier(settings, [paths.models_dir()])
+    settings = CacheSettings(verifier_file=args.verifier, min_verifier_probability=args.min_probability)
+    verifier = load_verifier(settings)
     embedder = load_embedder(paths.models_dir())
     if args.pairs:
         sets = {str(p): load_pairs(p) for p in args.pairs}
@@ -136,7 +124,6 @@ def quality(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         all_cos.append(cos)
     result = score_pairs(verifier, all_pairs, np.concatenate(all_cos))
     result["threshold"] = verifier.default_threshold
-    result["verifier"] = type(verifier).__name__
     result["min_cosine"] = verifier.min_cosine
     result["sets"] = per_set
     return result

@@ -5,8 +5,8 @@ hit is logged (question, cached question, probability, domain), capped to the ne
 ``edge-agent cache audit sample`` writes a stratified sample as JSONL with ``"correct": null``; a
 reviewer fills in true/false; ``edge-agent cache audit apply`` raises each domain's threshold until
 the labelled hits above it meet the false-hit target, and stores it here. The cache applies stored
-thresholds when it opens, so they survive restarts. Thresholds are kept per verifier kind: a
-logistic probability and a cross-encoder probability are different scales.
+thresholds when it opens, so they survive restarts. Thresholds are kept per set of verifier
+weights (``Verifier.identity``): refitted weights put probabilities on a different scale.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from edge_agent.cache.base import CandidateVerifier
 from edge_agent.cache.db import Database
+from edge_agent.cache.verifier import Verifier
 
 LOG_CAP = 20_000
 
@@ -62,10 +62,6 @@ class AuditRow:
     correct: bool | None = None
 
 
-def verifier_kind(verifier: CandidateVerifier) -> str:
-    return type(verifier).__name__
-
-
 class HitAudit:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -104,16 +100,18 @@ class HitAudit:
         return sorted(picked, key=lambda a: a.id)[:n]
 
     def apply(
-        self, verifier: CandidateVerifier, labelled: Sequence[AuditRow], max_false_rate: float
+        self, verifier: Verifier, labelled: Sequence[AuditRow], max_false_rate: float
     ) -> dict[str, float]:
         """Refine each audited domain of ``verifier`` and store the result; returns new thresholds."""
-        kind = verifier_kind(verifier)
+        kind = verifier.identity
         usable = [a for a in labelled if a.correct is not None]
         if not usable:
             raise AuditError('no labelled rows: set "correct" to true or false on the audited hits')
         foreign = {a.verifier for a in usable} - {kind}
         if foreign:
-            raise AuditError(f"rows were scored by {sorted(foreign)}, the cache now verifies with {kind}")
+            raise AuditError(
+                f"rows were scored by verifier weights {sorted(foreign)}; the cache now uses {kind}"
+            )
         by_domain: dict[str, list[tuple[float, bool]]] = defaultdict(list)
         for a in usable:
             by_domain[a.domain].append((a.probability, bool(a.correct)))
@@ -129,11 +127,11 @@ class HitAudit:
                 )
         return out
 
-    def load_into(self, verifier: CandidateVerifier) -> dict[str, float]:
-        """Apply stored thresholds for this kind of verifier; a stricter setting already in force wins."""
+    def load_into(self, verifier: Verifier) -> dict[str, float]:
+        """Apply thresholds stored for these weights; a stricter setting already in force wins."""
         with self.db.read() as conn:
             rows = conn.execute(
-                "SELECT domain, threshold FROM sem_thresholds WHERE verifier = ?", (verifier_kind(verifier),)
+                "SELECT domain, threshold FROM sem_thresholds WHERE verifier = ?", (verifier.identity,)
             ).fetchall()
         for domain, threshold in rows:
             verifier.raise_domain(str(domain), float(threshold))

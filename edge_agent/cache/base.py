@@ -1,42 +1,13 @@
-"""Types every cache store returns, and the backends (embedder, verifier) the semantic cache needs."""
+"""Types every cache store returns, and the embedding backend the semantic cache needs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from shared.embedding import Embedder, Vectors
 from shared.wire import Scalar, TraceStep
 
-__all__ = ["CachedAnswer", "CandidateVerifier", "Embedder", "Lookup", "Vectors"]
-
-
-class CandidateVerifier(Protocol):
-    """Decides whether a semantic candidate may answer a new question (logistic or cross-encoder)."""
-
-    min_cosine: float
-
-    @property
-    def default_threshold(self) -> float: ...
-
-    def threshold(self, domain: str) -> float: ...
-
-    def raise_threshold(self, at_least: float) -> None:
-        """A stricter operating point for every domain; never lowers one an audit raised."""
-        ...
-
-    def raise_domain(self, domain: str, at_least: float) -> None:
-        """A stricter operating point for ``domain`` alone (a stored audit result)."""
-        ...
-
-    def accept(self, cosine: float, cached: str, query: str, domain: str) -> tuple[bool, float, str]:
-        """(serve it?, probability, reason: "verified", "verifier_rejected", a veto or a gate)."""
-        ...
-
-    def refine(self, domain: str, audit: Sequence[tuple[float, bool]], max_false_rate: float) -> float:
-        """Raise ``domain``'s threshold until audited (probability, was_correct) hits are clean."""
-        ...
+__all__ = ["CachedAnswer", "Embedder", "Lookup", "Vectors"]
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.cache.audit import HitAudit, verifier_kind
-from edge_agent.cache.base import CachedAnswer, CandidateVerifier, Embedder, Lookup, Vectors
+from edge_agent.cache.audit import HitAudit
+from edge_agent.cache.base import CachedAnswer, Embedder, Lookup, Vectors
 from edge_agent.cache.db import Connection, Database, OperationalError
 from edge_agent.cache.exact import pool_target
 from edge_agent.cache.keys import GLOBAL_TENANT, CacheRequest, semantic_eligibility, semantic_scope
 from edge_agent.cache.mirror import BitMirror
+from edge_agent.cache.verifier import Verifier
 from shared.cache_text import GlobalEntry, question_form
 from shared.config import CacheSettings
 from shared.taxonomy import Route
@@ -95,7 +96,7 @@ class SemanticCache:
         self,
         db: Database,
         embedder: Embedder,
-        verifier: CandidateVerifier,
+        verifier: Verifier,
         settings: CacheSettings | None = None,
         *,
         rescore: int = 100,
@@ -177,7 +178,7 @@ class SemanticCache:
         try:
             self.audit.record(
                 ts=req.now, tenant=req.tenant_scope, domain=req.domain,
-                verifier=verifier_kind(self.verifier), entry_id=cand.entry_id,
+                verifier=self.verifier.identity, entry_id=cand.entry_id,
                 cached=cand.question, query=query, cosine=cand.cosine, probability=prob,
             )  # fmt: skip
         except OperationalError:

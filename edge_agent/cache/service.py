@@ -7,16 +7,15 @@ calls ``lookup`` before the local model and ``store`` after an answer it trusts.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_agent.cache.base import CachedAnswer, CandidateVerifier, Embedder
-from edge_agent.cache.cross_verifier import load_verifier
+from edge_agent.cache.base import CachedAnswer, Embedder
 from edge_agent.cache.db import Database
 from edge_agent.cache.exact import ExactCache
 from edge_agent.cache.keys import CacheRequest
 from edge_agent.cache.semantic import SemanticCache
+from edge_agent.cache.verifier import Verifier, load_verifier
 from shared.config import CacheSettings
 from shared.taxonomy import Route
 from shared.wire import TraceStep
@@ -40,15 +39,14 @@ class CacheService:
         path: Path | str,
         settings: CacheSettings | None = None,
         embedder: Embedder | None = None,
-        verifier: CandidateVerifier | None = None,
-        models_dirs: Sequence[Path] = (),
+        verifier: Verifier | None = None,
     ) -> None:
         self.settings = settings or CacheSettings()
         self.db = Database(path)
         self.exact = ExactCache(self.db, self.settings)
         self.semantic: SemanticCache | None = None
         if embedder is not None and self.settings.semantic:
-            verifier = verifier or load_verifier(self.settings, models_dirs)
+            verifier = verifier or load_verifier(self.settings)
             self.semantic = SemanticCache(self.db, embedder, verifier, self.settings)
         self._closed = False
 

@@ -1,8 +1,5 @@
 """Learned verifier for semantic-cache candidates: logistic regression over pair features.
 
-The fallback when the cross-encoder (``cross_verifier``) is not installed: it needs no model, but
-on Quora pairs it cannot get wrong hits under about 7% at useful recall.
-
 A cosine threshold alone cannot separate paraphrases from near-misses (on Quora pairs, 0.97 still
 lets through about 9% wrong hits), so a candidate that survives the hard guards must also score
 above a per-domain probability threshold. Weights are plain JSON, fitted deterministically by
@@ -12,6 +9,7 @@ served hits can only raise them (``refine``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ import numpy.typing as npt
 
 from edge_agent.cache.guards import check_pair
 from shared.cache_text import question_form
+from shared.config import CacheSettings
 from shared.paraphrase import operating_point
 
 # Each feature with the sign its weight must have. Quora's non-duplicates were sampled for high word
@@ -142,6 +141,21 @@ class Verifier:
         if path is not None:
             return cls.from_json(path.read_text())
         return cls.from_json(resources.files("edge_agent.cache").joinpath(WEIGHTS_RESOURCE).read_text())
+
+    @property
+    def identity(self) -> str:
+        """A digest of the weights: an audited threshold belongs to the weights it was audited with."""
+        weights = json.dumps([self.coef, self.bias, self.mean, self.scale])
+        return hashlib.sha256(weights.encode()).hexdigest()[:16]
+
+
+def load_verifier(settings: CacheSettings) -> Verifier:
+    """The configured weights at the configured operating point."""
+    verifier = Verifier.load(settings.verifier_file)
+    verifier.min_cosine = max(verifier.min_cosine, settings.min_cosine)
+    if settings.min_verifier_probability is not None:
+        verifier.raise_threshold(settings.min_verifier_probability)
+    return verifier
 
 
 def refined_threshold(current: float, audit: Sequence[tuple[float, bool]], max_false_rate: float) -> float:

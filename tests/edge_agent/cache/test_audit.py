@@ -10,6 +10,7 @@ import pytest
 from edge_agent.cache.audit import AuditError, AuditRow, HitAudit, read_jsonl, write_jsonl
 from edge_agent.cache.db import Database
 from edge_agent.cache.service import CacheService
+from edge_agent.cache.verifier import Verifier
 from edge_agent.cli import main
 from shared.config import CacheSettings
 from shared.embedding import Embedder
@@ -17,7 +18,7 @@ from tests.edge_agent.cache.test_semantic import req
 
 STORED = "How do I reverse a list in Python?"
 ASKED = "how can I reverse a python list"
-SETTINGS = CacheSettings(verifier="logistic")
+SETTINGS = CacheSettings()
 
 
 def served_hit(db_path: Path, embedder: Embedder) -> float:
@@ -35,7 +36,7 @@ def test_hits_are_logged_and_sampled_per_domain(tmp_path: Path, embedder: Embedd
         audit = HitAudit(db)
         for i in range(30):  # a busy second domain must not crowd the first out of the sample
             audit.record(
-                ts=1.0, tenant="t", domain="code", verifier="Verifier", entry_id=1,
+                ts=1.0, tenant="t", domain="code", verifier="v", entry_id=1,
                 cached=f"q{i}", query=f"p{i}", cosine=0.9, probability=0.9,
             )  # fmt: skip
         rows = audit.sample(10)
@@ -69,7 +70,7 @@ def test_a_reviewed_wrong_hit_raises_the_threshold_across_restarts(
 
 
 def test_unusable_review_files_are_refused_with_the_line(tmp_path: Path, embedder: Embedder) -> None:
-    good = AuditRow(1, "general", "Verifier", "a?", "b?", 0.9, None)
+    good = AuditRow(1, "general", Verifier.load().identity, "a?", "b?", 0.9, None)
     path = tmp_path / "a.jsonl"
     write_jsonl([good], path)
     assert read_jsonl(path) == [good]
@@ -77,8 +78,8 @@ def test_unusable_review_files_are_refused_with_the_line(tmp_path: Path, embedde
         assert svc.semantic is not None
         with pytest.raises(AuditError, match="no labelled rows"):
             HitAudit(db).apply(svc.semantic.verifier, [good], 0.02)
-        other = AuditRow(1, "general", "CrossEncoderVerifier", "a?", "b?", 0.9, True)
-        with pytest.raises(AuditError, match="CrossEncoderVerifier"):
+        other = AuditRow(1, "general", "0123456789abcdef", "a?", "b?", 0.9, True)
+        with pytest.raises(AuditError, match="0123456789abcdef"):
             HitAudit(db).apply(svc.semantic.verifier, [other], 0.02)
     path.write_text(json.dumps({**good.__dict__, "correct": "yes"}) + "\n")
     with pytest.raises(AuditError, match=r"a\.jsonl:1: \"correct\" must be"):
@@ -88,10 +89,7 @@ def test_unusable_review_files_are_refused_with_the_line(tmp_path: Path, embedde
         read_jsonl(path)
 
 
-def test_cli_round_trip(
-    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("EDGE_CACHE__VERIFIER", "logistic")
+def test_cli_round_trip(tmp_path: Path, embedder: Embedder, capsys: pytest.CaptureFixture[str]) -> None:
     served_hit(tmp_path / "cache.db", embedder)
     out = tmp_path / "review.jsonl"
     assert main(["cache", "audit", "sample", "--home", str(tmp_path), "--out", str(out)]) == 0
