@@ -4,9 +4,9 @@ Thresholds fitted on paraphrase data describe that data, not this edge's traffic
 hit is logged (question, cached question, probability, domain), capped to the newest ``LOG_CAP``.
 ``edge-agent cache audit sample`` writes a stratified sample as JSONL with ``"correct": null``; a
 reviewer fills in true/false; ``edge-agent cache audit apply`` raises each domain's threshold until
-the labelled hits above it meet the false-hit target, and stores it here. The cache applies stored
-thresholds when it opens, so they survive restarts. Thresholds are kept per set of verifier
-weights (``Verifier.identity``): refitted weights put probabilities on a different scale.
+the labelled hits above it meet the false-hit target, and stores it here. A running cache applies
+stored thresholds at its next lookup, and again whenever it opens. Thresholds are kept per set of
+verifier weights (``Verifier.identity``): refitted weights put probabilities on a different scale.
 """
 
 from __future__ import annotations
@@ -65,8 +65,21 @@ class AuditRow:
 class HitAudit:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._seen_version: int | None = None
         with db.lock:
             db.conn.executescript(SCHEMA)
+
+    def refresh(self, verifier: Verifier) -> None:
+        """Apply stored thresholds if another process (``cache audit apply``) committed since last time.
+
+        ``PRAGMA data_version`` changes only on commits by other connections, so a running agent
+        picks up an audit at its next lookup for the price of one pragma, with no restart.
+        """
+        with self.db.read() as conn:
+            version = int(conn.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._seen_version:
+            self._seen_version = version
+            self.load_into(verifier)
 
     def record(
         self, *, ts: float, tenant: str, domain: str, verifier: str, entry_id: int,

@@ -108,7 +108,7 @@ class SemanticCache:
         self.rescore = rescore
         self.dim = embedder.dim
         self.audit = HitAudit(db)
-        self.audit.load_into(verifier)
+        self.audit.refresh(verifier)
         with self.db.lock:
             self.db.conn.executescript(schema(self.dim))
             row = self.db.conn.execute("SELECT value FROM sem_meta WHERE name = 'dim'").fetchone()
@@ -143,6 +143,7 @@ class SemanticCache:
         elig = semantic_eligibility(req)
         if not elig.ok:
             return Lookup(None, f"ineligible:{elig.reason}", _ms(t0))
+        self.audit.refresh(self.verifier)
         query = self.embedder.embed([elig.question])[0]
         scopes = [
             semantic_scope(req.tenant_scope, req.family, req.sys_hash),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -54,19 +55,29 @@ def test_a_reviewed_wrong_hit_raises_the_threshold_across_restarts(
     with Database(db_path) as db:
         audit = HitAudit(db)
         (row,) = audit.sample(10)
-        verifier = CacheService(":memory:", SETTINGS, embedder=embedder)
-        assert verifier.semantic is not None
-        before = verifier.semantic.verifier.threshold("general")
-        raised = audit.apply(
-            verifier.semantic.verifier, [AuditRow(**{**row.__dict__, "correct": False})], 0.0
-        )
-        verifier.close()
+        verifier = Verifier.load()
+        before = verifier.threshold("general")
+        raised = audit.apply(verifier, [replace(row, correct=False)], 0.0)
     assert raised["general"] > before
     with CacheService(db_path, SETTINGS, embedder=embedder) as svc:
         assert svc.semantic is not None and svc.semantic.verifier.threshold("general") == raised["general"]
         res = svc.lookup(req(ASKED))
         assert res.answer is None and res.trace[-1].detail["best_reason"] == "verifier_rejected"
         assert svc.semantic.verifier.threshold("code") == before  # other domains untouched
+
+
+def test_a_running_cache_takes_an_audit_without_restart(tmp_path: Path, embedder: Embedder) -> None:
+    db_path = tmp_path / "c.db"
+    with CacheService(db_path, SETTINGS, embedder=embedder) as svc:
+        svc.store(req(STORED), "Use lst[::-1].", "m")
+        assert svc.lookup(req(ASKED)).answer is not None
+        # the review is applied by another process, through its own connection
+        with Database(db_path) as other:
+            audit = HitAudit(other)
+            (row,) = audit.sample(10)
+            audit.apply(Verifier.load(), [replace(row, correct=False)], 0.0)
+        res = svc.lookup(req(ASKED))
+        assert res.answer is None and res.trace[-1].detail["best_reason"] == "verifier_rejected"
 
 
 def test_unusable_review_files_are_refused_with_the_line(tmp_path: Path, embedder: Embedder) -> None:
@@ -81,7 +92,7 @@ def test_unusable_review_files_are_refused_with_the_line(tmp_path: Path, embedde
         other = AuditRow(1, "general", "0123456789abcdef", "a?", "b?", 0.9, True)
         with pytest.raises(AuditError, match="0123456789abcdef"):
             HitAudit(db).apply(svc.semantic.verifier, [other], 0.02)
-    path.write_text(json.dumps({**good.__dict__, "correct": "yes"}) + "\n")
+    path.write_text(json.dumps({**asdict(good), "correct": "yes"}) + "\n")
     with pytest.raises(AuditError, match=r"a\.jsonl:1: \"correct\" must be"):
         read_jsonl(path)
     path.write_text('{"id": 1}\n')
