@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -142,7 +143,7 @@ class Verifier:
             return cls.from_json(path.read_text())
         return cls.from_json(resources.files("edge_agent.cache").joinpath(WEIGHTS_RESOURCE).read_text())
 
-    @property
+    @cached_property
     def identity(self) -> str:
         """A digest of the weights: an audited threshold belongs to the weights it was audited with."""
         weights = json.dumps([self.coef, self.bias, self.mean, self.scale])
