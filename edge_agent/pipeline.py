@@ -55,12 +55,9 @@ def _ms(since: float) -> float:
     return round((time.perf_counter() - since) * 1000, 3)
 
 
-def _chunk_route(route: str) -> Route:
-    """The tier a hub chunk names; an older hub names none, and its default tier is the OSS one."""
-    try:
-        return Route(route) if route else Route.HUB_OSS
-    except ValueError:
-        return Route.HUB_OSS
+def _hub_route(value: str) -> Route:
+    """The hub tier a reply or chunk names; anything else (an older hub sends "") is the OSS tier."""
+    return Route(value) if value in _HUB_ROUTE_VALUES else Route.HUB_OSS
 
 
 class _LocalRun:
@@ -328,7 +325,7 @@ class Pipeline:
                             reply = item
                         elif item.delta:
                             streamed.append(item.delta)
-                            yield Delta(item.delta, _chunk_route(item.route))
+                            yield Delta(item.delta, _hub_route(item.route))
                     if reply is None:
                         raise HubStreamBroken("the hub's stream ended without a final reply")
                 else:
@@ -384,7 +381,7 @@ class Pipeline:
         started: float,
         streamed: str,
     ) -> Answer:
-        route = Route(reply.route) if reply.route in _HUB_ROUTE_VALUES else Route.HUB_OSS
+        route = _hub_route(reply.route)
         draft_cost = self.local_cost.estimate(0, len(run.tokens)) if run is not None else 0.0
         trace.extend(reply.trace)
         detail: dict[str, Scalar] = {

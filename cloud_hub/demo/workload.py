@@ -70,7 +70,7 @@ def _mmlu(data: Path, n: int) -> list[WorkItem]:
 def _questions(data: Path, n: int, n_pairs: int) -> tuple[list[WorkItem], list[tuple[str, str]]]:
     """Short user questions, plus true paraphrase pairs to replay later as near-repeats.
 
-    Only the held-out eval split: the cache verifiers were fitted and calibrated on the rest.
+    Only the held-out eval split: the cache verifier was fitted on the rest.
     """
     rows = [r for r in _jsonl(data / QQP_FILE) if qqp_part(r["pair_id"]) == "eval"]
     ranked = sorted(rows, key=lambda r: _stable_rank(str(r["pair_id"]), "qqp"))
