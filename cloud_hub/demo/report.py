@@ -1,165 +1,199 @@
-"""The north-star report: how much traffic avoided the expensive tier, what it saved, what it cost in
-quality — with the figures computed from what the router actually did in this run."""
+"""Printing, Markdown and plots of the north-star summary (``summary.summarise``)."""
 
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-from cloud_hub.demo.replay import Record
-from shared.taxonomy import HUB_ROUTES, ROUTE_ORDER, Route
-
-
-@dataclass(frozen=True)
-class FrontierPrice:
-    """Reference price of the expensive tier the router is trying to avoid (USD per 1M tokens)."""
-
-    usd_per_m_prompt: float = 2.50
-    usd_per_m_completion: float = 10.00
-
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
-        return (prompt_tokens * self.usd_per_m_prompt + completion_tokens * self.usd_per_m_completion) / 1e6
-
-
-@dataclass(frozen=True)
-class FrontierModel:
-    """A model the hub serves in its frontier tier, and the backend it runs on."""
-
-    name: str
-    backend: str
-
-    @property
-    def stand_in(self) -> bool:
-        # only an openai_http entry can reach a real frontier API; anything else is local
-        return self.backend != "openai_http"
-
-
-def summarise(
-    records: list[Record], price: FrontierPrice, frontier: Sequence[FrontierModel] = ()
-) -> dict[str, object]:
-    served = [r for r in records if not r.error]
-    routes = Counter(r.route for r in served)
-    n = max(1, len(served))
-    no_frontier = sum(1 for r in served if r.route != Route.FRONTIER.value)
-    no_hub = sum(1 for r in served if r.route not in {t.value for t in HUB_ROUTES})
-    cost = sum(r.cost_usd for r in served)
-    baseline_cost = sum(price.cost(r.prompt_tokens, r.completion_tokens) for r in served)
-    checked = [r for r in served if r.correct is not None and r.baseline_correct is not None]
-    acc = sum(bool(r.correct) for r in checked) / len(checked) if checked else None
-    base_acc = sum(bool(r.baseline_correct) for r in checked) / len(checked) if checked else None
-    by_route: dict[str, dict[str, float]] = defaultdict(dict)
-    for route, count in routes.items():
-        rows = [r for r in served if r.route == route]
-        by_route[route] = {
-            "requests": count,
-            "share": count / n,
-            "cost_usd": sum(r.cost_usd for r in rows),
-            "mean_latency_s": sum(r.latency_s for r in rows) / len(rows),
-        }
-    return {
-        "requests": len(records),
-        "errors": len(records) - len(served),
-        "share_without_frontier": no_frontier / n,
-        "share_without_hub_gpu": no_hub / n,
-        "cost_usd": cost,
-        "always_frontier_cost_usd": baseline_cost,
-        "cost_cut": 1 - cost / baseline_cost if baseline_cost else None,
-        "checked_requests": len(checked),
-        "router_accuracy": acc,
-        "always_hub_accuracy": base_acc,
-        "quality_ratio": (acc / base_acc) if acc is not None and base_acc else None,
-        "by_route": dict(by_route),
-        "frontier_price_usd_per_m": [price.usd_per_m_prompt, price.usd_per_m_completion],
-        "frontier_tier": {
-            "configured": [{"model": f.name, "backend": f.backend, "stand_in": f.stand_in} for f in frontier],
-            "served_by": sorted({r.model for r in served if r.route == Route.FRONTIER.value}),
-        },
-    }
 
 
 def _pct(x: object) -> str:
     return f"{100 * float(x):.1f}%" if isinstance(x, int | float) else "n/a"
 
 
-def print_report(summary: dict[str, object], console: Console) -> None:
-    table = Table(title="Requests by route (cheapest first)")
-    for col in ("route", "requests", "share", "cost USD", "mean latency s"):
-        table.add_column(col, justify="right" if col != "route" else "left")
-    by_route = summary["by_route"]
-    assert isinstance(by_route, dict)
-    order = [r.value for r in ROUTE_ORDER] + sorted(set(by_route) - {r.value for r in ROUTE_ORDER})
-    for route in order:
-        if route in by_route:
-            row = by_route[route]
-            table.add_row(
-                route,
-                str(int(row["requests"])),
-                _pct(row["share"]),
-                f"{row['cost_usd']:.6f}",
-                f"{row['mean_latency_s']:.2f}",
-            )
-    console.print(table)
-    console.print(
-        f"[bold]North star[/bold]: {_pct(summary['share_without_frontier'])} of requests served without the "
-        f"frontier tier ({_pct(summary['share_without_hub_gpu'])} without any hub GPU); cost "
-        f"${float(summary['cost_usd']):.6f} vs ${float(summary['always_frontier_cost_usd']):.6f} "  # type: ignore[arg-type]
-        f"always-frontier (cut {_pct(summary['cost_cut'])}); accuracy on {summary['checked_requests']} "
-        f"checkable requests {_pct(summary['router_accuracy'])} vs {_pct(summary['always_hub_accuracy'])} "
-        f"when every one goes to the hub (ratio {summary['quality_ratio']})."
-    )
-    console.print(_frontier_line(summary))
+def _num(x: object, fmt: str = ".3f") -> str:
+    return format(float(x), fmt) if isinstance(x, int | float) else "n/a"
 
 
-def _frontier_line(summary: dict[str, object]) -> str:
-    tier = summary.get("frontier_tier")
-    configured = tier.get("configured", []) if isinstance(tier, dict) else []
-    served = tier.get("served_by", []) if isinstance(tier, dict) else []
-    if not configured:
-        return "Frontier tier: none configured on this hub."
-    stand_ins = [f"{f['model']} ({f['backend']} backend)" for f in configured if f["stand_in"]]
-    real = [f"{f['model']} ({f['backend']})" for f in configured if not f["stand_in"]]
-    parts = []
-    if stand_ins:
-        parts.append(
-            f"{', '.join(stand_ins)} stood in for a frontier API: a local model priced at frontier "
-            "rates, not a frontier model, so the quality figures say nothing about a real one"
+def headline(s: dict[str, Any]) -> list[str]:
+    q, c = s["quality"], s["cost"]["vs_frontier"]
+    low, high = s["quality_ratio_ci95"]
+    cheaper = c["times_cheaper"]
+    return [
+        f"{_pct(s['served_without_frontier'])} of {s['requests']} requests served without the frontier tier "
+        f"(goal ≥85%)",
+        f"cost {_num(s['cost_ratio_vs_frontier'])}× always-frontier = {_num(cheaper, '.1f')}× cheaper "
+        f"(goal ≥6×), on the {_pct(c['coverage'])} of requests always-frontier could serve; "
+        f"{_num(s['cost_ratio_vs_hub_oss'])}× always-hub-oss",
+        f"quality {_num(s['quality_ratio_vs_frontier'])} of always-frontier, "
+        f"95% CI [{_num(low)}, {_num(high)}] "
+        f"(goal ≥0.98): accuracy {_pct(q['router_accuracy'])} vs {_pct(q['baseline_accuracy'])} on "
+        f"{q['items']} graded held-out items ({q['requests']} requests)",
+        f"baseline answers served from a cache: {s['baseline_cache_hits']} (must be 0)",
+    ]
+
+
+def _tier_table(s: dict[str, Any]) -> Table:
+    t = Table(title="Tiers, each run alone on the same items (caches bypassed)")
+    for col in ("tier", "model", "backend", "accuracy", "graded", "mean USD/request"):
+        t.add_column(col)
+    for row in s["tiers"]:
+        backend = row["backend"] + (" (replayed recorded answers)" if row["replayed"] else " (live)")
+        t.add_row(
+            row["name"],
+            row["model"],
+            backend,
+            _pct(row["accuracy"]),
+            str(row["graded_items"]),
+            _num(row["mean_cost_usd"], ".6f"),
         )
-    if real:
-        parts.append(f"frontier API: {', '.join(real)}")
-    answered = ", ".join(str(m) for m in served) if served else "no model (no request went there)"
-    parts.append(f"frontier answers in this run came from {answered}")
-    return "[bold]Frontier tier[/bold]: " + "; ".join(parts) + "."
+    return t
 
 
-def plot_routes(summary: dict[str, object], path: Path) -> None:
+def _route_table(s: dict[str, Any]) -> Table:
+    t = Table(title="Routed pass by route (cheapest first)")
+    for col in ("route", "share", "p50 s", "p95 s", "mean USD"):
+        t.add_column(col)
+    for route, row in s["latency_by_route"].items():
+        t.add_row(
+            route,
+            _pct(s["route_mix"][route]),
+            _num(row["p50_s"], ".2f"),
+            _num(row["p95_s"], ".2f"),
+            _num(row["mean_cost_usd"], ".6f"),
+        )
+    return t
+
+
+def _source_table(s: dict[str, Any]) -> Table:
+    t = Table(title="By source: where quality or cost is lost")
+    for col in ("source", "requests", "without frontier", "router acc", "frontier acc", "graded items"):
+        t.add_column(col)
+    for name, row in s["by_source"].items():
+        t.add_row(
+            name,
+            str(row["requests"]),
+            _pct(row["served_without_frontier"]),
+            _pct(row["router_accuracy"]),
+            _pct(row["frontier_accuracy"]),
+            str(row["graded_items"]),
+        )
+    return t
+
+
+def print_report(s: dict[str, Any], console: Console) -> None:
+    console.print(_tier_table(s))
+    console.print(_route_table(s))
+    console.print(_source_table(s))
+    cache = s["cache"]
+    console.print(
+        f"caches: exact {_pct(cache['exact_hit_rate'])}, "
+        f"semantic {_pct(cache['semantic_hit_rate'])} of requests; "
+        f"repeat hit rates {json.dumps({k: round(v, 3) for k, v in cache['repeat_hit_rate'].items()})}; "
+        f"escalated {_pct(s['escalation_rate'])}, fell back {_pct(s['fallback_rate'])}, errors {s['errors']}"
+    )
+    for curve_name in ("target_curve", "repeat_sweep"):
+        if s.get(curve_name):
+            console.print(f"{curve_name}: {json.dumps(s[curve_name])}")
+    console.print("[bold]North star[/bold]")
+    for line in headline(s):
+        console.print(f"  • {line}")
+
+
+def markdown(s: dict[str, Any]) -> str:
+    lines = ["# North-star report", "", *[f"- {x}" for x in headline(s)], "", "## Tiers", ""]
+    lines += [
+        "| tier | model | backend | replayed | accuracy | graded items | mean USD/request |",
+        "|---" * 7 + "|",
+    ]
+    for r in s["tiers"]:
+        lines.append(
+            f"| {r['name']} | {r['model']} | {r['backend']} | {r['replayed']} | {_pct(r['accuracy'])} "
+            f"| {r['graded_items']} | {_num(r['mean_cost_usd'], '.6f')} |"
+        )
+    lines += ["", "## Routes", "", "| route | share | p50 s | p95 s |", "|---|---|---|---|"]
+    for route, row in s["latency_by_route"].items():
+        lines.append(
+            f"| {route} | {_pct(s['route_mix'][route])} | {_num(row['p50_s'], '.2f')} | "
+            f"{_num(row['p95_s'], '.2f')} |"
+        )
+    lines += [
+        "",
+        "## By source",
+        "",
+        "| source | requests | without frontier | router acc | frontier acc |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in s["by_source"].items():
+        lines.append(
+            f"| {name} | {row['requests']} | {_pct(row['served_without_frontier'])} | "
+            f"{_pct(row['router_accuracy'])} | {_pct(row['frontier_accuracy'])} |"
+        )
+    for curve_name in ("target_curve", "repeat_sweep"):
+        rows = s.get(curve_name) or []
+        if rows:
+            keys = list(rows[0])
+            lines += ["", f"## {curve_name}", "", "| " + " | ".join(keys) + " |", "|---" * len(keys) + "|"]
+            lines += [
+                "| " + " | ".join(_num(r[k]) if isinstance(r[k], float) else str(r[k]) for k in keys) + " |"
+                for r in rows
+            ]
+    lines += ["", "## Reproduce", "", f"`{s.get('meta', {}).get('command', 'cloud-hub demo')}`", ""]
+    return "\n".join(lines)
+
+
+def plot(s: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_route = summary["by_route"]
-    assert isinstance(by_route, dict)
-    routes = [r.value for r in ROUTE_ORDER if r.value in by_route]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.bar(routes, [by_route[r]["share"] * 100 for r in routes], color="tab:blue")
-    ax1.set_ylabel("% of requests")
-    ax1.set_title("Where requests were served")
-    ax1.tick_params(axis="x", rotation=30)
-    ax2.bar(["router", "always frontier"], [summary["cost_usd"], summary["always_frontier_cost_usd"]])
-    ax2.set_ylabel("USD for the workload")
-    ax2.set_title("Cost")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    mix = s["route_mix"]
+    axes[0].bar(list(mix), [100 * v for v in mix.values()], color="tab:blue")
+    axes[0].set_ylabel("% of requests")
+    axes[0].set_title("Routed pass: where requests were served")
+    axes[0].tick_params(axis="x", rotation=30)
+    tiers = [t for t in s["tiers"] if t["accuracy"] is not None]
+    axes[1].bar(
+        [t["name"] + ("*" if t["replayed"] else "") for t in tiers],
+        [100 * t["accuracy"] for t in tiers],
+        color="tab:green",
+    )
+    q = s["quality"]
+    axes[1].axhline(100 * q["router_accuracy"], color="black", linestyle="--", label="router")
+    axes[1].set_ylabel("accuracy % on graded held-out items")
+    axes[1].set_title("Per tier (* replayed recorded answers)")
+    axes[1].legend()
+    curve = s.get("target_curve") or []
+    if curve:
+        axes[2].plot([c["cost_ratio"] for c in curve], [c["quality_ratio"] for c in curve], "o-")
+        for c in curve:
+            axes[2].annotate(f"{c['target']:g}", (c["cost_ratio"], c["quality_ratio"]))
+    axes[2].scatter(
+        [s["cost_ratio_vs_frontier"] or 0],
+        [s["quality_ratio_vs_frontier"] or 0],
+        color="red",
+        label="this run",
+        zorder=3,
+    )
+    axes[2].set_xlabel("cost / always-frontier")
+    axes[2].set_ylabel("quality / always-frontier")
+    axes[2].set_title("Cost–quality as the quality target moves")
+    axes[2].legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def write_json(summary: dict[str, object], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2))
+def write_all(s: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "northstar.json", out / "northstar.md", out / "northstar.png"]
+    paths[0].write_text(json.dumps(s, indent=2, default=str) + "\n", encoding="utf-8")
+    paths[1].write_text(markdown(s), encoding="utf-8")
+    plot(s, paths[2])
+    return paths

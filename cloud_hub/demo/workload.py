@@ -1,112 +1,139 @@
-"""A representative edge workload assembled from the public data directory.
+"""The benchmark's workload: a seeded recipe over held-out checkable items, repeats and paraphrases.
 
-Real traffic is a mix: many short questions (some repeated verbatim, some paraphrased), grade-school
-maths, multiple-choice knowledge, code, and open-ended writing. Items are picked by a stable hash so
-the same data directory always yields the same workload, and items with a known right answer carry it
-so the report can measure quality, not just cost.
+Recipe (every draw from one ``random.Random(seed)``, so the same data and seed give the same
+requests):
+
+* unique requests: ``eval``-split items of each source in the proportions of ``DEFAULT_MIX``
+  (checkable maths, multiple choice and code, plus open MT-Bench chat), and the first question of
+  each Quora duplicate pair taken from the split no cache verifier was fitted on;
+* repeats, ``repeat_share`` of all requests: three quarters exact repeats of an earlier request,
+  the original picked with a Zipf popularity skew (a few items are asked often, most once), and one
+  quarter the second question of a Quora pair (a real paraphrase of an earlier request);
+* each repeat arrives at a random later point of the stream; tenants are drawn per item, and a repeat
+  stays with the asker's tenant 70% of the time (the rest are other tenants asking the same thing).
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import hashlib
-import json
-from collections.abc import Iterator
+import random
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from shared.paraphrase import QQP_FILE, qqp_part
+from cloud_hub.demo.items import Item, item_id
+from shared.paraphrase import Pair
+
+DEFAULT_MIX: dict[str, float] = {
+    "mmlu": 0.28,
+    "arc-challenge": 0.16,
+    "winogrande": 0.16,
+    "gsm8k": 0.16,
+    "mbpp": 0.06,
+    "mt_bench": 0.06,
+    "qqp": 0.12,
+}
+PARAPHRASE_SHARE_OF_REPEATS = 0.25
+SAME_TENANT = 0.7
+ZIPF_S = 1.0
+TENANTS = ("acme", "globex", "initech")
 
 
 @dataclass(frozen=True)
-class WorkItem:
-    kind: str  # "chat", "math", "mcq", "code", "writing"
-    prompt: str
-    reference: str | None = None  # GSM8K number or MMLU letter, when one exists
-    repeat_of: int | None = None  # index of an earlier item this one repeats or paraphrases
+class Request:
+    seq: int
+    item: Item
+    tenant: str
+    repeat: str = ""  # "", "exact" or "paraphrase"
+    original: int | None = None  # seq of the request this one repeats
 
 
-def _stable_rank(text: str, salt: str) -> str:
-    return hashlib.sha256(f"{salt}:{text}".encode()).hexdigest()
+def _qqp_item(text: str) -> Item:
+    return Item(item_id("qqp", text), "qqp", "chat", text.strip(), None, "eval")
 
 
-def _pick(rows: list[dict[str, str]], key: str, n: int, salt: str) -> list[dict[str, str]]:
-    return sorted(rows, key=lambda r: _stable_rank(r[key], salt))[:n]
+def _allocate(n: int, mix: dict[str, float]) -> dict[str, int]:
+    """Largest-remainder split of ``n`` over the mix, so the counts always add up to ``n``."""
+    total = sum(mix.values())
+    raw = {k: n * v / total for k, v in mix.items()}
+    counts = {k: int(v) for k, v in raw.items()}
+    for k in sorted(raw, key=lambda k: raw[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
+        counts[k] += 1
+    return counts
 
 
-def _jsonl(path: Path) -> Iterator[dict[str, str]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
-
-
-def _gsm8k(data: Path, n: int) -> list[WorkItem]:
-    rows = list(_jsonl(data / "text_eval" / "gsm8k" / "test.jsonl"))
-    out = []
-    for r in _pick(rows, "question", n, "gsm8k"):
-        answer = r["answer"].rsplit("####", 1)[-1].strip().replace(",", "")
-        prompt = r["question"] + "\nThink step by step, then give the final number after '####'."
-        out.append(WorkItem("math", prompt, reference=answer))
+def build_workload(
+    items: Sequence[Item],
+    pairs: Sequence[Pair],
+    size: int,
+    *,
+    repeat_share: float = 0.31,
+    seed: int = 0,
+    mix: dict[str, float] | None = None,
+    tenants: Sequence[str] = TENANTS,
+) -> list[Request]:
+    if not 0.0 <= repeat_share < 1.0:
+        raise ValueError(f"repeat_share must be in [0, 1), got {repeat_share}")
+    rng = random.Random(seed)
+    pool: dict[str, list[Item]] = {}
+    for it in items:
+        if it.split == "eval":
+            pool.setdefault(it.source, []).append(it)
+    dupes = [p for p in pairs if p.label == 1]
+    if mix is None:
+        mix = {k: v for k, v in DEFAULT_MIX.items() if k in pool or (k == "qqp" and dupes)}
+        if not mix:  # a user's own datasets: an equal share each
+            mix = dict.fromkeys(pool, 1.0)
+    n_repeat = round(size * repeat_share)
+    n_para = min(round(n_repeat * PARAPHRASE_SHARE_OF_REPEATS), len(dupes)) if "qqp" in mix else 0
+    counts = _allocate(size - n_repeat, mix)
+    n_para = min(n_para, counts.get("qqp", 0))
+    uniques: list[Item] = []
+    para_of: dict[int, str] = {}  # index in uniques -> the paraphrase that will repeat it
+    for source, count in counts.items():
+        if source == "qqp":
+            for pair in rng.sample(dupes, min(count, len(dupes))):
+                para_of[len(uniques)] = pair.b
+                uniques.append(_qqp_item(pair.a))
+            continue
+        have = pool.get(source, [])
+        uniques += rng.sample(have, min(count, len(have)))
+    order = list(range(len(uniques)))
+    rng.shuffle(order)
+    uniques = [uniques[i] for i in order]
+    para_of = {order.index(i): b for i, b in para_of.items()}
+    # (arrival time, item, repeat kind, index of the original among uniques)
+    timeline: list[tuple[float, Item, str, int | None]] = [
+        (float(i), it, "", None) for i, it in enumerate(uniques)
+    ]
+    horizon = float(len(uniques) + n_repeat)
+    for k in rng.sample(sorted(para_of), min(n_para, len(para_of))):
+        timeline.append((rng.uniform(k + 1, horizon), _qqp_item(para_of[k]), "paraphrase", k))
+    weights = [1.0 / (rank + 1) ** ZIPF_S for rank in range(len(uniques))]
+    popular = list(range(len(uniques)))
+    rng.shuffle(popular)  # popularity is independent of arrival order
+    for _ in range(n_repeat - n_para if uniques else 0):
+        k = rng.choices(popular, weights)[0]
+        timeline.append((rng.uniform(k + 1, horizon), uniques[k], "exact", k))
+    timeline.sort(key=lambda t: t[0])
+    tenant_of = [rng.choice(list(tenants)) for _ in uniques]
+    seq_of: dict[int, int] = {}
+    out: list[Request] = []
+    for seq, (at, item, kind, orig) in enumerate(timeline):
+        if orig is None:  # a unique item arrives at the integer time of its index
+            seq_of[int(at)] = seq
+            out.append(Request(seq, item, tenant_of[int(at)]))
+            continue
+        tenant = tenant_of[orig] if rng.random() < SAME_TENANT else rng.choice(list(tenants))
+        out.append(Request(seq, item, tenant, kind, seq_of.get(orig)))
     return out
 
 
-def _mmlu(data: Path, n: int) -> list[WorkItem]:
-    rows: list[dict[str, str]] = []
-    for path in sorted((data / "text_eval" / "mmlu" / "test").glob("*.csv")):
-        with path.open(encoding="utf-8") as fh:
-            rows.extend(csv.DictReader(fh))
-    out = []
-    for r in _pick(rows, "question", n, "mmlu"):
-        letters = "ABCD"
-        options = "\n".join(f"{letters[i]}. {r[f'choice{i}']}" for i in range(4))
-        prompt = f"{r['question']}\n{options}\nAnswer with the letter of the correct option only."
-        out.append(WorkItem("mcq", prompt, reference=letters[int(r["answer"])]))
-    return out
-
-
-def _questions(data: Path, n: int, n_pairs: int) -> tuple[list[WorkItem], list[tuple[str, str]]]:
-    """Short user questions, plus true paraphrase pairs to replay later as near-repeats.
-
-    Only the held-out eval split: the cache verifier was fitted on the rest.
-    """
-    rows = [r for r in _jsonl(data / QQP_FILE) if qqp_part(r["pair_id"]) == "eval"]
-    ranked = sorted(rows, key=lambda r: _stable_rank(str(r["pair_id"]), "qqp"))
-    singles = [WorkItem("chat", r["text_a"]) for r in ranked[:n]]
-    pairs = [(r["text_a"], r["text_b"]) for r in ranked[n:] if str(r["label"]) == "1"][:n_pairs]
-    return singles, pairs
-
-
-def _writing(data: Path, n: int) -> list[WorkItem]:
-    rows = list(_jsonl(data / "text_eval" / "mt_bench" / "question.jsonl"))
-    picked = sorted(rows, key=lambda r: _stable_rank(str(r["question_id"]), "mtb"))[:n]
-    return [WorkItem("writing", str(r["turns"][0])) for r in picked]
-
-
-def _code(data: Path, n: int) -> list[WorkItem]:
-    rows = list(_jsonl(data / "text_eval" / "humaneval" / "HumanEval.jsonl.gz"))
-    picked = _pick(rows, "task_id", n, "humaneval")
-    return [WorkItem("code", "Complete this Python function:\n" + r["prompt"]) for r in picked]
-
-
-def build_workload(data: Path, size: int = 40) -> list[WorkItem]:
-    """30% short questions, 12% maths, 12% multiple choice, 8% code, 8% writing, 10% verbatim repeats,
-    and 10% paraphrase pairs (20% of items)."""
-
-    def share(pct: int) -> int:
-        return max(1, size * pct // 100)
-
-    singles, pairs = _questions(data, share(30), share(10))
-    fresh = singles + _gsm8k(data, share(12)) + _mmlu(data, share(12))
-    fresh += _code(data, share(8)) + _writing(data, share(8))
-    fresh.sort(key=lambda w: _stable_rank(w.prompt, "order"))
-    items = list(fresh)
-    # Repeats arrive later in the stream, as they do in real traffic: verbatim first, then paraphrases.
-    for i, item in enumerate(list(items[: share(10)])):
-        items.append(WorkItem(item.kind, item.prompt, item.reference, repeat_of=i))
-    for a, b in pairs:
-        items.append(WorkItem("chat", a))
-        items.append(WorkItem("chat", b, repeat_of=len(items) - 1))
-    return items
+def describe(requests: Sequence[Request]) -> dict[str, object]:
+    return {
+        "requests": len(requests),
+        "unique_items": len({r.item.item_id for r in requests}),
+        "by_source": dict(Counter(r.item.source for r in requests)),
+        "repeats": dict(Counter(r.repeat for r in requests if r.repeat)),
+        "tenants": dict(Counter(r.tenant for r in requests)),
+        "graded": sum(1 for r in requests if r.item.graded),
+    }

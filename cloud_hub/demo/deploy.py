@@ -1,0 +1,104 @@
+"""Bring up the system under test the way an operator would: keys, enrolment, hub, edge agent.
+
+Both programs run as child processes from their console scripts. The hub runs its embedded default
+deployment unless a YAML is given; recorded-outcomes files passed with ``--dataset`` are added to
+every replayed tier, so the replay backend can answer the new items.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+
+from cloud_hub.demo.procs import Service, console_script, free_port, run_cli
+from shared.config import HubModelEntry, HubSettings, load_settings
+
+
+@dataclass(frozen=True)
+class Deployment:
+    base_url: str  # the edge agent's OpenAI API
+    api_keys: dict[str, str]  # tenant -> API key
+    hub_models: tuple[HubModelEntry, ...]
+    hub_url: str
+
+
+def _public_key(keys_dir: Path) -> Path:
+    found = sorted(p for p in keys_dir.glob("*.key") if not p.name.endswith("_secret"))
+    if not found:
+        raise FileNotFoundError(f"no public key in {keys_dir}")
+    return found[0]
+
+
+def hub_models(hub_config: Path | None, home: Path, datasets: Sequence[Path]) -> list[HubModelEntry]:
+    settings = load_settings(HubSettings, yaml_file=hub_config, home=home)
+    models = []
+    for m in settings.models:
+        if m.backend == "replay" and datasets:
+            m = m.model_copy(update={"recorded": [*m.recorded, *(p.resolve() for p in datasets)]})
+        models.append(m)
+    return models
+
+
+def _hub_yaml(path: Path, base: Path | None, models: Sequence[HubModelEntry]) -> Path:
+    body = yaml.safe_load(base.read_text(encoding="utf-8")) if base else {}
+    body = body or {}
+    body["models"] = [m.model_dump(mode="json", exclude_none=True, exclude={"api_key"}) for m in models]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def _edge_yaml(path: Path, base: Path | None, keys: dict[str, str]) -> Path:
+    body = yaml.safe_load(base.read_text(encoding="utf-8")) if base else {}
+    body = body or {}
+    body.setdefault("escalation_policy", "calibrated")
+    body.setdefault("tenants", [{"name": t, "api_key": k} for t, k in keys.items()])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@contextmanager
+def deployed(
+    home: Path,
+    console: Console,
+    *,
+    tenants: Sequence[str],
+    hub_config: Path | None = None,
+    edge_config: Path | None = None,
+    datasets: Sequence[Path] = (),
+) -> Iterator[Deployment]:
+    home = home.resolve()
+    hub_home, edge_home = home / "hub", home / "edge"
+    hub_cli, edge_cli = console_script("cloud-hub"), console_script("edge-agent")
+    run_cli(hub_cli, "keys", "init", "--home", str(hub_home))
+    run_cli(edge_cli, "keys", "init", "--home", str(edge_home))
+    run_cli(hub_cli, "enroll", "--home", str(hub_home), str(_public_key(edge_home / "keys")))
+    hub_url = f"tcp://127.0.0.1:{free_port()}"
+    port = free_port()
+    models = hub_models(hub_config, hub_home, datasets)
+    keys = {t: f"sk-demo-{t}" for t in tenants}
+    hub_yaml = _hub_yaml(home / "hub.yaml", hub_config, models)
+    edge_yaml = _edge_yaml(home / "edge.yaml", edge_config, keys)
+    hub_argv = [hub_cli, "serve", "--home", str(hub_home), "--bind", hub_url, "--config", str(hub_yaml)]
+    edge_argv = [
+        *(edge_cli, "serve", "--home", str(edge_home), "--port", str(port), "--hub", hub_url),
+        *("--hub-key", str(_public_key(hub_home / "keys")), "--config", str(edge_yaml)),
+    ]
+    logs = home / "logs"
+    with (
+        Service("hub", hub_argv, "hub ready on", logs / "hub.log") as hub,
+        Service("edge", edge_argv, "edge agent ready on", logs / "edge.log") as edge,
+    ):
+        with console.status("starting the hub (the vLLM engine loads: one to four minutes on 2 cores)"):
+            hub.start()
+            hub.wait_ready(900)
+        with console.status("starting the edge agent"):
+            edge.start()
+            edge.wait_ready(300)
+        yield Deployment(f"http://127.0.0.1:{port}/v1", keys, tuple(models), hub_url)
