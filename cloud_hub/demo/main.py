@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
+from cloud_hub.demo.curve import target_curve
 from cloud_hub.demo.deploy import Deployment, deployed
 from cloud_hub.demo.items import DEFAULT_SOURCES, Item, load_items
 from cloud_hub.demo.report import print_report, write_all
@@ -28,6 +29,9 @@ from cloud_hub.demo.traffic import ROUTED, Pass, Record, run_pass
 from cloud_hub.demo.workload import TENANTS, Request, build_workload, describe
 from shared import paths
 from shared.paraphrase import qqp_split
+from shared.routing.calibration import ThresholdTable
+from shared.routing.embed import load_default_embedder
+from shared.routing.heads import HEADS_DIR, THRESHOLDS_FILE, ClassifierHeads
 from shared.taxonomy import Tier
 
 HELP = "the north-star benchmark: hub + edge on loopback, a held-out workload, same-run baselines, the report"
@@ -121,11 +125,23 @@ def run_once(
         for rec in recs:
             rec.score = grader.grade(rec)
     summary = summarise(passes, tiers)
+    if baselines:
+        summary["target_curve"] = _curve(passes, tiers)
+        summary["target_curve_note"] = (
+            "the router's heads and threshold table replayed offline over this run's per-tier outcomes "
+            "on graded held-out items (no caches, no draft confidence); the live point is this run"
+        )
     summary["workload"] = describe(requests)
     summary["tiers_note"] = (
         "edge: the agent's local GGUF model; replayed tiers answer with recorded real answers"
     )
     return summary
+
+
+def _curve(passes: dict[str, list[Record]], tiers: list[TierInfo]) -> list[dict[str, float]]:
+    embedder = load_default_embedder()
+    table = ThresholdTable.load(HEADS_DIR / THRESHOLDS_FILE)
+    return target_curve(passes, tiers, ClassifierHeads.load(), table, embedder)
 
 
 def _meta(args: argparse.Namespace, data: Path, files: dict[str, str]) -> dict[str, Any]:
