@@ -17,10 +17,11 @@ from collections.abc import Awaitable, Callable
 import msgspec
 
 from cloud_hub.backends import BackendError, Completion
+from cloud_hub.backends.replay import NotRecorded
 from cloud_hub.registry import ModelRegistry, RegisteredModel
 from cloud_hub.tiers import TierChoiceError, TierChooser, TierPlan, wants_choice
 from shared.routing import fallback
-from shared.wire import Body, Error, Escalate, Reply, ReplyChunk, TraceStep
+from shared.wire import Body, Error, Escalate, Reply, ReplyChunk, Scalar, TraceStep
 
 log = logging.getLogger(__name__)
 
@@ -114,8 +115,12 @@ class Dispatcher:
                 ok_retry = exc.retryable if isinstance(exc, BackendError) else True
                 retryable.append(ok_retry)
                 status = exc.status if isinstance(exc, BackendError) else None
-                log.warning("request %s: %s failed: %s", req.request_id, name, exc)
-                raise fallback.BackendError(f"{type(exc).__name__}: {exc}", status) from exc
+                declined = isinstance(exc, NotRecorded)
+                level = logging.INFO if declined else logging.WARNING
+                log.log(level, "request %s: %s failed: %s", req.request_id, name, exc)
+                raise fallback.BackendError(
+                    f"{type(exc).__name__}: {exc}", status, declined=declined
+                ) from exc
             return result, time.perf_counter() - started
 
         try:
@@ -143,7 +148,7 @@ class Dispatcher:
         detail = dict(answer.detail, attempts=len(done.attempts))
         if done.target in plan.predicted:
             detail["p_success"] = round(plan.predicted[done.target], 4)
-        fell = f"; fell through {len(failed)} failed tier(s)" if failed else ""
+        fell = f"; fell through {len(failed)} tier(s) that did not answer" if failed else ""
         why = f"{answer.reason}; {plan.reason}{fell}"
         answer = TraceStep(answer.stage, answer.decision, why, answer.elapsed_ms, detail)
         trace = [*plan.steps, *failed, answer]
@@ -169,13 +174,32 @@ class Dispatcher:
         why = f"{entry.backend} backend serves {entry.name} ({entry.tier.value} tier)"
         if not req.model:
             why += "; no model named, hub default"
+        detail: dict[str, Scalar] = {
+            "backend": entry.backend,
+            "model": entry.name,
+            "tier": entry.tier.value,
+            "edge": edge_id,
+        }
+        if entry.backend == "replay":
+            # a benchmark client grades a replayed answer by its recorded score, read from here
+            why += "; a recorded real answer, replayed"
+            detail.update(
+                replayed=True,
+                recorded_model=result.recorded_model,
+                recorded_score=result.recorded_score,
+                recorded_cost=result.cost_usd is not None,
+            )
         step = TraceStep(
             stage=model.route.value,
             decision="answer",
             reason=why,
             elapsed_ms=round(seconds * 1000, 3),
-            detail={"backend": entry.backend, "model": entry.name, "tier": entry.tier.value, "edge": edge_id},
+            detail=detail,
         )
+        if result.cost_usd is not None:
+            cost = result.cost_usd
+        else:
+            cost = entry.cost.estimate(result.usage.prompt_tokens, result.usage.completion_tokens, seconds)
         return Reply(
             request_id=req.request_id,
             text=result.text,
@@ -183,7 +207,7 @@ class Dispatcher:
             route=model.route.value,
             finish_reason=result.finish_reason,
             usage=result.usage,
-            cost_usd=entry.cost.estimate(result.usage.prompt_tokens, result.usage.completion_tokens, seconds),
+            cost_usd=cost,
             trace=[step],
         )
 

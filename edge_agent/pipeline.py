@@ -152,7 +152,7 @@ class Pipeline:
             yield event
 
     async def _finish(self, req: InferenceRequest, answer: Answer, first: float | None) -> None:
-        if not answer.route.is_cache:
+        if not answer.route.is_cache and not req.cache_bypass:
             for cache in self.caches:
                 try:
                     await cache.store(req, answer)
@@ -169,7 +169,9 @@ class Pipeline:
                 log.exception("telemetry sink failed")
 
     async def _route(self, req: InferenceRequest, trace: list[TraceStep]) -> AsyncIterator[Event]:
-        for cache in self.caches:
+        if req.cache_bypass:
+            trace.append(TraceStep("cache", "bypass", f"caches bypassed by the request {req.cache_source}"))
+        for cache in () if req.cache_bypass else self.caches:
             started = time.perf_counter()
             try:
                 hit, steps = await cache.lookup(req)
@@ -313,8 +315,9 @@ class Pipeline:
                 quality_target=req.ctx.quality_target,
                 tenant=req.ctx.tenant_hash,
                 # chat questions may be shared by the hub's global cache under the family the
-                # edge's own cache uses; raw completion prompts are never shared
-                cache_family=model_family(req.model) if req.prompt is None else "",
+                # edge's own cache uses; raw completion prompts and bypassed requests never are
+                cache_family=model_family(req.model) if req.prompt is None and not req.cache_bypass else "",
+                cache_bypass=req.cache_bypass,
             )
             streamed: list[str] = []
             try:

@@ -122,6 +122,9 @@ class InferenceRequest:
     force_source: str = ""  # "model", "header" or "body": why the route was forced
     hub_model: str = ""  # empty: the hub's default model
     regenerate: bool = False  # the client asked again for a fresh answer (telemetry counts it)
+    # no cache is read or written for this request (benchmark baselines); the hub shares nothing
+    cache_bypass: bool = False
+    cache_source: str = ""  # "header" or "body": who asked for the bypass
 
     @property
     def hub_messages(self) -> list[ChatMessage]:

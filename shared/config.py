@@ -7,6 +7,7 @@ no set-up. Secrets are ``SecretStr`` so they never print; key material is refere
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -101,13 +102,21 @@ class GlobalCacheSettings(BaseModel):
     min_tenants: int = Field(default=2, ge=1)  # distinct tenants that must ask before an answer is shared
 
 
+def _edge_threads() -> int:
+    # Half the cores: a hub's vLLM (pinned to cores 0-1) next to a llama.cpp asking for every core
+    # thrashes a small host; on a loaded 2-core box a 24-token draft took 29-60 s with 2 threads
+    # and 0.5-4 s with 1.
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 class LocalModelConfig(BaseModel):
     """The edge's GGUF model. ``path`` wins; else ``name`` is looked up in the models directory."""
 
-    name: str = "qwen2.5-coder-0.5b-instruct"
+    # smaller than the hub's open-source tier (Qwen2.5-Coder-0.5B), so escalating can buy quality
+    name: str = "smollm2-135m-instruct"
     path: Path | None = None
     n_ctx: int = 4096
-    n_threads: int = 2
+    n_threads: int = Field(default_factory=_edge_threads)
     cost: CostModel = CostModel(joules_per_token=0.05)
 
 
@@ -115,14 +124,34 @@ class HubModelEntry(BaseModel):
     """One model the hub can serve. Adding a model is a config change, not a code change."""
 
     name: str
-    backend: Literal["vllm", "openai_http", "llamacpp", "echo"]
+    backend: Literal["vllm", "openai_http", "llamacpp", "echo", "replay"]
     tier: Tier = Tier.OSS
     path: Path | None = None  # vllm: HF folder; llamacpp: GGUF file (else from the models dir)
     served_model: str | None = None  # openai_http: upstream model id
     base_url: str | None = None  # openai_http only; never taken from a request
     api_key: SecretStr | None = None
     max_model_len: int = 4096
+    # the price model; a replayed answer with a recorded real cost is charged that cost instead
     cost: CostModel = CostModel()
+    # replay only: files or folders of recorded outcomes, read in order (the first record of a
+    # prompt wins); a relative path is under the data directory (shared.paths.data_dir())
+    recorded: list[Path] = []
+    # replay only: the names this model has in those files, the first one a file has wins
+    # (empty: [served_model or name])
+    recorded_models: list[str] = []
+
+
+# Recorded outcomes under the data directory that hold real answers of Mixtral-8x7B and GPT-4:
+# sources with answer text and real per-call costs first, since the first record of a prompt wins;
+# the MMLU file last (it kept correctness only, no answer text).
+RECORDED_OUTCOMES: tuple[Path, ...] = (
+    Path("routing/routerbench/arc_challenge_train.csv"),
+    Path("routing/routerbench/mbpp_train.csv"),
+    Path("routing/routerbench/winograde_train.csv"),
+    Path("routing/routellm/routellm/evals/gsm8k/gsm8k_responses.csv"),
+    Path("routing/routellm/routellm/evals/mt_bench"),
+    Path("routing/routellm/routellm_mmlu_with_gold.csv"),
+)
 
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
@@ -193,13 +222,26 @@ class HubSettings(_YamlSettings):
             cost=CostModel(usd_per_1k_prompt=0.0001, usd_per_1k_completion=0.0002),
         ),
         HubModelEntry(
-            name="qwen2.5-coder-1.5b-instruct",
-            backend="llamacpp",
+            name="mixtral-8x7b-instruct",
+            backend="replay",
+            # Mixtral-8x7B's recorded real answers stand in for the large open model a GPU hub would
+            # run on vLLM; the finetuned tier is the slot between oss and frontier. The price
+            # ($0.60 per 1M tokens both ways) is for the planner's estimate: a replayed answer is
+            # charged its recorded real cost where the source recorded one.
+            tier=Tier.FINETUNED,
+            recorded=list(RECORDED_OUTCOMES),
+            recorded_models=["mistralai/mixtral-8x7b-chat", "mistralai/Mixtral-8x7B-Instruct-v0.1"],
+            cost=CostModel(usd_per_1k_prompt=0.0006, usd_per_1k_completion=0.0006),
+        ),
+        HubModelEntry(
+            name="gpt-4-1106-preview",
+            backend="replay",
+            # GPT-4's recorded real answers as the frontier tier, priced at its API rates ($10 / $30
+            # per 1M tokens) for the estimate. A live deployment replaces this entry with an
+            # openai_http one (base_url, api_key) for the frontier API.
             tier=Tier.FRONTIER,
-            # A stand-in for the frontier tier that runs on a CPU-only hub, priced at frontier API
-            # rates ($2.50 / $10 per 1M tokens) so routing and reports weigh it as the real thing. A
-            # real deployment replaces it with an openai_http entry (base_url, api_key) for that API.
-            cost=CostModel(usd_per_1k_prompt=0.0025, usd_per_1k_completion=0.01),
+            recorded=list(RECORDED_OUTCOMES),
+            cost=CostModel(usd_per_1k_prompt=0.01, usd_per_1k_completion=0.03),
         ),
     ]
     default_model: str = "qwen2.5-coder-0.5b-instruct"

@@ -91,6 +91,8 @@ class Escalate(msgspec.Struct, tag="escalate", frozen=True, omit_defaults=True):
     tenant: str = ""  # tenant *hash* for accounting; hub authenticates the edge, not the tenant
     # the model family the edge files this chat question under; empty: never share the answer
     cache_family: str = ""
+    # the request asked for no caching at all: the hub neither offers nor serves a cached answer
+    cache_bypass: bool = False
 
 
 class Reply(msgspec.Struct, tag="reply", frozen=True, omit_defaults=True):

@@ -1,7 +1,7 @@
 """Model backends, one per file, all behind ``cloud_hub.backends.base.Backend``.
 
 ``open_backend`` imports a backend module only when the registry uses it, so a hub that serves
-only the echo or HTTP backends never loads torch.
+only the echo, HTTP or replay backends never loads torch.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 
 from cloud_hub.backends.base import Backend, BackendError, Completion, StreamItem
+from shared import paths
 from shared.config import HubModelEntry
 
 __all__ = ["Backend", "BackendError", "Completion", "StreamItem", "open_backend"]
@@ -55,4 +56,13 @@ async def open_backend(entry: HubModelEntry, models_dir: Path) -> Backend:
         # Installed HF folders carry a "-hf" suffix next to the GGUF of the same model.
         path = _model_path(entry, models_dir, f"{entry.name}-hf", entry.name)
         return VllmBackend.open(path, max_model_len=entry.max_model_len)
+    if entry.backend == "replay":
+        from cloud_hub.backends.replay import ReplayBackend
+
+        if not entry.recorded:
+            raise ValueError(f"model {entry.name!r}: the replay backend needs recorded (outcome files)")
+        root = paths.data_dir()
+        sources = [p if p.is_absolute() else root / p for p in entry.recorded]
+        names = entry.recorded_models or [entry.served_model or entry.name]
+        return await asyncio.to_thread(ReplayBackend.load, names, sources)
     raise ValueError(f"model {entry.name!r}: unknown backend {entry.backend!r}")

@@ -18,6 +18,13 @@ class Completion:
     text: str
     finish_reason: str
     usage: Usage
+    # a real recorded cost (replayed answers): the dispatcher charges it instead of the entry's
+    # price model
+    cost_usd: float | None = None
+    # replayed answers only: the recorded 0-1 score of this answer and the source's name for the
+    # model that gave it
+    recorded_score: float | None = None
+    recorded_model: str | None = None
 
 
 class BackendError(Exception):

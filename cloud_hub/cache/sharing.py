@@ -30,7 +30,9 @@ MAX_SHARED_CHARS = 600
 
 def shareable_question(req: Escalate, reply: Reply) -> str:
     """The question to share ``reply`` under, or "" when this exchange must stay private."""
-    if not req.cache_family or reply.finish_reason != "stop" or not reply.text.strip():
+    if req.cache_bypass or not req.cache_family:
+        return ""  # the edge asked for no caching, or for this question to stay private
+    if reply.finish_reason != "stop" or not reply.text.strip():
         return ""
     if req.params.temperature > 0.0 and req.params.seed is None:
         return ""  # a sampled answer is one of many: sharing it would freeze one sample for all

@@ -17,6 +17,7 @@ from edge_agent.api.format import Kind, Shape
 from edge_agent.api.schemas import (
     DEFAULT_CHAT_MAX_TOKENS,
     DEFAULT_COMPLETION_MAX_TOKENS,
+    CacheMode,
     ChatCompletionRequest,
     CompletionRequest,
 )
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 ROUTE_HEADER = "x-edgeroute-route"
 REGENERATE_HEADER = "x-edgeroute-regenerate"  # "true"/"1": the user asked to regenerate an answer
 QUALITY_HEADER = "x-edgeroute-quality-target"  # per-request quality target in (0, 1]
+CACHE_HEADER = "x-edgeroute-cache"  # "bypass": no cache read or write for this request
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
@@ -65,12 +67,15 @@ def _inference_request(
     override = parsed.edgeroute
     ctx = request[CONTEXT]
     target = _quality_header(request.headers.get(QUALITY_HEADER))
+    cache, cache_source = _cache_header(request.headers.get(CACHE_HEADER)), "header"
     if override is not None:
         if override.route is not None:
             force, source = override.route, "body"
         hub_model = override.hub_model or hub_model
         if target is None:
             target = override.quality_target
+        if cache is None:
+            cache, cache_source = override.cache, "body"
     if target is not None:
         # the request's own target beats its tenant's
         ctx = dataclasses.replace(ctx, quality_target=target)
@@ -95,6 +100,23 @@ def _inference_request(
         force_source=source,
         hub_model=hub_model,
         regenerate=regenerate in ("true", "1"),
+        cache_bypass=cache == "bypass",
+        cache_source=cache_source if cache == "bypass" else "",
+    )
+
+
+def _cache_header(value: str | None) -> CacheMode | None:
+    if value is None:
+        return None
+    if value == "bypass":
+        return "bypass"
+    if value == "default":
+        return "default"
+    raise ApiError(
+        400,
+        f"{CACHE_HEADER} must be 'bypass' or 'default', got {value!r}",
+        param=CACHE_HEADER,
+        code="invalid_value",
     )
 
 

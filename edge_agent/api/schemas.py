@@ -72,10 +72,14 @@ class StreamOptions(_Strict):
 QualityTarget = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
 
 
+CacheMode = Literal["bypass", "default"]  # "bypass": no cache is read or written for the request
+
+
 class RouteOverride(_Strict):
     route: Literal["edge_local", "hub"] | None = None
     hub_model: str | None = None
     quality_target: QualityTarget | None = None
+    cache: CacheMode | None = None
 
 
 class _Sampling(_Strict):

@@ -48,7 +48,8 @@ class Sample:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="qwen2.5-coder-0.5b-instruct", help="installed name or .gguf path")
+    edge_model = LocalModelConfig.model_fields["name"].default
+    parser.add_argument("--model", default=edge_model, help="installed name or .gguf path")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)

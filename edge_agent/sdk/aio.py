@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from edge_agent.sdk.types import (
+    CacheChoice,
     ChatDelta,
     ChatResult,
     EdgeAPIError,
@@ -78,17 +79,30 @@ class AsyncEdgeClient:
         return response, response.json()
 
     async def chat(
-        self, messages: Messages, *, model: str = "auto", route: RouteChoice | None = None, **options: Any
+        self,
+        messages: Messages,
+        *,
+        model: str = "auto",
+        route: RouteChoice | None = None,
+        cache: CacheChoice | None = None,
+        **options: Any,
     ) -> ChatResult:
-        """One answer. ``options``: max_tokens, temperature, top_p, stop, seed."""
-        payload = chat_payload(messages, model=model, stream=False, route=route, options=options)
+        """One answer. ``cache="bypass"``: no cache read or write. ``options``: max_tokens,
+        temperature, top_p, stop, seed."""
+        payload = chat_payload(messages, model=model, stream=False, route=route, cache=cache, options=options)
         response, body = await self._request("POST", "/v1/chat/completions", json=payload)
         return chat_result(body, response.headers.get("x-request-id", ""))
 
     async def stream_chat(
-        self, messages: Messages, *, model: str = "auto", route: RouteChoice | None = None, **options: Any
+        self,
+        messages: Messages,
+        *,
+        model: str = "auto",
+        route: RouteChoice | None = None,
+        cache: CacheChoice | None = None,
+        **options: Any,
     ) -> AsyncChatStream:
-        payload = chat_payload(messages, model=model, stream=True, route=route, options=options)
+        payload = chat_payload(messages, model=model, stream=True, route=route, cache=cache, options=options)
         request = self._http.build_request("POST", "/v1/chat/completions", content=json.dumps(payload))
         request.headers["Content-Type"] = "application/json"
         try:

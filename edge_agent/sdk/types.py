@@ -14,6 +14,7 @@ from shared.wire import TraceStep, Usage
 
 Messages = str | Sequence[Mapping[str, str]]
 RouteChoice = Literal["edge_local", "hub"]
+CacheChoice = Literal["bypass", "default"]  # "bypass": the request neither reads nor feeds a cache
 
 
 class EdgeAPIError(Exception):
@@ -70,6 +71,7 @@ def chat_payload(
     stream: bool,
     route: RouteChoice | None,
     options: Mapping[str, Any],
+    cache: CacheChoice | None = None,
 ) -> dict[str, Any]:
     msgs = (
         [{"role": "user", "content": messages}] if isinstance(messages, str) else [dict(m) for m in messages]
@@ -78,8 +80,13 @@ def chat_payload(
     payload.update({k: v for k, v in options.items() if v is not None})
     if stream:
         payload["stream_options"] = {"include_usage": True}
+    override: dict[str, str] = {}
     if route is not None:
-        payload["edgeroute"] = {"route": route}
+        override["route"] = route
+    if cache is not None:
+        override["cache"] = cache
+    if override:
+        payload["edgeroute"] = override
     return payload
 
 

@@ -8,7 +8,8 @@ Supported layouts, auto-detected by ``load_outcomes``:
   column per model; ``<model>_response`` columns are kept as recorded answers. The derived
   ``routellm_mmlu_with_gold.csv`` (``mixtral_correct`` / ``gpt4_correct``) maps onto model names.
 * RouteLLM MMLU folder (``mmlu_*.csv``), RouteLLM MT-Bench folder (``question.jsonl`` +
-  ``judgements.jsonl``; score = mean GPT-4 judge score over both turns / 10).
+  ``judgements.jsonl``; score = mean GPT-4 judge score over both turns / 10;
+  ``load_single_turn_outcomes`` reads turn 1 alone, with its answer text).
 * LLMRouter / RouterDC JSON: a list of ``{"question": ..., "scores": {model: score}}``.
 
 RouteLLM rows carry no cost, so ``ROUTELLM_USD_PER_MTOK`` supplies the blended prices the RouteLLM
@@ -36,6 +37,9 @@ ROUTELLM_USD_PER_MTOK: dict[str, float] = {GPT4: 24.7, MIXTRAL: 0.24}
 _GOLD_COLUMNS = {"mixtral_correct": MIXTRAL, "gpt4_correct": GPT4}
 _TRUE = {"true", "1", "1.0", "yes"}
 _FALSE = {"false", "0", "0.0", "no"}
+# the single-turn MT-Bench judge prompt quotes the judged answer between these lines
+_MT_ANSWER_START = "[The Start of Assistant's Answer]\n"
+_MT_ANSWER_END = "\n[The End of Assistant's Answer]"
 
 csv.field_size_limit(sys.maxsize)
 
@@ -222,6 +226,80 @@ def load_mt_bench_dir(folder: Path) -> OutcomeTable:
     )
 
 
+def load_mt_bench_first_turns(folder: Path) -> OutcomeTable:
+    """MT-Bench's first questions as a single-turn table: the turn-1 judge score / 10 and the
+    turn-1 answer, which the single-turn judge prompt quotes between fixed markers.
+
+    ``load_mt_bench_dir`` scores a model over both turns; replaying one recorded answer to one
+    question needs the score of that answer alone.
+    """
+    questions = [json.loads(line) for line in _lines(folder / "question.jsonl")]
+    judged: dict[tuple[str, str], tuple[float, str]] = {}
+    for line in _lines(folder / "judgements.jsonl"):
+        j = json.loads(line)
+        if int(j.get("turn", 1)) != 1:
+            continue
+        score = float(j["score"])
+        # MT-Bench writes -1 when the judge's rating could not be parsed
+        if not 1.0 <= score <= 10.0:
+            continue
+        prompt = str(j.get("user_prompt", ""))
+        start, end = prompt.find(_MT_ANSWER_START), prompt.rfind(_MT_ANSWER_END)
+        answer = prompt[start + len(_MT_ANSWER_START) : end] if 0 <= start < end else ""
+        judged.setdefault((str(j["question_id"]), j["model"]), (score / 10.0, answer))
+    models = sorted({m for _, m in judged})
+    prompts, scores, groups = [], [], []
+    responses: dict[str, list[str]] = {m: [] for m in models}
+    for q in questions:
+        qid = str(q["question_id"])
+        prompts.append(q["turns"][0])
+        groups.append(q.get("category", ""))
+        scores.append([judged[(qid, m)][0] if (qid, m) in judged else math.nan for m in models])
+        for m in models:
+            responses[m].append(judged[(qid, m)][1] if (qid, m) in judged else "")
+    return OutcomeTable(
+        name="mt_bench_turn1",
+        prompts=prompts,
+        models=models,
+        scores=np.array(scores, dtype=np.float64).reshape(len(prompts), len(models)),
+        costs=_priced_costs(prompts, models, ROUTELLM_USD_PER_MTOK),
+        groups=groups,
+        responses=responses,
+    )
+
+
+def load_single_turn_outcomes(path: Path) -> OutcomeTable:
+    """``load_outcomes``, except that an MT-Bench folder yields its first turns only: the table
+    for replaying one recorded answer per prompt."""
+    if path.is_dir() and (path / "judgements.jsonl").is_file():
+        return load_mt_bench_first_turns(path)
+    return load_outcomes(path)
+
+
+def is_routerbench_csv(path: Path) -> bool:
+    """Whether ``path`` is in the RouterBench layout, the one that records each call's real cost
+    (the other layouts' costs are priced here from token estimates)."""
+    return (
+        path.is_file() and path.suffix == ".csv" and any(h.endswith("|total_cost") for h in _csv_header(path))
+    )
+
+
+def unwrap_recorded(text: str) -> str | None:
+    """One recorded text: RouterBench stores prompts and answers as a Python list repr
+    (``"['C']"``), which unwraps to its one string. A list of several strings is a split or
+    multi-turn record, not one text: None. Anything else is plain text and comes back as it is."""
+    stripped = text.strip()
+    if not (stripped.startswith("[") and stripped.endswith("]")):
+        return text
+    try:
+        value = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        return text  # e.g. a prompt that happens to be "[1, 2]"
+    return value[0] if len(value) == 1 else None
+
+
 def load_scores_json(path: Path, prices: Mapping[str, float] | None = None) -> OutcomeTable:
     """LLMRouter / RouterDC layout; ``prices`` (USD/M tokens) default to ``default_llm.json`` beside it."""
     rows = json.loads(path.read_text(encoding="utf-8"))
@@ -294,12 +372,15 @@ def load_outcomes(path: Path) -> OutcomeTable:
     if path.suffix == ".json":
         return load_scores_json(path)
     if path.suffix == ".csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            header = next(csv.reader(fh), [])
-        if any(h.endswith("|total_cost") for h in header):
+        if is_routerbench_csv(path):
             return load_routerbench_csv(path)
         return load_routellm_csv(path)
     raise DatasetFormatError(f"{path}: unsupported file type {path.suffix!r}")
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return next(csv.reader(fh), [])
 
 
 def _lines(path: Path) -> Iterable[str]:

@@ -7,6 +7,8 @@ Rules (both programs share them so a trace reads the same everywhere):
 * every attempt gets the time left until the request's deadline, never more;
 * a 4xx answer is the request's fault: no other target would do better, so it is raised at once —
   except 408 and 429, which say "not now, not here" and move on to the next target;
+* a *declined* call (a healthy target that holds no answer for this request, such as a replay of
+  recorded answers without this prompt) moves on to the next target without counting as a failure;
 * each target has a ``CircuitBreaker``: after ``failure_threshold`` consecutive failures it is skipped
   for ``reset_after_s``, then one probe request decides whether it closes again.
 """
@@ -25,14 +27,18 @@ from shared.wire import TraceStep
 R = TypeVar("R")
 Clock = Callable[[], float]
 _MOVE_ON_4XX = frozenset({408, 429})
+# outcomes that do not use up one of a request's attempts: nothing ran, or the target declined at once
+_NOT_TRIED = frozenset({"circuit_open", "no_time", "declined"})
 
 
 class BackendError(Exception):
-    """A failed call; ``status`` is the HTTP-like status when the backend gave one."""
+    """A failed call; ``status`` is the HTTP-like status when the backend gave one; ``declined``:
+    the target works but cannot serve this request."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, *, declined: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.declined = declined
 
     @property
     def is_client_error(self) -> bool:
@@ -97,7 +103,7 @@ class CircuitBreaker:
 @dataclass(frozen=True)
 class Attempt:
     target: str
-    outcome: str  # "ok", "error", "timeout", "client_error", "circuit_open", "no_time"
+    outcome: str  # "ok", "error", "timeout", "client_error", "declined", "circuit_open", "no_time"
     elapsed_ms: float = 0.0
     error: str = ""
 
@@ -105,7 +111,7 @@ class Attempt:
         decision = (
             "answer"
             if self.outcome == "ok"
-            else ("skip" if self.outcome in ("circuit_open", "no_time") else "error")
+            else ("skip" if self.outcome in ("circuit_open", "no_time", "declined") else "error")
         )
         return TraceStep(
             stage=self.target,
@@ -158,7 +164,7 @@ class FallbackChain:
             if target in tried:
                 continue
             tried.add(target)
-            if sum(a.outcome not in ("circuit_open", "no_time") for a in attempts) >= self.max_attempts:
+            if sum(a.outcome not in _NOT_TRIED for a in attempts) >= self.max_attempts:
                 break
             left = deadline - self._clock()
             if left < self.min_attempt_s:
@@ -178,6 +184,11 @@ class FallbackChain:
                     brk.record_success()
                     attempts.append(Attempt(target, "client_error", ms, str(exc)))
                     raise
+                if exc.declined:
+                    # it answered, so it is healthy: a run of such requests must not open its breaker
+                    brk.record_success()
+                    attempts.append(Attempt(target, "declined", ms, str(exc)))
+                    continue
                 brk.record_failure()
                 attempts.append(Attempt(target, "error", ms, str(exc)))
             except TimeoutError:

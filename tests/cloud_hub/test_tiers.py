@@ -217,20 +217,25 @@ async def test_bad_quality_target_is_refused(hub: Hub, target: float) -> None:
     assert isinstance(err, Error) and err.code == "invalid_request" and "quality_target" in err.message
 
 
-def test_default_hub_has_an_oss_and_a_frontier_stand_in() -> None:
+def test_default_hub_has_oss_and_replayed_finetuned_and_frontier_tiers() -> None:
     settings = HubSettings()
     tiers = {m.tier: m for m in settings.models}
-    assert set(tiers) == {Tier.OSS, Tier.FRONTIER}
-    assert (tiers[Tier.OSS].backend, tiers[Tier.FRONTIER].backend) == ("vllm", "llamacpp")
+    assert set(tiers) == {Tier.OSS, Tier.FINETUNED, Tier.FRONTIER}
+    backends = tuple(tiers[t].backend for t in (Tier.OSS, Tier.FINETUNED, Tier.FRONTIER))
+    assert backends == ("vllm", "replay", "replay")
     assert settings.default_model == tiers[Tier.OSS].name
-    # the stand-in is priced at frontier API rates: $2.50 / $10 per 1M tokens
-    assert tiers[Tier.FRONTIER].cost.estimate(1_000_000, 1_000_000) == pytest.approx(12.5)
-    # planned with real entries (echo backends, so nothing loads): a hard request goes to the stand-in
+    assert tiers[Tier.FRONTIER].name == "gpt-4-1106-preview"
+    assert "mistralai/Mixtral-8x7B-Instruct-v0.1" in tiers[Tier.FINETUNED].recorded_models
+    # estimates at the replayed models' API rates: $10 / $30 and $0.60 / $0.60 per 1M tokens
+    assert tiers[Tier.FRONTIER].cost.estimate(1_000_000, 1_000_000) == pytest.approx(40.0)
+    assert tiers[Tier.FINETUNED].cost.estimate(1_000_000, 1_000_000) == pytest.approx(1.2)
+    # planned with real entries (echo backends, so nothing loads): a hard request goes to GPT-4,
+    # then down the tiers
     registry = ModelRegistry(
         [RegisteredModel(m, EchoBackend()) for m in settings.models], settings.default_model
     )
     plan = TierChooser(registry).plan(_req(target=0.9))
-    assert [m.entry.tier for m in plan.targets] == [Tier.FRONTIER, Tier.OSS]
+    assert [m.entry.tier for m in plan.targets] == [Tier.FRONTIER, Tier.FINETUNED, Tier.OSS]
 
 
 async def test_default_dispatcher_uses_the_calibrated_table(hub: Hub) -> None:

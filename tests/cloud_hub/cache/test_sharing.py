@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from cloud_hub.cache.sharing import GlobalCache, shareable_question
@@ -66,3 +67,17 @@ def test_cache_endpoints_sit_next_to_the_link() -> None:
     for bad in ("tcp://127.0.0.1:0", "127.0.0.1:5555", "tcp://host"):
         with pytest.raises(ValueError):
             cache_endpoints(bad)
+
+
+def test_a_bypassed_request_is_never_offered(tmp_path: Path) -> None:
+    bypassed = msgspec.structs.replace(esc(), cache_bypass=True)
+    assert shareable_question(bypassed, reply()) == ""
+    cache = GlobalCache.open(GlobalCacheSettings(min_tenants=1), tmp_path)
+    try:
+        assert asyncio.run(cache.observe(bypassed, "edge-a", reply())) is None
+        assert cache.offered == 0 and cache.store.seq == 0
+        # the control: the same exchange without the flag is shared at once (one tenant suffices)
+        assert asyncio.run(cache.observe(esc(), "edge-a", reply())) is not None
+        assert cache.offered == 1 and cache.store.seq == 1
+    finally:
+        cache.close()

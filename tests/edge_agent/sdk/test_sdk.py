@@ -9,9 +9,11 @@ import pytest
 from edge_agent.app import create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.sdk import AsyncEdgeClient, EdgeAPIError, EdgeClient
+from edge_agent.sdk.types import chat_payload
 from edge_agent.serving import BackgroundAgent
 from shared.config import EdgeSettings
 from shared.taxonomy import Route
+from shared.wire import TraceStep
 from tests.edge_agent.conftest import SMOLLM
 
 QUESTION = "Name a primary colour."
@@ -84,3 +86,33 @@ async def test_async_chat_stream_models(agent: BackgroundAgent) -> None:
         with pytest.raises(EdgeAPIError) as err:
             await client.chat([{"role": "user"}])
         assert err.value.status == 400
+
+
+def _bypassed(trace: tuple[TraceStep, ...]) -> bool:
+    first = trace[0]
+    return (first.stage, first.decision, first.reason) == (
+        "cache",
+        "bypass",
+        "caches bypassed by the request body",
+    )
+
+
+async def test_cache_bypass_option(agent: BackgroundAgent) -> None:
+    assert chat_payload("q", model="m", stream=False, route="hub", cache="bypass", options={})[
+        "edgeroute"
+    ] == {
+        "route": "hub",
+        "cache": "bypass",
+    }
+    with EdgeClient(agent.base_url) as client:
+        assert _bypassed(client.chat(QUESTION, cache="bypass", max_tokens=4).trace)
+        assert not _bypassed(client.chat(QUESTION, cache="default", max_tokens=4).trace)
+        with client.stream_chat(QUESTION, cache="bypass", max_tokens=4) as stream:
+            assert "".join(d.text for d in stream)
+        assert _bypassed(stream.result.trace)
+    async with AsyncEdgeClient(agent.base_url) as aclient:
+        assert _bypassed((await aclient.chat(QUESTION, cache="bypass", max_tokens=4)).trace)
+        astream = await aclient.stream_chat(QUESTION, cache="bypass", max_tokens=4)
+        async with astream:
+            assert "".join([d.text async for d in astream])
+        assert _bypassed(astream.result.trace)

@@ -76,6 +76,38 @@ def test_mt_bench_mean_judge_score(tmp_path: Path) -> None:
     assert t.scores[0].tolist() == pytest.approx([0.7, 1.0])
 
 
+def test_mt_bench_first_turns_keep_the_judged_answer(tmp_path: Path) -> None:
+    q = [
+        {"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Shorter."]},
+        {"question_id": 82, "category": "math", "turns": ["2 + 2?", "Times 3?"]},
+    ]
+    (tmp_path / "question.jsonl").write_text("\n".join(json.dumps(x) for x in q) + "\n")
+    quoted = (
+        "[Question]\nWrite a poem.\n\n"
+        "[The Start of Assistant's Answer]\nRoses.\n[The End of Assistant's Answer]"
+    )
+    judged = [
+        {"question_id": 81, "model": "a", "score": 8, "turn": 1, "user_prompt": quoted},
+        {"question_id": 81, "model": "a", "score": 2, "turn": 2, "user_prompt": "### Assistant A:\nx"},
+        {"question_id": 82, "model": "a", "score": -1, "turn": 1, "user_prompt": "unparsed rating"},
+    ]
+    (tmp_path / "judgements.jsonl").write_text("\n".join(json.dumps(x) for x in judged) + "\n")
+    t = D.load_single_turn_outcomes(tmp_path)
+    assert t.prompts == ["Write a poem.", "2 + 2?"] and t.models == ["a"]
+    assert t.scores[0, 0] == pytest.approx(0.8) and math.isnan(t.scores[1, 0])  # turn 1 alone; -1 is no score
+    assert t.responses["a"] == ["Roses.", ""]
+    assert not D.is_routerbench_csv(tmp_path)
+
+
+def test_unwrap_recorded_texts() -> None:
+    assert D.unwrap_recorded("['C']") == "C"
+    assert D.unwrap_recorded("['D\\n']") == "D\n"  # the repr's escapes decode
+    assert D.unwrap_recorded('["it\'s"]') == "it's"
+    assert D.unwrap_recorded("['half', 'other half']") is None
+    for plain in ("What is [1, 2] + [3]?", "[1, 2]", "[not python", "plain"):
+        assert D.unwrap_recorded(plain) == plain
+
+
 def test_llmrouter_json_with_prices(tmp_path: Path) -> None:
     rows = [{"question": "q1", "scores": {"x": 1.0, "y": 0.0}}, {"question": "q2", "scores": "{'x': 0.0}"}]
     (tmp_path / "train.json").write_text(json.dumps(rows))
@@ -116,5 +148,10 @@ def test_real_files_parse(data_dir: Path) -> None:
     assert len(mmlu) == 14042 and len(set(mmlu.groups)) == 57
     rb = D.load_outcomes(r / "routerbench/mbpp_train.csv")
     assert len(rb.models) == 11 and not np.isnan(rb.costs).all()
+    assert D.is_routerbench_csv(r / "routerbench/mbpp_train.csv")
+    assert not D.is_routerbench_csv(r / "routellm/routellm/evals/gsm8k/gsm8k_responses.csv")
     mt = D.load_outcomes(r / "routellm/routellm/evals/mt_bench")
     assert len(mt) == 80 and set(mt.models) == {D.GPT4, D.MIXTRAL}
+    first = D.load_single_turn_outcomes(r / "routellm/routellm/evals/mt_bench")
+    assert first.prompts == mt.prompts and not np.isnan(first.scores).any()
+    assert all(a.strip() for m in first.models for a in first.responses[m])  # every answer quoted

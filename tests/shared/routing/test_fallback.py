@@ -40,6 +40,8 @@ class Backends:
             return "late"
         if isinstance(b, int):
             raise BackendError(f"{target} said {b}", status=b)
+        if b == "decline":
+            raise BackendError(f"{target} holds no answer to this", declined=True)
         raise BackendError(f"{target} broke")
 
 
@@ -103,6 +105,21 @@ async def test_open_breaker_skips_target_until_reset() -> None:
     result = await chain.run(["a", "b"], b, deadline=clock.now + 100)
     assert result.target == "a"  # the half-open probe went through and closed the breaker
     assert chain.breaker("a").state is BreakerState.CLOSED
+
+
+async def test_declines_move_on_without_opening_the_breaker() -> None:
+    chain = FallbackChain(failure_threshold=2)
+    b = Backends({"replay": "decline", "oss": "ok"})
+    for _ in range(5):
+        result = await chain.run(["replay", "oss"], b, deadline=1e18)
+        assert result.target == "oss"
+        assert [a.outcome for a in result.attempts] == ["declined", "ok"]
+        assert result.attempts[0].to_trace_step().decision == "skip"
+    assert chain.breaker("replay").state is BreakerState.CLOSED
+    assert b.calls.count("replay") == 5  # asked every time: a decline says nothing of its health
+    # and it uses up none of the request's attempts
+    one = await FallbackChain(max_attempts=1).run(["replay", "oss"], b, deadline=1e18)
+    assert one.target == "oss"
 
 
 def test_half_open_allows_one_probe_and_reopens_on_failure() -> None:
