@@ -32,12 +32,15 @@ def target_curve(
     targets: Sequence[float] = DEFAULT_TARGETS,
 ) -> list[dict[str, float]]:
     names = [t.tier for t in tiers if t.tier.value in heads.success.labels and t.tier.value in passes]
-    if Tier.FRONTIER not in names:
-        return []
     by_tier = {
         t: {r.request.item.item_id: r for r in passes[t.value] if r.covered(t) and r.score is not None}
         for t in names
     }
+    # a tier that served nothing in this run (it failed throughout) cannot be on the curve
+    names = [t for t in names if by_tier[t]]
+    by_tier = {t: by_tier[t] for t in names}
+    if Tier.FRONTIER not in names:
+        return []
     ids = sorted(set.intersection(*(set(v) for v in by_tier.values())))
     ids = [i for i in ids if by_tier[Tier.FRONTIER][i].request.item.graded]
     if not ids:

@@ -9,6 +9,8 @@ items through the router, then serve the same unique items once per tier with ev
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import platform
 import sys
 import time
@@ -85,7 +87,7 @@ def _tiers(dep: Deployment) -> list[TierInfo]:
     seen: dict[Tier, TierInfo] = {}
     for m in dep.hub_models:
         seen.setdefault(m.tier, TierInfo(m.tier, m.name, m.backend))
-    return [TierInfo(Tier.EDGE, "edge local model", "llamacpp"), *seen.values()]
+    return [TierInfo(Tier.EDGE, dep.edge_model, "llamacpp"), *seen.values()]
 
 
 def run_once(
@@ -125,6 +127,11 @@ def run_once(
         for rec in recs:
             rec.score = grader.grade(rec)
     summary = summarise(passes, tiers)
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "records.jsonl").open("w", encoding="utf-8") as fh:
+        for recs in passes.values():
+            fh.writelines(json.dumps(r.row()) + "\n" for r in recs)
+    summary["records_file"] = str(home / "records.jsonl")
     if baselines:
         summary["target_curve"] = _curve(passes, tiers)
         summary["target_curve_note"] = (
@@ -166,6 +173,9 @@ def _meta(args: argparse.Namespace, data: Path, files: dict[str, str]) -> dict[s
 
 def run(args: argparse.Namespace) -> int:
     console = Console()
+    # one INFO line per HTTP request from the client would drown the progress bars
+    for name in ("httpx", "httpx2", "openai"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     data = (args.data_dir or paths.data_dir()).resolve()
     size = args.requests or (600 if args.full else 200)
     sources = [p.resolve() for p in args.dataset] or list(DEFAULT_SOURCES)

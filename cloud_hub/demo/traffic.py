@@ -69,6 +69,28 @@ class Record:
         except ValueError:  # "error" or a route this version does not know
             return False
 
+    def row(self) -> dict[str, object]:
+        """One line of ``records.jsonl``: enough to recompute every figure of the report."""
+        item = self.request.item
+        return {
+            "pass": self.pass_name,
+            "seq": self.request.seq,
+            "item_id": item.item_id,
+            "source": item.source,
+            "split": item.split,
+            "tenant": self.request.tenant,
+            "repeat": self.request.repeat,
+            "route": self.route,
+            "model": self.model,
+            "cost_usd": self.cost_usd,
+            "latency_s": round(self.latency_s, 4),
+            "score": self.score,
+            "replayed": self.replayed,
+            "fallback": self.fallback,
+            "error": self.error,
+            "text": self.text[:4000],
+        }
+
     def covered(self, tier: Tier | None) -> bool:
         """A baseline answer counts only when the pinned tier itself answered it."""
         return self.ok and (tier is None or (self.route == tier.route.value and not self.cache_hit))
