@@ -17,16 +17,27 @@ import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cloud_hub.bench.agreement import applicable, evaluate_agreement
 from cloud_hub.bench.routing_eval import Plan, evaluate
-from cloud_hub.bench.routing_report import final_line, plot, print_table, summarise
+from cloud_hub.bench.routing_report import (
+    agreement_summary,
+    final_line,
+    plot,
+    pool_agreement,
+    print_agreement,
+    print_table,
+    summarise,
+)
 from shared import paths
 from shared.config import CostModel
+from shared.routing.agreement import question_text
 from shared.routing.calibration import ThresholdTable
 from shared.routing.datasets import (
     GPT4,
@@ -104,9 +115,15 @@ class LatencyReport:
 def default_policy() -> RoutingPolicy:
     options = [
         RouteOption(Route.EDGE_LOCAL, "qwen2.5-coder-0.5b-instruct", CostModel(joules_per_token=0.05)),
-        RouteOption(Route.HUB_OSS, "qwen2.5-coder-1.5b-instruct", CostModel(usd_per_gpu_second=0.0006), 0.03),
         RouteOption(
-            Route.FRONTIER, "frontier", CostModel(usd_per_1k_prompt=0.01, usd_per_1k_completion=0.03)
+            Route.HUB_OSS,
+            "qwen2.5-coder-0.5b-instruct",
+            CostModel(usd_per_1k_prompt=0.0001, usd_per_1k_completion=0.0002),
+        ),
+        RouteOption(
+            Route.FRONTIER,
+            "gpt-4-1106-preview",
+            CostModel(usd_per_1k_prompt=0.01, usd_per_1k_completion=0.03),
         ),
     ]
     table = ThresholdTable.load(HEADS_DIR / THRESHOLDS_FILE)
@@ -166,6 +183,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--embedding-cache", type=Path, default=None, help="default: beside the models dir")
     parser.add_argument("--thresholds-out", type=Path, default=None, help="write the calibrated table (JSON)")
+    parser.add_argument(
+        "--no-agreement", action="store_true", help="skip the answer-agreement cascade replay"
+    )
+    parser.add_argument(
+        "--agreement-margin",
+        type=float,
+        default=1.0,
+        help="standard errors a cascade's calibration quality must clear its target by",
+    )
 
 
 def _pick(table: OutcomeTable, strong: str | None, weak: str | None) -> tuple[str, str, str]:
@@ -215,6 +241,15 @@ def _plans(job: Job, table: OutcomeTable, n_train: int, args: argparse.Namespace
     return [Plan(np.flatnonzero(calib), np.flatnonzero(~calib))]
 
 
+def _agreement_plan(table: OutcomeTable, n_train: int, calib_fraction: float) -> Plan:
+    """Calibration rows (``--train`` rows, else the hash slice) and held-back rows, even for CV jobs:
+    a cascade is configured once, so it is judged on one clean split."""
+    if n_train:
+        return Plan(np.arange(n_train), np.arange(n_train, len(table)))
+    calib = np.array([hash_unit(p) < calib_fraction for p in table.prompts])
+    return Plan(np.flatnonzero(calib), np.flatnonzero(~calib))
+
+
 def _embed(embedder: CachedEmbedder, texts: list[str], label: str, console: Console) -> NDArray[np.float32]:
     todo = embedder.missing(texts)
     with Progress(
@@ -233,7 +268,7 @@ def _embed(embedder: CachedEmbedder, texts: list[str], label: str, console: Cons
 
 def run_job(
     job: Job, train: list[OutcomeTable], embedder: CachedEmbedder, args: argparse.Namespace, console: Console
-) -> dict[str, object]:
+) -> dict[str, Any]:
     table = _load(job, args.limit)
     strong, weak, cheapest = _pick(table, args.strong, args.weak)
     n_train = 0
@@ -241,11 +276,23 @@ def run_job(
         base = _align(train, table.models)
         n_train = len(base)
         table = concat([base, table], job.name)
-    x = _embed(embedder, table.prompts, job.name, console)
+    # few-shot prompts are embedded by their own question: their shared examples would swamp it
+    x = _embed(embedder, [question_text(p) for p in table.prompts], job.name, console)
     with console.status(f"[bold]{job.name}: training, calibrating, replaying"):
         results, thresholds, test = evaluate(table, x, _plans(job, table, n_train, args), strong, weak)
     summary = summarise(job.name, results, test, strong, weak, cheapest)
     print_table(console, summary)
+    if not args.no_agreement and applicable(table, strong):
+        with console.status(f"[bold]{job.name}: choosing cascades on calibration rows"):
+            report = evaluate_agreement(
+                table,
+                x,
+                _agreement_plan(table, n_train, args.calib_fraction),
+                strong,
+                margin=args.agreement_margin,
+            )
+        summary["agreement"] = agreement_summary(report)
+        print_agreement(console, summary["agreement"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"routing-{job.name}.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     if not args.no_plots:
@@ -276,12 +323,21 @@ def run(args: argparse.Namespace, embedder: TextEmbedder | None = None) -> int:
     )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "routing-latency.json").write_text(json.dumps(asdict(lat)) + "\n", encoding="utf-8")
-    lines = []
+    lines, cascades = [], []
     try:
         for job in jobs:
-            lines.append(final_line(run_job(job, train, cached, args, console)))
+            summary = run_job(job, train, cached, args, console)
+            lines.append(final_line(summary))
+            if "agreement" in summary:
+                cascades.append(summary["agreement"])
     finally:
         cached.close()
+    if len(cascades) > 1:
+        pooled = pool_agreement(cascades)
+        print_agreement(console, pooled)
+        (args.out / "routing-agreement.json").write_text(
+            json.dumps({"pooled": pooled, "datasets": cascades}, indent=1) + "\n", encoding="utf-8"
+        )
     for line in lines:
         print(json.dumps(line), flush=True)
     return 0

@@ -200,6 +200,22 @@ def _cascade(
     )
 
 
+def prompt_router(
+    tab: OutcomeTable,
+    x: F32,
+    plan: Plan,
+    strong: str,
+    targets: tuple[float, ...],
+    estimator: Callable[[], SuccessEstimator] = default_estimator,
+) -> RouterResult:
+    """The prompt-only router trained and calibrated on ``plan.train``, scored on ``plan.test``."""
+    return _learned("edgeroute", estimator, tab, x, [plan], strong, targets)[0]
+
+
+def oracle(tab: OutcomeTable, strong: str) -> RouterResult:
+    return _oracle(tab, strong)
+
+
 def strong_quality(tab: OutcomeTable, strong: str) -> float:
     return tab.mean_score(strong)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from cloud_hub.bench.agreement import AgreementReport
 from cloud_hub.bench.routing_eval import TARGETS, RouterResult, aiq, apgr, cost_needed, share_needed
 from shared.routing.datasets import OutcomeTable
 
@@ -60,7 +63,13 @@ def summarise(
 
 def final_line(summary: dict[str, Any]) -> dict[str, Any]:
     keys = ("dataset", "router", "strong_model", "apgr", "aiq", "points")
-    return {k: summary[k] for k in keys}
+    out = {k: summary[k] for k in keys}
+    if "agreement" in summary:
+        out["agreement"] = {
+            name: {t: {k: p[k] for k in ("cost_ratio", "quality_ratio")} for t, p in points.items()}
+            for name, points in summary["agreement"]["signals"].items()
+        }
+    return out
 
 
 def print_table(console: Console, summary: dict[str, Any]) -> None:
@@ -127,3 +136,97 @@ def plot(summary: dict[str, Any], out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+SIGNAL_LABELS = {
+    "prompt_only": "prompt-only router",
+    "local_confidence": "local confidence",
+    "agreement": "answer agreement",
+    "agreement_head": "agreement + success head",
+    "oracle": "oracle",
+}
+GOAL = (0.99, 0.20)  # quality ratio to reach, cost ratio to stay under
+
+
+def agreement_summary(report: AgreementReport) -> dict[str, Any]:
+    """JSON form of an agreement report; targets become string keys as elsewhere in the summary."""
+    signals = {
+        name: {str(t): asdict(p) for t, p in points.items()} for name, points in report.signals.items()
+    }
+    return {
+        "dataset": report.dataset,
+        "task": report.task,
+        "strong_model": report.strong,
+        "rows_calibration": report.rows_calibration,
+        "rows_held_back": report.rows_held_back,
+        "cheap_models": report.cheap_models,
+        "notes": report.notes,
+        "signals": signals,
+        "goal": {"quality_ratio": GOAL[0], "cost_ratio": GOAL[1], "met": goal_met(signals)},
+    }
+
+
+def pool_agreement(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several datasets' held-back rows as one: summed cost over summed always-strong cost, same for score."""
+    signals: dict[str, dict[str, dict[str, Any]]] = {}
+    for part in parts:
+        for name, points in part["signals"].items():
+            for t, p in points.items():
+                acc = signals.setdefault(name, {}).setdefault(
+                    t, {"cost": 0.0, "strong_cost": 0.0, "score": 0.0, "strong_score": 0.0}
+                )
+                for k in acc:
+                    acc[k] += p[k]
+    for points in signals.values():
+        for t, acc in points.items():
+            acc["target"] = float(t)
+            acc["cost_ratio"] = acc["cost"] / acc["strong_cost"]
+            acc["quality_ratio"] = acc["score"] / acc["strong_score"]
+    return {
+        "dataset": "+".join(p["dataset"] for p in parts),
+        "rows_held_back": sum(p["rows_held_back"] for p in parts),
+        "signals": signals,
+        "goal": {"quality_ratio": GOAL[0], "cost_ratio": GOAL[1], "met": goal_met(signals)},
+    }
+
+
+def goal_met(signals: dict[str, dict[str, dict[str, Any]]]) -> dict[str, bool]:
+    """Per deployable signal: cost <= 0.20 of always-strong at >= 0.99 of its quality, held-back rows."""
+    out = {}
+    for name, points in signals.items():
+        p = points.get(str(GOAL[0]))
+        if p is not None and name != "oracle":
+            out[name] = bool(p["quality_ratio"] >= GOAL[0] - 1e-12 and p["cost_ratio"] <= GOAL[1])
+    return out
+
+
+def print_agreement(console: Console, summary: dict[str, Any]) -> None:
+    """One row per signal: cost and quality ratios vs always-strong at each target, held-back rows."""
+    targets = sorted({t for points in summary["signals"].values() for t in points}, key=float)
+    title = f"{summary['dataset']}: cascade signals on {summary['rows_held_back']} held-back rows"
+    if "rows_calibration" in summary:
+        title += f" (configured on {summary['rows_calibration']} calibration rows)"
+    table = Table(title=title)
+    table.add_column("signal")
+    for t in targets:
+        table.add_column(f"≥{float(t):.0%}: cost / quality", justify="right")
+    with_rules = any(p.get("rule") for points in summary["signals"].values() for p in points.values())
+    if with_rules:
+        table.add_column(f"chosen at ≥{float(targets[-1]):.0%}")
+    notes = summary.get("notes", {})
+    for name, label in SIGNAL_LABELS.items():
+        points = summary["signals"].get(name)
+        if points is None:
+            if name in notes and with_rules:
+                table.add_row(label, *["—"] * len(targets), notes[name])
+            continue
+        cells = [f"{points[t]['cost_ratio']:.3f} / {points[t]['quality_ratio']:.3f}" for t in targets]
+        if with_rules:
+            cells.append(re.sub(r"[\w.-]+/", "", points[targets[-1]].get("rule", "")))
+        table.add_row(label, *cells)
+    met = goal_met(summary["signals"])
+    table.caption = (
+        f"goal: cost ≤ {GOAL[1]:.2f} of always-strong at ≥ {GOAL[0]:.2f} of its quality — "
+        + ", ".join(f"{SIGNAL_LABELS.get(k, k)}: {'met' if v else 'not met'}" for k, v in met.items())
+    )
+    console.print(table)
