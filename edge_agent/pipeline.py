@@ -192,6 +192,12 @@ class Pipeline:
             async for event in self._escalate(req, trace, None, "route forced by the request"):
                 yield event
             return
+        early = self.policy.before_draft(req) if req.force is None and not self._hub_unavailable() else None
+        if early is not None and early.escalate:
+            trace.append(TraceStep("policy", "escalate", early.reason, 0.0, early.detail))
+            async for event in self._escalate(req, trace, None, early.reason, early.classification):
+                yield event
+            return
         run = _LocalRun(self.backend, GenerationJob(req.params, req.messages, req.prompt))
         try:
             if req.force == "edge_local":

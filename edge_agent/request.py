@@ -216,6 +216,10 @@ class Decision:
 class EscalationPolicy(Protocol):
     name: str
 
+    def before_draft(self, req: InferenceRequest) -> Decision | None:
+        """An escalation decided from the prompt alone, or None to draft first."""
+        ...
+
     def decide(self, req: InferenceRequest, draft: Draft) -> Decision: ...
 
 
@@ -262,6 +266,9 @@ class ThresholdPolicy:
         self.threshold = threshold
         self.source = source  # the hub's policy, once it sent one, replaces ``threshold``
 
+    def before_draft(self, req: InferenceRequest) -> Decision | None:
+        return None  # the threshold is on the draft's confidence: nothing to say without one
+
     def decide(self, req: InferenceRequest, draft: Draft) -> Decision:
         arm = PolicyArm.pick(self.source, req, self.threshold)
         bar = max(arm.threshold, req.ctx.quality_target or 0.0)
@@ -290,13 +297,30 @@ class CalibratedPolicy:
         self.judge = judge
         self.source = source
 
+    # About the most confident a draft gets in practice; a perfect 1.0 would turn any prior into a
+    # certain local success and the check below could never fire.
+    best_draft_confidence = 0.95
+
+    def before_draft(self, req: InferenceRequest) -> Decision | None:
+        """Escalate without drafting when even a draft at ``best_draft_confidence`` would lose to a
+        hub tier: the draft could not change the decision, so its seconds of edge CPU buy nothing."""
+        decision = self._decide(req, self.best_draft_confidence)
+        if not decision.escalate:
+            return None
+        best = self.best_draft_confidence
+        reason = f"before drafting: even a draft at confidence {best} would {decision.reason}"
+        return Decision(True, reason, {**decision.detail, "pre_draft": True}, decision.classification)
+
     def decide(self, req: InferenceRequest, draft: Draft) -> Decision:
+        return self._decide(req, draft.confidence.mean_prob)
+
+    def _decide(self, req: InferenceRequest, confidence: float) -> Decision:
         prompt = req.prompt if req.prompt is not None else "\n".join(m.content for m in req.messages)
         # the hub's threshold is the confidence that carries no news: the judge's pivot
         arm = PolicyArm.pick(self.source, req, self.judge.pivot)
         verdict = self.judge.judge(
             prompt,
-            draft.confidence.mean_prob,
+            confidence,
             tenant=req.ctx.tenant,
             quality_target=req.ctx.quality_target,
             max_tokens=req.params.max_tokens,

@@ -21,6 +21,19 @@ from shared.embedding import OnnxEmbedder
 
 EMBEDDING_MODEL = "minilm-l6-v2-onnx"
 F32 = NDArray[np.float32]
+# about the 128 tokens the embedder reads
+ROUTING_VIEW_CHARS = 600
+
+
+def routing_view(prompt: str) -> str:
+    """The part of a prompt the success heads read: all of a short one, the end of a long one.
+
+    The embedder reads its first 128 tokens only, and few-shot prompts open with the same worked
+    examples, so the openings of every ARC or Winogrande prompt embed to one vector; the question
+    being asked comes last, so the end is what tells two long prompts apart.
+    """
+    text = prompt.strip()
+    return text if len(text) <= ROUTING_VIEW_CHARS else text[-ROUTING_VIEW_CHARS:]
 
 
 class TextEmbedder(Protocol):

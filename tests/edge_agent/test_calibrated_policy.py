@@ -41,3 +41,28 @@ def test_calibrated_policy_decides_from_confidence_and_target(models_dir: Path) 
     strict = policy.decide(_req(question, target=1.0), _draft(0.9))
     loose = policy.decide(_req(question, target=0.5), _draft(0.9))
     assert strict.escalate or not loose.escalate  # a higher target never escalates less
+
+
+def test_before_draft_escalates_only_when_no_draft_could_keep_it_local(models_dir: Path) -> None:
+    policy = build_policy(EdgeSettings(models_dir=models_dir, escalation_policy="calibrated"))
+    assert isinstance(policy, CalibratedPolicy)
+    question = (
+        "Which gas makes up most of Earth's atmosphere?\nA. oxygen\nB. nitrogen\nC. argon\nD. carbon dioxide"
+    )
+    for target in (0.5, 0.8, 0.95, 1.0):
+        req = _req(question, target=target)
+        early = policy.before_draft(req)
+        best = policy.decide(req, _draft(policy.best_draft_confidence))
+        # the early call is exactly the decision the best plausible draft would get
+        assert (early is not None) == best.escalate
+        if early is not None:
+            assert early.escalate and early.detail["pre_draft"] is True
+            assert early.classification is not None
+            # and a less confident draft would escalate too, so drafting could not have helped
+            assert policy.decide(req, _draft(0.3)).escalate
+
+
+def test_threshold_policy_never_decides_before_the_draft() -> None:
+    from edge_agent.request import ThresholdPolicy
+
+    assert ThresholdPolicy(0.75).before_draft(_req("What is TCP?")) is None
