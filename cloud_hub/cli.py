@@ -21,6 +21,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("bench", "cloud_hub.bench.cli"),
     ("eval", "cloud_hub.evaluation.cli"),
     ("demo", "cloud_hub.demo.main"),
+    ("calibrate", "cloud_hub.calibrate.cli"),
     ("data", "cloud_hub.data_download"),
 )
 

@@ -6,14 +6,20 @@ With the edge's classification (per-tier success probabilities from the routing 
 ``shared.routing`` policy picks the tier for the request's quality target: with the calibrated
 threshold table (what the hub uses by default) the tier with the best ``p - lam * cost``, the
 least-cost way to meet the target over many requests; without a table the cheapest tier whose ``p``
-is within the target of the best. Without a classification the hub's default model goes first.
+is within the target of the best. The table is used only when it was calibrated over this hub's
+tiers (plus the edge's, which the hub never serves): its ``lam`` prices quality against the options
+it was calibrated with, so over another set of tiers it would buy the wrong mix (a table that
+counted on a cheap fine-tuned tier would starve a hub without one of its frontier). Without a
+classification the hub's default model goes first.
 Either way the plan lists every other registered model after the first choice (dearer tiers first,
 then cheaper), so the dispatcher's ``FallbackChain`` can fall through when a tier fails.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from cloud_hub.registry import ModelRegistry, RegisteredModel
@@ -23,6 +29,8 @@ from shared.routing.heads import HEADS_DIR, THRESHOLDS_FILE
 from shared.routing.policy import QualityTargets, RouteOption, RoutingPolicy
 from shared.taxonomy import Route, Tier
 from shared.wire import Escalate, TraceStep
+
+log = logging.getLogger(__name__)
 
 # model names that mean "the router decides" (the edge forwards its own aliases unchanged)
 AUTO_NAMES = frozenset({"", "auto", "edgeroute", "hub"})
@@ -64,6 +72,7 @@ class TierChooser:
         self.targets = QualityTargets(default=default_target)
         # no table: "cheapest adequate" (p >= target x best p), which explains itself per request
         self.thresholds = thresholds
+        self._warned = False
 
     @classmethod
     def calibrated(cls, registry: ModelRegistry, default_target: float = 0.95) -> TierChooser:
@@ -108,7 +117,7 @@ class TierChooser:
             success[tier.route] = p
             predicted.update({m.entry.name: p for m in members})
         policy = RoutingPolicy(
-            [_option(ms[0], t.route) for t, ms in tiers.items()], self.thresholds, self.targets
+            [_option(ms[0], t.route) for t, ms in tiers.items()], self._table_for(tiers), self.targets
         )
         decision = policy.decide(
             success,
@@ -125,12 +134,32 @@ class TierChooser:
         reason = f"{decision.reason}: {chosen.value} tier ({decision.model})"
         return TierPlan(tuple(ranked), tuple(decision.to_trace_steps()), reason, predicted)
 
+    def _table_for(self, tiers: Collection[Tier]) -> ThresholdTable | None:
+        """The threshold table when its options line up with this hub's tiers, else None."""
+        table = self.thresholds
+        if table is None or lines_up(table, tiers):
+            return table
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "threshold table is calibrated over %s, this hub serves %s: choosing the cheapest "
+                "adequate tier instead (rerun `cloud-hub calibrate` for this deployment)",
+                ", ".join(table.options),
+                ", ".join(sorted(t.value for t in tiers)),
+            )
+        return None
+
     def _default_tier(self, tiers: dict[Tier, list[RegisteredModel]]) -> Tier:
         default = self.registry.default_model
         for tier, members in tiers.items():
             if any(m.entry.name == default for m in members):
                 return tier
         return min(tiers, key=lambda t: t.route.rank)
+
+
+def lines_up(table: ThresholdTable, tiers: Collection[Tier]) -> bool:
+    """Whether ``table`` was calibrated over exactly these hub tiers (and, optionally, the edge)."""
+    return set(table.options) - {Tier.EDGE.value} == {t.value for t in tiers if t is not Tier.EDGE}
 
 
 def _pinned_tier(name: str) -> Tier | None:

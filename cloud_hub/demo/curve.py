@@ -18,7 +18,7 @@ import numpy as np
 from cloud_hub.demo.summary import TierInfo
 from cloud_hub.demo.traffic import Record
 from shared.routing.calibration import DEFAULT_TARGETS, ThresholdTable, choose
-from shared.routing.embed import TextEmbedder
+from shared.routing.embed import TextEmbedder, routing_view
 from shared.routing.heads import ClassifierHeads
 from shared.taxonomy import Tier
 
@@ -46,7 +46,7 @@ def target_curve(
     if not ids:
         return []
     prompts = [by_tier[Tier.FRONTIER][i].request.item.prompt for i in ids]
-    x = np.asarray(embedder.embed(prompts), dtype=np.float32)
+    x = np.asarray(embedder.embed([routing_view(p) for p in prompts]), dtype=np.float32)
     p_all = heads.success.proba(x)
     cols = [heads.success.labels.index(t.value) for t in names]
     pred = p_all[:, cols].astype(np.float64)

@@ -11,6 +11,9 @@ when that step's gain per unit cost beats the others'.
 ``calibrate`` replays recorded outcomes (predictions made out-of-fold, so they are honest) over a
 grid of ``lam`` and, for each target, keeps the cheapest ``lam`` whose *realised* quality reaches
 ``target * reference_quality``. The result is a ``ThresholdTable`` that both programs load from JSON.
+A table may also carry each option's mean cost per request on the calibration rows
+(``option_costs``): ``lam`` is only meaningful against the costs it was calibrated with, so a
+program that has no better price for a route should use these.
 """
 
 from __future__ import annotations
@@ -84,6 +87,18 @@ class ThresholdTable:
     reference_quality: float
     points: tuple[OperatingPoint, ...]
     version: int = TABLE_VERSION
+    # mean USD per request of each option on the calibration rows, in ``options`` order; () = unknown
+    option_costs: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.option_costs and len(self.option_costs) != len(self.options):
+            raise ValueError(f"{len(self.option_costs)} option costs for {len(self.options)} options")
+
+    def cost_of(self, option: str) -> float | None:
+        """The calibrated mean cost of ``option`` per request, when the table records one."""
+        if not self.option_costs or option not in self.options:
+            return None
+        return self.option_costs[self.options.index(option)]
 
     def lam_for(self, target: float) -> float:
         """The cheapest calibrated setting that meets ``target``: never one calibrated for a lower target."""
@@ -100,6 +115,8 @@ class ThresholdTable:
             "reference_quality": self.reference_quality,
             "points": [asdict(p) for p in self.points],
         }
+        if self.option_costs:
+            body["option_costs"] = dict(zip(self.options, self.option_costs, strict=True))
         return json.dumps(body, indent=2, sort_keys=True)
 
     def save(self, path: Path) -> None:
@@ -113,11 +130,15 @@ class ThresholdTable:
         body = json.loads(text)
         if body.get("version") != TABLE_VERSION:
             raise ValueError(f"threshold table version {body.get('version')!r} is not {TABLE_VERSION}")
+        options = tuple(body["options"])
+        # tables written before option costs existed have none: callers keep their own prices
+        costs = body.get("option_costs") or {}
         return cls(
-            options=tuple(body["options"]),
+            options=options,
             reference=body["reference"],
             reference_quality=float(body["reference_quality"]),
             points=tuple(OperatingPoint(**p) for p in body["points"]),
+            option_costs=tuple(float(costs[o]) for o in options) if costs else (),
         )
 
     @classmethod

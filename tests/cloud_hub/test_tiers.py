@@ -16,6 +16,8 @@ from cloud_hub.dispatch import Dispatcher
 from cloud_hub.registry import ModelRegistry, RegisteredModel
 from cloud_hub.tiers import TierChooser
 from shared.config import CostModel, HubModelEntry, HubSettings
+from shared.routing.calibration import ThresholdTable
+from shared.routing.heads import HEADS_DIR, THRESHOLDS_FILE
 from shared.taxonomy import Route, Tier
 from shared.wire import Body, ChatMessage, Classification, Error, Escalate, Reply, ReplyChunk, SamplingParams
 from tests.cloud_hub.fake_openai import API_KEY, FakeOpenAI
@@ -239,11 +241,28 @@ def test_default_hub_has_oss_and_replayed_finetuned_and_frontier_tiers() -> None
 
 
 async def test_default_dispatcher_uses_the_calibrated_table(hub: Hub) -> None:
-    calibrated = Hub(Dispatcher(hub.dispatcher.registry), hub.oss, hub.frontier)
-    easy = _reply(await calibrated.ask(_req(classification=EASY, target=1.0)))
-    policy = next(s for s in easy.trace if s.stage == "policy")
-    assert policy.detail["rule"] == "calibrated" and float(policy.detail["lambda"] or 0) > 0
-    # a 0.03 gain is not worth 25x the price even at the top target; a 0.7 gain is
-    assert easy.route == Route.HUB_OSS.value
-    hard = _reply(await calibrated.ask(_req(classification=HARD, target=0.9, rid="r2")))
-    assert hard.route == Route.FRONTIER.value
+    """The shipped table over the tiers it was calibrated for (the default hub's, echo backends):
+    the table's lambda, and the pick is the candidate with the best ``p - lambda * cost``."""
+    table = ThresholdTable.load(HEADS_DIR / THRESHOLDS_FILE)
+    settings = HubSettings()
+    registry = ModelRegistry(
+        [RegisteredModel(m, EchoBackend()) for m in settings.models], settings.default_model
+    )
+    default = Hub(Dispatcher(registry), hub.oss, hub.frontier)
+    for i, (cls, target) in enumerate(((EASY, 1.0), (HARD, 0.9))):
+        reply = _reply(await default.ask(_req(classification=cls, target=target, rid=f"r{i}")))
+        steps = {s.stage: s for s in reply.trace if s.decision != "answer"}
+        policy = steps["policy"]
+        assert policy.detail["rule"] == "calibrated" and policy.detail["lambda"] == table.lam_for(target)
+        candidates = [steps[r.value] for r in (Route.HUB_OSS, Route.HUB_FINETUNED, Route.FRONTIER)]
+        assert reply.route == max(candidates, key=lambda s: float(s.detail["utility"] or 0)).stage
+    # a 0.03 gain is not worth 25x the price even at the top target
+    assert (
+        _reply(await default.ask(_req(classification=EASY, target=1.0, rid="r9"))).route
+        == Route.HUB_OSS.value
+    )
+    # this module's two-tier hub is not what the table was calibrated over: it does not use it
+    two_tier = Hub(Dispatcher(hub.dispatcher.registry), hub.oss, hub.frontier)
+    reply = _reply(await two_tier.ask(_req(classification=HARD, target=0.9, rid="r3")))
+    assert next(s for s in reply.trace if s.stage == "policy").detail["rule"] == "cheapest_adequate"
+    assert reply.route == Route.FRONTIER.value

@@ -1,6 +1,7 @@
 """The edge's classification and the caller's quality target reach a real hub process, which picks
 the tier from them: the official ``openai`` client → agent (SmolLM2, calibrated policy) → CURVE
-link → ``cloud-hub serve`` with an open-model tier and a frontier tier (both echo backends)."""
+link → ``cloud-hub serve`` with the tiers the shipped threshold table was calibrated over (open
+model, fine-tuned and frontier, all echo backends)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from tests.cloud_hub.helpers import HubProcess, make_keys, write_config
 
 MATH = "A farmer has 17 sheep and buys 3 times as many goats. How many animals does he have now?"
 OSS_COST = {"usd_per_1k_prompt": 0.0001, "usd_per_1k_completion": 0.0002}
+FINETUNED_COST = {"usd_per_1k_prompt": 0.0006, "usd_per_1k_completion": 0.0006}
 FRONTIER_COST = {"usd_per_1k_prompt": 0.0025, "usd_per_1k_completion": 0.01}
+HUB_ROUTES = ("hub_oss", "hub_finetuned", "frontier")
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +37,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
         root / "hub.yaml",
         [
             {"name": "oss-echo", "backend": "echo", "tier": "oss", "cost": OSS_COST},
+            {"name": "finetuned-echo", "backend": "echo", "tier": "finetuned", "cost": FINETUNED_COST},
             {"name": "frontier-echo", "backend": "echo", "tier": "frontier", "cost": FRONTIER_COST},
         ],
         default="oss-echo",
@@ -89,13 +93,11 @@ def test_classification_and_body_target_choose_the_tier(agent: BackgroundAgent) 
     # the hub classified nothing itself: this is the edge's classification, sent in the Escalate
     assert hub["classify"]["reason"].startswith("math/")
     assert hub["policy"]["detail"]["target"] == 1.0
-    assert {hub["hub_oss"]["detail"]["p_success"], hub["frontier"]["detail"]["p_success"]} == {
-        edge_policy["detail"]["p_hub_oss"],
-        edge_policy["detail"]["p_frontier"],
-    }
+    for r in HUB_ROUTES:
+        assert hub[r]["detail"]["p_success"] == edge_policy["detail"][f"p_{r}"]
     # the hub's calibrated rule: the candidate with the highest p - lambda * cost wins
     assert hub["policy"]["detail"]["rule"] == "calibrated"
-    best = max(("hub_oss", "frontier"), key=lambda r: float(hub[r]["detail"]["utility"]))
+    best = max(HUB_ROUTES, key=lambda r: float(hub[r]["detail"]["utility"]))
     assert route == best and hub[best]["decision"] == "chosen"
 
 

@@ -53,5 +53,5 @@ def test_no_hub_means_local_and_the_trace_explains(judge: CascadeJudge) -> None:
     steps = v.decision.to_trace_steps()
     assert steps[0].stage == "classify" and steps[0].reason.startswith("math/")
     unavailable = {s.stage for s in steps if s.decision == "unavailable"}
-    assert unavailable == {"hub_oss", "frontier"}
+    assert unavailable == {"hub_oss", "hub_finetuned", "frontier"}
     assert v.detail["task"] == "math" and "p_edge" in v.reason
