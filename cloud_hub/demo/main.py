@@ -146,6 +146,13 @@ def run_once(
             "on graded held-out items (no caches, no draft confidence); the live point is this run"
         )
     summary["workload"] = describe(requests)
+    summary["config"] = {
+        "hub_models": [m.model_dump(mode="json", exclude={"api_key"}) for m in dep.hub_models],
+        "edge_model": dep.edge_model,
+        "hub_yaml": str(home / "hub.yaml"),
+        "edge_yaml": str(home / "edge.yaml"),
+        "concurrency": args.concurrency,
+    }
     summary["tiers_note"] = (
         "edge: the agent's local GGUF model; replayed tiers answer with recorded real answers"
     )
