@@ -1,7 +1,10 @@
 """The ZAP allow-list: only enrolled edge keys complete the CURVE handshake.
 
-``cloud-hub enroll`` drops a public key file into the enrolled directory; the running hub sees it
-within one poll interval (or at once on SIGHUP) without a restart.
+``cloud-hub enroll`` (or ``join``) drops a public key file into the enrolled directory and
+``cloud-hub revoke`` removes it; the running hub sees either within one poll interval (or at once
+on SIGHUP) without a restart. ZAP only judges a connection's handshake, so a revoked key's
+connection that is already up would live on: ``admits`` lets the server check every message
+against the current list, and ``on_revoked`` names the keys that left it.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import zmq.asyncio
@@ -20,8 +24,16 @@ Snapshot = tuple[tuple[str, int, int], ...]
 
 
 class Enrolments:
-    def __init__(self, context: zmq.asyncio.Context, enrolled_dir: Path, poll_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        context: zmq.asyncio.Context,
+        enrolled_dir: Path,
+        poll_s: float = 1.0,
+        on_revoked: Callable[[frozenset[bytes]], object] | None = None,
+    ) -> None:
         self._context = context
+        self._on_revoked = on_revoked
+        self._keys: frozenset[bytes] = frozenset()  # Z85 public keys now on the list
         self._dir = enrolled_dir
         self._poll_s = poll_s
         self._auth: AsyncioAuthenticator | None = None
@@ -50,9 +62,18 @@ class Enrolments:
             raise RuntimeError("Enrolments.start() was not called")
         self._snapshot = self._scan()
         self._auth.configure_curve(domain="*", location=str(self._dir))
-        count = len(self._auth.certs.get("*", {}))
-        log.info("allow-list loaded: %d enrolled edge key(s)", count)
-        return count
+        keys = frozenset(self._auth.certs.get("*", {}))
+        removed, self._keys = self._keys - keys, keys
+        log.info("allow-list loaded: %d enrolled edge key(s)", len(keys))
+        if removed:
+            log.warning("%d edge key(s) revoked", len(removed))
+            if self._on_revoked is not None:
+                self._on_revoked(removed)
+        return len(keys)
+
+    def admits(self, user_id: str) -> bool:
+        """Whether the Z85 key a connection authenticated with (ZAP ``User-Id``) is still enrolled."""
+        return bool(user_id) and user_id.encode("ascii", errors="replace") in self._keys
 
     async def _watch(self) -> None:
         while True:

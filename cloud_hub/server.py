@@ -28,9 +28,12 @@ from cloud_hub.registry import ModelRegistry
 from cloud_hub.sink import MemorySink, TelemetrySink
 from shared.codec import DEFAULT_MAX_FRAME, Codec, DecodeFailure
 from shared.keys import fingerprint, load_secret
+from shared.sockets import CurveServer, SocketOptions, frame_ceiling, open_socket
 from shared.wire import Body, Cancel, Error, Escalate, Heartbeat, Hello, Ready, Reply, TelemetryBatch
 
 log = logging.getLogger(__name__)
+# the hub beats to edges it heard from within this long; quieter ones have gone or will say Hello
+_BEAT_HORIZON_S = 60.0
 
 
 class Hub:
@@ -80,19 +83,19 @@ class Hub:
         if self._context is not None:
             raise RuntimeError("hub already started")
         self._context = zmq.asyncio.Context()
-        self._enrolments = Enrolments(self._context, self._enrolled_dir, self._enrol_poll_s)
+        self._enrolments = Enrolments(
+            self._context, self._enrolled_dir, self._enrol_poll_s, on_revoked=self._on_revoked
+        )
         self._enrolments.start()
-        sock = self._context.socket(zmq.ROUTER)
-        sock.curve_server = True
-        sock.curve_publickey = self._public
-        sock.curve_secretkey = self._secret
-        # The codec answers frames up to a few times its limit with an "oversized" error;
-        # libzmq drops peers that send more than that before the bytes reach us.
-        sock.maxmsgsize = self._codec.max_frame * 4 + 4096
-        sock.linger = 0
-        # Replies to an edge that has gone raise instead of vanishing, so we can log them.
-        sock.router_mandatory = True
-        sock.bind(self._bind)
+        options = SocketOptions(
+            # the codec answers oversized frames itself up to this ceiling; libzmq drops bigger senders
+            max_msg_size=frame_ceiling(self._codec.max_frame),
+            linger_ms=0,
+            # Replies to an edge that has gone raise instead of vanishing, so we can log them.
+            router_mandatory=True,
+        )
+        curve = CurveServer(public=self._public, secret=self._secret)
+        sock = open_socket(self._context, zmq.ROUTER, options=options, curve=curve, bind=self._bind)
         self._socket = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         if self.global_cache is not None:
@@ -107,6 +110,7 @@ class Hub:
         if self._policy is not None:
             self._policy.refresh()
             self._spawn(self._watch_policy())
+        self._spawn(self._beat())
         log.info("hub serving on %s with models %s", self.endpoint, ", ".join(self.registry.names))
         return self.endpoint
 
@@ -128,6 +132,8 @@ class Hub:
         routing_id = frames[0].bytes
         payload = frames[-1]
         edge_id = _edge_id(payload)
+        if self._enrolments is not None and not self._enrolments.admits(_user_id(payload)):
+            return  # revoked since its handshake: the connection gets nothing more from this hub
         self.edges[edge_id] = time.time()
         self._peers[edge_id] = routing_id
         if len(frames) != 2:
@@ -169,6 +175,29 @@ class Hub:
         else:
             message = f"the hub does not accept {type(body).__name__} messages"
             self._reply(routing_id, Error(_request_id(body), "unexpected_message", message))
+
+    def _on_revoked(self, keys: frozenset[bytes]) -> None:
+        """Stop serving revoked edges now: their work in flight, their policy pushes, and their
+        global-cache connections (which ZAP, judging handshakes only, would leave up)."""
+        gone = {fingerprint(key) for key in keys}
+        for (edge_id, _request), task in list(self._work.items()):
+            if edge_id in gone:
+                task.cancel()
+        for edge_id in gone:
+            self._peers.pop(edge_id, None)
+        if self.global_cache is not None and self.global_cache.publisher is not None:
+            self.global_cache.publisher.drop_connections()
+
+    async def _beat(self) -> None:
+        """Beat to every edge heard from lately (Paranoid Pirate: both ends beat). An edge that is
+        pushing a large frame up hears nothing else from the hub until that frame is through, and
+        would call a healthy hub dead; the hub's own beats come down the idle direction."""
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            recent = time.time() - _BEAT_HORIZON_S
+            for edge_id, routing_id in list(self._peers.items()):
+                if self.edges.get(edge_id, 0.0) >= recent:
+                    await self._send(routing_id, Heartbeat(sent_at=time.time(), from_hub=True))
 
     async def _watch_policy(self) -> None:
         assert self._policy is not None
@@ -247,6 +276,14 @@ class Hub:
         if self._context is not None:
             self._context.term()
         log.info("hub on %s stopped", self.endpoint)
+
+
+def _user_id(frame: zmq.Frame) -> str:
+    try:
+        user_id = frame.get("User-Id")
+    except zmq.ZMQError:
+        return ""
+    return user_id if isinstance(user_id, str) else ""
 
 
 def _edge_id(frame: zmq.Frame) -> str:

@@ -1,7 +1,8 @@
 """Hub tier choice: which registered model answers an escalation that names no specific model.
 
-An edge that names a model gets that model. One that sends ``""``, ``"auto"`` (or another router
-alias) lets the hub choose; ``"tier:<tier>"`` asks for a tier and lets the hub pick its model.
+An edge that names a model gets that model. One that sends ``""``, ``"auto"`` (or another of
+``shared.taxonomy.HUB_CHOICE_MODELS``) lets the hub choose; ``"tier:<tier>"`` asks for a tier and
+lets the hub pick its model.
 With the edge's classification (per-tier success probabilities from the routing heads) the
 ``shared.routing`` policy picks the tier for the request's quality target: with the calibrated
 threshold table (what the hub uses by default) the tier with the best ``p - lam * cost``, the
@@ -27,13 +28,11 @@ from shared.config import CostModel
 from shared.routing.calibration import ThresholdTable
 from shared.routing.heads import HEADS_DIR, THRESHOLDS_FILE
 from shared.routing.policy import QualityTargets, RouteOption, RoutingPolicy
-from shared.taxonomy import Route, Tier
+from shared.taxonomy import HUB_CHOICE_MODELS, Route, Tier
 from shared.wire import Escalate, TraceStep
 
 log = logging.getLogger(__name__)
 
-# model names that mean "the router decides" (the edge forwards its own aliases unchanged)
-AUTO_NAMES = frozenset({"", "auto", "edgeroute", "hub"})
 TIER_PREFIX = "tier:"
 # a fine-tune starts from the open model, so it inherits that estimate when the heads have none
 _FALLBACK_ESTIMATE = {Tier.FINETUNED: Tier.OSS}
@@ -57,7 +56,7 @@ class TierPlan:
 
 
 def wants_choice(name: str) -> bool:
-    return name in AUTO_NAMES or name.startswith(TIER_PREFIX)
+    return name in HUB_CHOICE_MODELS or name.startswith(TIER_PREFIX)
 
 
 class TierChooser:

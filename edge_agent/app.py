@@ -1,7 +1,11 @@
 """The agent's aiohttp application: routes, one middleware for ids/auth/errors/metrics, lifecycle.
 
 ``create_app`` receives its parts (backend, hub link, caches, telemetry sink) instead of building
-them, so tests and the CLI assemble the same app from real components they own.
+them, so tests and the CLI assemble the same app from real components they own. Two parts follow
+from the settings alone unless given: the admission gates, sized for the backend, and, when a
+tenant has a budget, the budget ledger in ``<home>/budgets.db``, which the app closes. Parts with a
+lifetime (``Managed``) start with the app and close with it, after the pipeline has drained the
+bookkeeping of the answers it already sent.
 """
 
 from __future__ import annotations
@@ -9,31 +13,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from prometheus_client import CollectorRegistry
 
+from edge_agent.admission import Admission
 from edge_agent.api.chat import chat_completions, completions
-from edge_agent.api.errors import ApiError, error_response
+from edge_agent.api.embeddings import embeddings as embeddings_handler
+from edge_agent.api.errors import ApiError, error_response, is_unicode_text, printable
 from edge_agent.api.info import feedback as feedback_handler
-from edge_agent.api.info import health, metrics, models
-from edge_agent.api.state import CONTEXT, REQUEST_ID, STATE, AgentState, FeedbackRecorder, HttpMetrics
-from edge_agent.backends.base import LocalBackend
-from edge_agent.pipeline import Pipeline
-from edge_agent.request import (
-    AnswerCache,
-    AuthError,
-    EscalationPolicy,
-    HubClient,
-    OutcomeSink,
-    PolicySource,
-    Tenancy,
-    ThresholdPolicy,
-    request_id_from,
+from edge_agent.api.info import health, metrics, model, models
+from edge_agent.api.state import (
+    CONTEXT,
+    REQUEST_ID,
+    STATE,
+    AgentState,
+    EmbeddingModel,
+    FeedbackRecorder,
+    HttpMetrics,
 )
+from edge_agent.backends.base import LocalBackend
+from edge_agent.budgets import BudgetLedger, Budgets
+from edge_agent.pipeline import Pipeline
+from edge_agent.policies import PolicySource, ThresholdPolicy
+from edge_agent.request import AnswerCache, EscalationPolicy, HubClient, OutcomeSink
+from edge_agent.telemetry.delivery import TelemetryDeliverer
+from edge_agent.tenancy import AuthError, Tenancy, request_id_from
 from shared.config import EdgeSettings
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,12 @@ _STATUS_TEXT = {
     405: "Method {method} is not allowed for {path}.",
     413: "The request body is larger than the {limit} bytes this server accepts.",
 }
+# what a 5xx body says: the cause is logged with the request id, never sent (it may be anything
+# from a backend's exception text to a file path)
+_SERVER_ERROR_TEXT = {
+    503: "No route could answer request {request_id} right now; try again later.",
+}
+_DEFAULT_SERVER_ERROR = "The server had an error processing request {request_id}."
 
 
 @runtime_checkable
@@ -52,6 +66,36 @@ class Managed(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class SupportsClose(Protocol):
+    def close(self) -> None: ...
+
+
+class ClosingResource:
+    """Closes a synchronous resource (a SQLite-backed store) when the app shuts down."""
+
+    def __init__(self, closeable: SupportsClose) -> None:
+        self.closeable = closeable
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.closeable.close)
+
+
+class DeliveryResource:
+    """Runs telemetry delivery for the app's lifetime; the spool keeps what is not yet sent."""
+
+    def __init__(self, deliverer: TelemetryDeliverer) -> None:
+        self.deliverer = deliverer
+
+    async def start(self) -> None:
+        self.deliverer.start()
+
+    async def close(self) -> None:
+        await self.deliverer.close()
 
 
 def create_app(
@@ -66,13 +110,21 @@ def create_app(
     registry: CollectorRegistry | None = None,
     resources: Sequence[Managed] = (),
     feedback: FeedbackRecorder | None = None,
+    embeddings: EmbeddingModel | None = None,
+    admission: Admission | None = None,
+    budgets: Budgets | None = None,
 ) -> web.Application:
     """Build the app. With ``owns_backend`` the app closes the backend on shutdown.
 
     ``resources`` (telemetry delivery, cache files, ...) start after the hub link and close
     before it, in reverse order. Pass the ``registry`` other components registered series in.
+    ``embeddings`` serves ``POST /v1/embeddings`` (404 for every model without it).
     """
     registry = registry or CollectorRegistry()
+    parts = list(resources)
+    if budgets is None and any(t.budget_usd is not None for t in settings.tenants):
+        budgets = open_budgets(settings)
+        parts.append(ClosingResource(budgets))
     source = hub if isinstance(hub, PolicySource) else None  # the hub's policy and canary, when sent
     pipeline = Pipeline(
         backend,
@@ -83,24 +135,50 @@ def create_app(
         hub_timeout_s=settings.hub_timeout_s,
         caches=caches,
         sink=sink,
+        admission=admission or Admission.from_settings(settings.admission, backend),
+        budgets=budgets,
     )
     state = AgentState(
-        settings, pipeline, Tenancy(settings.tenants), HttpMetrics(registry), registry, hub, feedback
+        settings,
+        pipeline,
+        Tenancy(settings.tenants),
+        HttpMetrics(registry),
+        registry,
+        hub,
+        feedback,
+        embeddings,
     )
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[_edge_middleware])
     app[STATE] = state
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", models)
+    app.router.add_get("/v1/models/{model:.+}", model)  # hub model names may hold a "/"
+    app.router.add_post("/v1/embeddings", embeddings_handler)
     app.router.add_post("/v1/feedback", feedback_handler)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
-    app.cleanup_ctx.append(_lifecycle(hub, resources, backend if owns_backend else None))
+    app.cleanup_ctx.append(_lifecycle(pipeline, hub, parts, backend if owns_backend else None))
     return app
 
 
+def open_budgets(settings: EdgeSettings, ledger: BudgetLedger | None = None) -> Budgets:
+    """The tenants' budgets over ``ledger`` (default: ``<home>/budgets.db``), priced as the
+    pipeline prices answers."""
+    if ledger is None:
+        ledger = BudgetLedger(settings.home / "budgets.db")
+    return Budgets(
+        settings.tenants,
+        ledger,
+        local_cost=settings.local_model.cost,
+        hub_price_ceiling=settings.hub_price_ceiling,
+        draft_tokens=settings.draft_tokens,
+        hub_timeout_s=settings.hub_timeout_s,
+    )
+
+
 def _lifecycle(
-    hub: HubClient | None, resources: Sequence[Managed], backend: LocalBackend | None
+    pipeline: Pipeline, hub: HubClient | None, resources: Sequence[Managed], backend: LocalBackend | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         if isinstance(hub, Managed):
@@ -115,6 +193,8 @@ def _lifecycle(
                 started.append(resource)
             yield
         finally:
+            # the caches and the spool the bookkeeping writes to close below
+            await pipeline.aclose()
             for resource in reversed(started):
                 try:
                     await resource.close()
@@ -158,23 +238,47 @@ async def _guarded(
 ) -> web.StreamResponse:
     try:
         if request.path.startswith("/v1/"):
-            request[CONTEXT] = state.tenancy.context(request_id, request.headers.get("Authorization"))
+            authorization = request.headers.get("Authorization")
+            if state.tenancy.enforced and authorization is not None and not is_unicode_text(authorization):
+                # undecodable bytes: no key has them, and comparing them would raise
+                raise AuthError("malformed Authorization header: expected 'Bearer <key>' in UTF-8")
+            request[CONTEXT] = state.tenancy.context(request_id, authorization)
         return await handler(request)
     except AuthError as exc:
         return error_response(401, str(exc), code="invalid_api_key")
     except ApiError as exc:
+        if exc.status >= 500:
+            log.warning("request %s: %s %s", request_id, exc.status, exc.message)
+            return _server_error(exc.status, request_id, exc.code, exc.headers)
         return exc.response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        if exc.status >= 500:
+            return _server_error(exc.status, request_id, None)
         template = _STATUS_TEXT.get(exc.status, "{reason}")
         message = template.format(
-            method=request.method, path=request.path, limit=state.settings.max_body_bytes, reason=exc.reason
+            method=request.method,
+            path=printable(request.path),
+            limit=state.settings.max_body_bytes,
+            reason=exc.reason,
         )
         code = {404: "unknown_url", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
-        return error_response(exc.status, message, code=code)
+        response = error_response(exc.status, message, code=code)
+        if "Allow" in exc.headers:  # a 405 names the methods the path takes
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("request %s failed", request_id)
-        return error_response(500, f"The server had an error processing request {request_id}.")
+        return _server_error(500, request_id, None)
+
+
+def _server_error(
+    status: int, request_id: str, code: str | None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    text = _SERVER_ERROR_TEXT.get(status, _DEFAULT_SERVER_ERROR)
+    response = error_response(status, text.format(request_id=request_id), code=code)
+    response.headers.update(headers or {})
+    return response

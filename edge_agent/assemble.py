@@ -7,26 +7,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from pathlib import Path
+from typing import cast
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from edge_agent.app import Managed, create_app
-from edge_agent.backends.llamacpp import LlamaCppBackend
-from edge_agent.backends.text import resolve_gguf
+from edge_agent.api.state import EmbeddingModel
+from edge_agent.app import ClosingResource, DeliveryResource, Managed, create_app
+from edge_agent.backends.base import LocalBackend, LocalBackendFactory
+from edge_agent.backends.locate import model_dirs
 from edge_agent.cache.service import CacheService
+from edge_agent.cache.stage import CacheStage
 from edge_agent.cache.sync import GlobalCacheFollower
 from edge_agent.hub_link import HubLink
-from edge_agent.request import AnswerCache, CalibratedPolicy, EscalationPolicy, PolicySource
-from edge_agent.stages import CacheStage, ClosingResource, DeliveryResource, TelemetrySink
+from edge_agent.policies import CalibratedPolicy, PolicySource
+from edge_agent.request import AnswerCache, EscalationPolicy
 from edge_agent.telemetry.delivery import TelemetryDeliverer
 from edge_agent.telemetry.metrics import EdgeMetrics
 from edge_agent.telemetry.recorder import TelemetryRecorder
+from edge_agent.telemetry.sink import TelemetrySink
 from edge_agent.telemetry.spool import TelemetrySpool
-from models.manifest import ManifestError, artifact_path
-from shared import paths
+from models.manifest import artifact_path
+from shared.backends import EDGE_BACKENDS, load_class
 from shared.config import EdgeSettings, cache_endpoints
 from shared.embedding import OnnxEmbedder
 from shared.keys import init_keys, load_public, load_secret
@@ -36,39 +38,12 @@ log = logging.getLogger(__name__)
 EMBEDDING_MODEL = "minilm-l6-v2-onnx"
 
 
-def model_dirs(settings: EdgeSettings) -> list[Path]:
-    """Where installed models are looked up; ``EDGEROUTE_MODELS_DIR`` first when it is set."""
-    dirs = [settings.models_dir]
-    if os.environ.get("EDGEROUTE_MODELS_DIR"):
-        dirs.insert(0, paths.models_dir())
-    return dirs
+def load_backend(settings: EdgeSettings) -> LocalBackend:
+    """The local model ``local_model.backend`` names, built from its config (blocking: it loads).
 
-
-def locate_local_model(settings: EdgeSettings) -> tuple[Path, str]:
-    """(GGUF path, served model name) for ``settings.local_model``."""
-    cfg = settings.local_model
-    if cfg.path is not None:
-        path = cfg.path.expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"local_model.path {path} is not a file")
-        return path, cfg.name
-    if cfg.name.endswith(".gguf"):
-        path = resolve_gguf(cfg.name, [])
-        return path, path.stem
-    for base in model_dirs(settings):
-        try:
-            return artifact_path(cfg.name, base), cfg.name
-        except ManifestError:
-            break  # not a manifest model: look for a plain <dir>/<name>/*.gguf below
-        except FileNotFoundError:
-            continue
-    return resolve_gguf(cfg.name, model_dirs(settings)), cfg.name
-
-
-def load_backend(settings: EdgeSettings) -> LlamaCppBackend:
-    path, name = locate_local_model(settings)
-    cfg = settings.local_model
-    return LlamaCppBackend(path, name=name, n_ctx=cfg.n_ctx, n_threads=cfg.n_threads)
+    The backend's module is imported only here, so the agent pays for the one it runs."""
+    factory = cast(LocalBackendFactory, load_class(EDGE_BACKENDS, settings.local_model.backend))
+    return factory.from_config(settings)
 
 
 def build_hub_link(settings: EdgeSettings) -> HubLink | None:
@@ -127,6 +102,15 @@ def build_follower(settings: EdgeSettings, service: CacheService) -> GlobalCache
     )
 
 
+def embedding_model(settings: EdgeSettings, service: CacheService | None) -> EmbeddingModel | None:
+    """What ``POST /v1/embeddings`` serves: the semantic cache's embedder, already loaded, else
+    the installed one; ``None`` when the model is not installed."""
+    embedder = service.semantic.embedder if service is not None and service.semantic is not None else None
+    if not isinstance(embedder, OnnxEmbedder):
+        embedder = open_embedder(settings)
+    return EmbeddingModel(EMBEDDING_MODEL, embedder) if embedder is not None else None
+
+
 def build_policy(settings: EdgeSettings, source: PolicySource | None = None) -> EscalationPolicy | None:
     """The calibrated cascade policy when configured; ``None`` keeps the app's threshold rule.
 
@@ -147,6 +131,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         hub = build_hub_link(settings)
         registry = CollectorRegistry()
         caches: list[AnswerCache] = []
+        service: CacheService | None = None
         if settings.cache.enabled:
             try:
                 service = await asyncio.to_thread(open_cache, settings)
@@ -183,4 +168,5 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         registry=registry,
         resources=resources,
         owns_backend=True,
+        embeddings=await asyncio.to_thread(embedding_model, settings, service),
     )

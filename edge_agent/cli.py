@@ -1,6 +1,7 @@
 """``edge-agent``: key set-up, serving, benchmarks.
 
 ``edge-agent keys init --home DIR`` prints the public key file to enrol at the hub;
+``edge-agent join --home DIR --hub tcp://HOST:PORT TOKEN`` enrols it with a ``cloud-hub invite`` token;
 ``edge-agent serve ...`` prints ``edge agent ready on http://HOST:PORT`` once it accepts requests;
 ``edge-agent cache audit sample --out FILE`` writes logged semantic hits for a reviewer to mark
 ``"correct": true|false``; ``edge-agent cache audit apply FILE`` raises each audited domain's
@@ -20,13 +21,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
+from edge_agent import join as join_cmd
 from edge_agent.cache.audit import AuditError, HitAudit, read_jsonl, write_jsonl
 from edge_agent.cache.db import Database
 from edge_agent.cache.verifier import load_verifier
+from edge_agent.join import apply_joined
 from shared.config import EdgeSettings, load_settings
 from shared.keys import init_keys
 
-BENCHES = ("gen", "link", "cache")
+BENCHES = ("gen", "link", "cache", "answer")
 READY_LINE = "edge agent ready on http://{host}:{port}"
 
 
@@ -54,12 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--home", type=Path, required=True)
 
+    join_cmd.add_arguments(sub.add_parser("join", help="enrol with a hub using a `cloud-hub invite` token"))
+
     serve = sub.add_parser("serve", help="serve the OpenAI-compatible API")
     serve.add_argument("--home", type=Path, required=True)
     serve.add_argument("--port", type=int)
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
     serve.add_argument("--hub", dest="hub_url", help="hub endpoint, e.g. tcp://127.0.0.1:5555")
-    serve.add_argument("--hub-key", type=Path, help="the hub's public key file")
+    serve.add_argument(
+        "--hub-key", type=Path, help="the hub's public key file (default after `join`: <home>/keys/hub.key)"
+    )
     serve.add_argument("--config", type=Path, help="YAML settings file")
     serve.add_argument("--model", help="local model: installed name or path to a .gguf file")
     serve.add_argument("--log-level", default="WARNING")
@@ -98,7 +105,7 @@ def settings_from_args(args: argparse.Namespace) -> EdgeSettings:
         else:
             update = {"name": args.model, "path": None}
         settings.local_model = settings.local_model.model_copy(update=update)
-    return settings
+    return apply_joined(settings)  # the hub `join` recorded, unless told otherwise
 
 
 def _add_audit_arguments(parser: argparse.ArgumentParser) -> None:
@@ -167,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "cache":
         return _run_audit(args)
+    if args.command == "join":
+        return join_cmd.run(args)
     module = _bench_module(args.bench)
     if module is None:
         print(f"edge-agent: benchmark {args.bench!r} is not available in this build", file=sys.stderr)

@@ -4,6 +4,15 @@ Order: caches → forced route → local draft → policy → finish locally or 
 Everything is one async event stream (``Delta``... then one ``Answer``); the non-streaming API
 collects it, so both paths take identical decisions. Local text is only released after the
 policy has accepted the draft, so a client never sees a local draft that the hub then replaces.
+
+The answer is released first; its bookkeeping (telemetry, cache stores) follows in the background
+(``edge_agent.bookkeeping``), carrying what each cache's lookup found to the same cache's store.
+
+Two bounds apply before any route runs. A tenant with a budget reserves the request's maximum cost
+(``edge_agent.budgets``) and settles to the real cost when the request ends. Each local run and
+each escalation takes a place at its route's admission gate (``edge_agent.admission``): a full
+local gate refuses with 429; a full hub gate is a hub that cannot be asked, so the request falls
+back to the local model, and if that is full too it is refused with 503.
 """
 
 from __future__ import annotations
@@ -11,23 +20,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import replace
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import AsyncExitStack, aclosing
+from dataclasses import dataclass, field
 
-from edge_agent.backends.base import (
-    BackendError,
-    Confidence,
-    GenerationEnd,
-    GenerationJob,
-    LocalBackend,
-    PromptTooLong,
-    TokenStep,
-)
+from edge_agent.admission import Admission, Overloaded, Releasable
+from edge_agent.backends.base import BackendError, GenerationJob, LocalBackend, PromptTooLong
+from edge_agent.bookkeeping import Bookkeeping
+from edge_agent.budgets import Budgets
+from edge_agent.hub_link.errors import HubRefused
+from edge_agent.local_run import LocalRun
+from edge_agent.local_run import elapsed_ms as _ms
 from edge_agent.request import (
     Answer,
     AnswerCache,
+    CacheHit,
+    CacheLookup,
+    Decision,
     Delta,
-    Draft,
     EscalationPolicy,
     HubClient,
     InferenceRequest,
@@ -37,6 +47,7 @@ from edge_agent.request import (
 )
 from shared.cache_text import model_family
 from shared.config import CostModel
+from shared.errors import StreamInterrupted
 from shared.taxonomy import HUB_ROUTES, Route
 from shared.wire import Classification, Escalate, Reply, ReplyChunk, Scalar, TraceStep, Usage
 
@@ -47,71 +58,29 @@ _HUB_ROUTE_VALUES = frozenset(r.value for r in HUB_ROUTES)
 Event = Delta | Answer
 
 
-class HubStreamBroken(Exception):
-    """The hub failed after part of its answer was already sent to the client."""
-
-
-def _ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 3)
-
-
 def _hub_route(value: str) -> Route:
     """The hub tier a reply or chunk names; anything else (an older hub sends "") is the OSS tier."""
     return Route(value) if value in _HUB_ROUTE_VALUES else Route.HUB_OSS
 
 
-class _LocalRun:
-    """One local generation, consumed in two phases: the draft, then the rest.
+@dataclass
+class _Flight:
+    """One request on its way through the pipeline: what every step reads and adds to."""
 
-    ``carried`` resumes an earlier run that was stopped after its draft: its tokens go back in as
-    a prefix, so the resumed answer continues the draft instead of starting over.
-    """
-
-    def __init__(self, backend: LocalBackend, job: GenerationJob, carried: _LocalRun | None = None) -> None:
-        self.tokens: list[int] = []
-        self.pieces: list[str] = []
-        self.confidence = Confidence()
-        if carried is not None:
-            self.tokens = list(carried.tokens)
-            self.pieces = list(carried.pieces)
-            self.confidence.extend(carried.confidence)
-            job = replace(job, prefix_tokens=tuple(carried.tokens))
-        self._events = backend.stream(job)
-        self.end: GenerationEnd | None = None
-        self.started = time.perf_counter()
+    req: InferenceRequest
+    trace: list[TraceStep] = field(default_factory=list)
+    # by cache index: what each cache's lookup returned, handed back to the same cache's store
+    looked: dict[int, CacheLookup] = field(default_factory=dict)
+    hub_down: str = ""  # why the hub cannot be asked ("" when it can); checked once per request
+    first_event: float | None = None
+    # an escalation went out / answer text reached the client: a request that then ends without
+    # an answer is charged its whole reservation (the call may have been served), else nothing
+    asked_hub: bool = False
+    released: bool = False
 
     @property
-    def text(self) -> str:
-        return "".join(self.pieces)
-
-    async def _next(self) -> str:
-        try:
-            event = await anext(self._events)
-        except StopAsyncIteration:
-            raise BackendError("the local model stopped without finishing its answer") from None
-        if isinstance(event, TokenStep):
-            self.tokens.append(event.token)
-            self.confidence.add(event.logprob)
-        else:
-            self.end = event
-        self.pieces.append(event.text)
-        return event.text
-
-    async def draft(self, n_tokens: int) -> Draft:
-        while self.end is None and len(self.tokens) < n_tokens:
-            await self._next()
-        return Draft(self.text, self.confidence, finished=self.end is not None)
-
-    async def rest(self) -> AsyncIterator[str]:
-        while self.end is None:
-            text = await self._next()
-            if text:
-                yield text
-
-    async def close(self) -> None:
-        closer = getattr(self._events, "aclose", None)
-        if closer is not None:
-            await closer()
+    def job(self) -> GenerationJob:
+        return GenerationJob(self.req.params, self.req.messages, self.req.prompt)
 
 
 class Pipeline:
@@ -126,6 +95,9 @@ class Pipeline:
         hub_timeout_s: float = 60.0,
         caches: Sequence[AnswerCache] = (),
         sink: OutcomeSink | None = None,
+        background_bookkeeping: bool = True,
+        admission: Admission | None = None,
+        budgets: Budgets | None = None,
     ) -> None:
         self.backend = backend
         self.policy = policy
@@ -134,116 +106,99 @@ class Pipeline:
         self.draft_tokens = draft_tokens
         self.hub_timeout_s = hub_timeout_s
         self.caches = list(caches)
-        self.sink = sink
+        self.admission = admission or Admission()
+        self.budgets = budgets
+        # background off only for ``edge-agent bench answer``'s baseline: booked before release
+        self.bookkeeping = Bookkeeping(self.caches, sink, background=background_bookkeeping)
 
     async def answer(self, req: InferenceRequest) -> Answer:
-        async for event in self.events(req):
-            if isinstance(event, Answer):
-                return event
+        async with aclosing(self.events(req)) as events:
+            async for event in events:
+                if isinstance(event, Answer):
+                    return event
         raise NoRouteAvailable("the pipeline ended without an answer")
 
     async def events(self, req: InferenceRequest) -> AsyncGenerator[Event, None]:
-        first: float | None = None
-        async for event in self._route(req, []):
-            if first is None:
-                first = time.perf_counter()
-            if isinstance(event, Answer):
-                await self._finish(req, event, first)
-            yield event
+        flight = _Flight(req)
+        hold = None
+        if self.budgets is not None:
+            may_escalate = self.hub is not None and req.force != "edge_local"
+            hold = await self.budgets.reserve(req, may_escalate)
+        try:
+            async with aclosing(await self._choose(flight)) as events:
+                async for event in events:
+                    if flight.first_event is None:
+                        flight.first_event = time.perf_counter()
+                    if isinstance(event, Answer):
+                        if hold is not None and self.budgets is not None:
+                            await self.budgets.settle(hold, event.cost_usd)
+                            hold = None
+                        await self._account(flight, event)
+                    else:
+                        flight.released = True
+                    yield event
+        finally:
+            if hold is not None and self.budgets is not None:
+                charged = flight.asked_hub or flight.released
+                await self.budgets.settle(hold, hold.amount_usd if charged else 0.0)
 
-    async def _finish(self, req: InferenceRequest, answer: Answer, first: float | None) -> None:
-        if not answer.route.is_cache and not req.cache_bypass:
-            for cache in self.caches:
-                try:
-                    await cache.store(req, answer)
-                except Exception:  # a cache must never fail an answer that already exists
-                    log.exception("cache store failed")
-        if self.sink is not None:
-            started = req.ctx.started
-            outcome = Outcome(
-                req, answer, time.perf_counter() - started, None if first is None else first - started
-            )
-            try:
-                self.sink(outcome)
-            except Exception:
-                log.exception("telemetry sink failed")
+    async def drain(self) -> None:
+        """Wait until the bookkeeping of every answer released so far has finished."""
+        await self.bookkeeping.drain()
 
-    async def _route(self, req: InferenceRequest, trace: list[TraceStep]) -> AsyncIterator[Event]:
+    async def aclose(self) -> None:
+        """Drain the bookkeeping; later answers are booked before release. Idempotent."""
+        await self.bookkeeping.aclose()
+
+    async def _account(self, flight: _Flight, answer: Answer) -> None:
+        started = flight.req.ctx.started
+        first = flight.first_event
+        latency = time.perf_counter() - started
+        outcome = Outcome(flight.req, answer, latency, None if first is None else first - started)
+        await self.bookkeeping.book(outcome, flight.looked)
+
+    # --- the route ----------------------------------------------------------------------------
+
+    async def _choose(self, flight: _Flight) -> AsyncGenerator[Event, None]:
+        """The first decision: a cached answer, the hub without a draft, or a local draft first."""
+        req, trace = flight.req, flight.trace
+        hit = await self._lookup(flight)
+        if hit is not None:
+            return self._cached(flight, hit)
+        flight.hub_down = self._hub_unavailable()
+        if req.force == "hub":
+            why = f"route forced to the hub by the request {req.force_source}"
+            trace.append(TraceStep("policy", "escalate", why))
+            return self._escalate(flight, None, "route forced by the request")
+        early = self.policy.before_draft(req) if req.force is None and not flight.hub_down else None
+        if early is not None and early.escalate:
+            trace.append(TraceStep("policy", "escalate", early.reason, 0.0, early.detail))
+            return self._escalate(flight, None, early.reason, early.classification)
+        return self._local_first(flight)
+
+    async def _lookup(self, flight: _Flight) -> CacheHit | None:
+        req, trace = flight.req, flight.trace
         if req.cache_bypass:
             trace.append(TraceStep("cache", "bypass", f"caches bypassed by the request {req.cache_source}"))
-        for cache in () if req.cache_bypass else self.caches:
+            return None
+        for i, cache in enumerate(self.caches):
             started = time.perf_counter()
             try:
-                hit, steps = await cache.lookup(req)
+                looked = await cache.lookup(req)
             except Exception as exc:  # a broken cache costs a lookup, never the request
                 log.exception("cache lookup failed")
                 trace.append(TraceStep("cache", "error", f"{type(exc).__name__}: {exc}", _ms(started)))
                 continue
-            trace.extend(steps)
-            if hit is not None:
-                if req.stream and hit.text:
-                    yield Delta(hit.text, hit.route)
-                yield Answer(hit.text, "stop", Usage(), hit.route, hit.model, tuple(trace), cost_usd=0.0)
-                return
-        if req.force == "hub":
-            trace.append(
-                TraceStep("policy", "escalate", f"route forced to the hub by the request {req.force_source}")
-            )
-            async for event in self._escalate(req, trace, None, "route forced by the request"):
-                yield event
-            return
-        early = self.policy.before_draft(req) if req.force is None and not self._hub_unavailable() else None
-        if early is not None and early.escalate:
-            trace.append(TraceStep("policy", "escalate", early.reason, 0.0, early.detail))
-            async for event in self._escalate(req, trace, None, early.reason, early.classification):
-                yield event
-            return
-        run = _LocalRun(self.backend, GenerationJob(req.params, req.messages, req.prompt))
-        try:
-            if req.force == "edge_local":
-                trace.append(
-                    TraceStep(
-                        "policy", "answer", f"route forced to edge_local by the request {req.force_source}"
-                    )
-                )
-                async for event in self._finish_local(req, trace, run, ""):
-                    yield event
-                return
-            try:
-                draft = await run.draft(self.draft_tokens)
-            except PromptTooLong:
-                raise
-            except BackendError as exc:
-                trace.append(TraceStep(Route.EDGE_LOCAL, "error", str(exc), _ms(run.started)))
-                async for event in self._escalate(req, trace, None, "the local model failed"):
-                    yield event
-                return
-            decision = self.policy.decide(req, draft)
-            trace.append(
-                TraceStep(
-                    "policy",
-                    "escalate" if decision.escalate else "answer",
-                    decision.reason,
-                    _ms(run.started),
-                    decision.detail,
-                )
-            )
-            if not decision.escalate:
-                async for event in self._finish_local(req, trace, run, ""):
-                    yield event
-                return
-            unavailable = self._hub_unavailable()
-            if unavailable:
-                trace.append(TraceStep("hub", "fallback", unavailable))
-                async for event in self._finish_local(req, trace, run, decision.reason, fallback=True):
-                    yield event
-                return
-            if run.end is None:
-                await run.close()  # frees the model for other requests while the hub works
-            async for event in self._escalate(req, trace, run, decision.reason, decision.classification):
-                yield event
-        finally:
-            await run.close()
+            flight.looked[i] = looked
+            trace.extend(looked.steps)
+            if looked.hit is not None:
+                return looked.hit
+        return None
+
+    async def _cached(self, flight: _Flight, hit: CacheHit) -> AsyncGenerator[Event, None]:
+        if flight.req.stream and hit.text:
+            yield Delta(hit.text, hit.route, hit.model)
+        yield Answer(hit.text, "stop", Usage(), hit.route, hit.model, tuple(flight.trace), cost_usd=0.0)
 
     def _hub_unavailable(self) -> str:
         if self.hub is None:
@@ -252,120 +207,156 @@ class Pipeline:
             return "hub not connected: answering locally"
         return ""
 
-    async def _finish_local(
-        self,
-        req: InferenceRequest,
-        trace: list[TraceStep],
-        run: _LocalRun,
-        escalation_reason: str,
-        *,
-        fallback: bool = False,
-    ) -> AsyncIterator[Event]:
-        if req.stream:
-            if run.text:
-                yield Delta(run.text, Route.EDGE_LOCAL)
-            async for text in run.rest():
-                yield Delta(text, Route.EDGE_LOCAL)
-        else:
-            async for _ in run.rest():
-                pass
-        end = run.end
-        assert end is not None
-        conf = run.confidence
-        cost = self.local_cost.estimate(end.prompt_tokens, end.completion_tokens)
-        detail: dict[str, Scalar] = {
-            "model": self.backend.model_name,
-            "mean_prob": round(conf.mean_prob, 4),
-            "min_prob": round(conf.min_prob, 4),
-            "tokens": end.completion_tokens,
-            "cost_usd": cost,
-            "token_probs": ",".join(f"{p:g}" for p in conf.probs(64)),
-        }
-        reason = "fallback after a failed escalation" if fallback else "answered by the local model"
-        trace.append(TraceStep(Route.EDGE_LOCAL, "answer", reason, _ms(run.started), detail))
-        yield Answer(
-            text=run.text,
-            finish_reason=end.finish_reason,
-            usage=Usage(end.prompt_tokens, end.completion_tokens),
-            route=Route.EDGE_LOCAL,
-            model=self.backend.model_name,
-            trace=tuple(trace),
-            confidence=conf.mean_prob,
-            cost_usd=cost,
-            fallback=fallback,
-            escalation_reason=escalation_reason,
-        )
-
-    async def _escalate(
-        self,
-        req: InferenceRequest,
-        trace: list[TraceStep],
-        run: _LocalRun | None,
-        reason: str,
-        classification: Classification | None = None,
-    ) -> AsyncIterator[Event]:
-        started = time.perf_counter()
-        failure = self._hub_unavailable()
-        error = ""
-        if not failure:
-            esc = Escalate(
-                request_id=req.ctx.request_id,
-                model=req.hub_model,
-                messages=req.hub_messages,
-                params=req.params,
-                deadline=time.time() + self.hub_timeout_s,
-                stream=req.stream,
-                draft=run.text if run is not None else None,
-                confidence=run.confidence.mean_prob if run is not None and run.confidence.count else None,
-                classification=classification,
-                quality_target=req.ctx.quality_target,
-                tenant=req.ctx.tenant_hash,
-                # chat questions may be shared by the hub's global cache under the family the
-                # edge's own cache uses; raw completion prompts and bypassed requests never are
-                cache_family=model_family(req.model) if req.prompt is None and not req.cache_bypass else "",
-                cache_bypass=req.cache_bypass,
-            )
-            streamed: list[str] = []
-            try:
-                reply: Reply | None = None
-                if req.stream:
-                    async for item in self._hub_stream(esc):
-                        if isinstance(item, Reply):
-                            reply = item
-                        elif item.delta:
-                            streamed.append(item.delta)
-                            yield Delta(item.delta, _hub_route(item.route))
-                    if reply is None:
-                        raise HubStreamBroken("the hub's stream ended without a final reply")
-                else:
-                    assert self.hub is not None
-                    async with asyncio.timeout(self.hub_timeout_s):
-                        reply = await self.hub.escalate(esc)
-                yield self._hub_answer(req, trace, reply, run, reason, started, "".join(streamed))
+    async def _local_first(self, flight: _Flight) -> AsyncGenerator[Event, None]:
+        """Draft locally and let the policy judge the draft: finish it here or escalate it."""
+        req, trace = flight.req, flight.trace
+        local: AsyncGenerator[Event, None] | None = None
+        decision: Decision | None = None
+        run = LocalRun(self.backend, flight.job, slot=self.admission.local())
+        async with aclosing(run):
+            if req.force == "edge_local":
+                why = f"route forced to edge_local by the request {req.force_source}"
+                trace.append(TraceStep("policy", "answer", why))
+                local = self._finish_local(flight, run, "")
+            else:
+                decision = await self._judge_draft(flight, run)
+                if decision is not None and not decision.escalate:
+                    local = self._finish_local(flight, run, "")
+                elif decision is not None and flight.hub_down:
+                    trace.append(TraceStep("hub", "fallback", flight.hub_down))
+                    local = self._finish_local(flight, run, decision.reason, fallback=True)
+            if local is not None:
+                async with aclosing(local):
+                    async for event in local:
+                        yield event
                 return
-            except Exception as exc:
-                if streamed:
-                    raise HubStreamBroken(f"the hub failed mid-answer: {type(exc).__name__}: {exc}") from exc
-                error = type(exc).__name__
-                failure = f"hub failed ({error}: {exc}): answering locally"
-        trace.append(TraceStep("hub", "fallback", failure, _ms(started), {"error": error} if error else {}))
-        job = GenerationJob(req.params, req.messages, req.prompt)
-        # a finished draft is already a whole answer; an unfinished one is resumed, not redone
-        local = run if run is not None and run.end is not None else _LocalRun(self.backend, job, carried=run)
-        try:
-            async for event in self._finish_local(req, trace, local, reason, fallback=True):
+        # the draft's run is closed by now, so the model serves other requests while the hub works
+        if decision is None:
+            escalation = self._escalate(flight, None, "the local model failed")
+        else:
+            escalation = self._escalate(flight, run, decision.reason, decision.classification)
+        async with aclosing(escalation):
+            async for event in escalation:
                 yield event
+
+    async def _judge_draft(self, flight: _Flight, run: LocalRun) -> Decision | None:
+        """The policy's verdict on the draft; ``None`` when the local model failed on it."""
+        try:
+            draft = await run.draft(self.draft_tokens)
         except PromptTooLong:
             raise
         except BackendError as exc:
-            raise NoRouteAvailable(f"{failure}; the local model failed too: {exc}") from exc
-        finally:
-            await local.close()
+            flight.trace.append(TraceStep(Route.EDGE_LOCAL, "error", str(exc), _ms(run.started)))
+            return None
+        decision = self.policy.decide(flight.req, draft)
+        verdict = "escalate" if decision.escalate else "answer"
+        flight.trace.append(TraceStep("policy", verdict, decision.reason, _ms(run.started), decision.detail))
+        return decision
 
-    async def _hub_stream(self, esc: Escalate) -> AsyncIterator[ReplyChunk | Reply]:
+    async def _finish_local(
+        self, flight: _Flight, run: LocalRun, escalation_reason: str, *, fallback: bool = False
+    ) -> AsyncGenerator[Event, None]:
+        async with aclosing(run.rest()) as rest:
+            if flight.req.stream:
+                if run.text:
+                    yield Delta(run.text, Route.EDGE_LOCAL)
+                async for text in rest:
+                    yield Delta(text, Route.EDGE_LOCAL)
+            else:
+                async for _ in rest:
+                    pass
+        yield run.answer(self.local_cost, flight.trace, escalation_reason, fallback=fallback)
+
+    # --- escalation ---------------------------------------------------------------------------
+
+    async def _escalate(
+        self,
+        flight: _Flight,
+        run: LocalRun | None,
+        reason: str,
+        classification: Classification | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """Ask the hub, with the draft when there is one; answer locally when the hub cannot."""
+        started = time.perf_counter()
+        failure, error = flight.hub_down, ""
+        slot: Releasable | None = None
+        if not failure:
+            try:
+                slot = self.admission.hub()
+            except Overloaded as exc:
+                failure = f"{exc.message}: answering locally"
+        if slot is not None:
+            esc = self._escalation(flight.req, run, classification)
+            streamed: list[str] = []
+            try:
+                async with aclosing(self._ask_hub(flight, esc, run, reason, streamed)) as answering:
+                    async for event in answering:
+                        yield event
+                return
+            except Exception as exc:
+                if isinstance(exc, HubRefused):
+                    raise  # an invalid request gets its 4xx, not a local answer
+                if streamed:
+                    raise StreamInterrupted(
+                        f"the hub failed mid-answer: {type(exc).__name__}: {exc}"
+                    ) from exc
+                error = type(exc).__name__
+                failure = f"hub failed ({error}: {exc}): answering locally"
+            finally:
+                slot.release()
+        detail: dict[str, Scalar] = {"error": error} if error else {}
+        flight.trace.append(TraceStep("hub", "fallback", failure, _ms(started), detail))
+        async with aclosing(self._fall_back(flight, run, reason, failure)) as falling_back:
+            async for event in falling_back:
+                yield event
+
+    def _escalation(
+        self, req: InferenceRequest, run: LocalRun | None, classification: Classification | None
+    ) -> Escalate:
+        return Escalate(
+            request_id=req.ctx.request_id,
+            model=req.hub_model,
+            messages=req.hub_messages,
+            params=req.params,
+            deadline=time.time() + self.hub_timeout_s,
+            stream=req.stream,
+            draft=run.text if run is not None else None,
+            confidence=run.confidence.mean_prob if run is not None and run.confidence.count else None,
+            classification=classification,
+            quality_target=req.ctx.quality_target,
+            tenant=req.ctx.tenant_hash,
+            # chat questions may be shared by the hub's global cache under the family the
+            # edge's own cache uses; raw completion prompts and bypassed requests never are
+            cache_family=model_family(req.model) if req.prompt is None and not req.cache_bypass else "",
+            cache_bypass=req.cache_bypass,
+        )
+
+    async def _ask_hub(
+        self, flight: _Flight, esc: Escalate, run: LocalRun | None, reason: str, streamed: list[str]
+    ) -> AsyncGenerator[Event, None]:
+        """The hub's answer; deltas first when streaming, each one also kept in ``streamed``."""
         assert self.hub is not None
-        items = self.hub.stream(esc)
-        try:
+        started = time.perf_counter()
+        flight.asked_hub = True
+        reply: Reply | None = None
+        if flight.req.stream:
+            async with aclosing(self._hub_stream(self.hub, esc)) as items:
+                async for item in items:
+                    if isinstance(item, Reply):
+                        reply = item
+                    elif item.delta:
+                        streamed.append(item.delta)
+                        yield Delta(item.delta, _hub_route(item.route), item.model)
+            if reply is None:
+                raise StreamInterrupted("the hub's stream ended without a final reply")
+        else:
+            async with asyncio.timeout(self.hub_timeout_s):
+                reply = await self.hub.escalate(esc)
+        yield self._hub_answer(flight, reply, run, reason, started, "".join(streamed))
+
+    async def _hub_stream(self, hub: HubClient, esc: Escalate) -> AsyncGenerator[ReplyChunk | Reply, None]:
+        """The hub's stream up to its final reply, each item due within ``hub_timeout_s``."""
+        async with aclosing(hub.stream(esc)) as items:
             while True:
                 try:
                     async with asyncio.timeout(self.hub_timeout_s):
@@ -375,23 +366,37 @@ class Pipeline:
                 yield item
                 if isinstance(item, Reply):
                     return
-        finally:
-            closer = getattr(items, "aclose", None)
-            if closer is not None:
-                await closer()
+
+    async def _fall_back(
+        self, flight: _Flight, run: LocalRun | None, reason: str, failure: str
+    ) -> AsyncGenerator[Event, None]:
+        """The local answer after the hub could not give one: a finished draft is already the
+        whole answer; an unfinished one is resumed, not redone; without a draft, a fresh run."""
+        async with AsyncExitStack() as stack:
+            if run is None or run.end is None:
+                fresh = LocalRun(self.backend, flight.job, run, slot=self.admission.local(fallback=True))
+                run = await stack.enter_async_context(aclosing(fresh))
+            try:
+                async with aclosing(self._finish_local(flight, run, reason, fallback=True)) as local:
+                    async for event in local:
+                        yield event
+            except PromptTooLong:
+                raise
+            except BackendError as exc:
+                raise NoRouteAvailable(f"{failure}; the local model failed too: {exc}") from exc
 
     def _hub_answer(
         self,
-        req: InferenceRequest,
-        trace: list[TraceStep],
+        flight: _Flight,
         reply: Reply,
-        run: _LocalRun | None,
+        run: LocalRun | None,
         reason: str,
         started: float,
         streamed: str,
     ) -> Answer:
         route = _hub_route(reply.route)
         draft_cost = self.local_cost.estimate(0, len(run.tokens)) if run is not None else 0.0
+        trace = flight.trace
         trace.extend(reply.trace)
         detail: dict[str, Scalar] = {
             "model": reply.model,

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from edge_agent.api.state import STATE
 from edge_agent.assemble import build_app
 from shared.config import EdgeSettings
 
@@ -36,6 +37,10 @@ class BackgroundAgent:
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 120.0) -> T:
         """Run ``coro`` on the agent's loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def drain(self, timeout: float = 120.0) -> None:
+        """Wait until the bookkeeping (telemetry, cache stores) of every answer sent so far is done."""
+        self.call(self._app[STATE].pipeline.drain(), timeout)
 
     async def _start(self) -> None:
         self._runner = web.AppRunner(self._app, handle_signals=False)

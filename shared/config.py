@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from shared import paths
+from shared.backends import EdgeBackendName, HubBackendName
 from shared.taxonomy import Tier
 
 
@@ -50,6 +51,23 @@ class TenantConfig(BaseModel):
     quality_target: float | None = None
     # per content domain (a shared.taxonomy.Domain value) overrides of quality_target
     domain_quality_targets: dict[str, float] = {}
+    # spend cap in USD per window of budget_window_s (None: no cap); each request reserves its
+    # maximum cost against it before any route runs (edge_agent.budgets)
+    budget_usd: float | None = Field(default=None, ge=0.0)
+    budget_window_s: float = Field(default=24 * 3600.0, gt=0.0)  # windows start at multiples of it
+
+
+class AdmissionSettings(BaseModel):
+    """Overload protection at the edge: how much work each route takes on before it refuses.
+
+    Beyond these bounds a request is refused at once (429 when the local model is saturated,
+    503 when the hub link is and the local model cannot take the overflow), with ``Retry-After``.
+    """
+
+    enabled: bool = True
+    # local runs waiting behind those the model runs at once; None: 4 per run it can run at once
+    local_queue: int | None = Field(default=None, ge=0)
+    hub_in_flight: int = Field(default=64, ge=1)  # escalations on the link at once
 
 
 class CacheSettings(BaseModel):
@@ -65,10 +83,14 @@ class CacheSettings(BaseModel):
     pool_size: int = 3  # answers kept per key when temperature > 0
     semantic: bool = True
     min_cosine: float = 0.80  # candidates below this never reach the verifier
-    # a stricter operating point than the verifier's fitted threshold (0.90: about 3% false hits at
-    # 5% recall on QQP eval, against 6.6% at 15% by default); None keeps the fitted one
+    # a floor under every domain's threshold, stricter than the fitted points; None keeps them (the
+    # shipped "safe" point, fitted at 2% false hits on QQP train, serves identical questions only)
     min_verifier_probability: float | None = None
     verifier_file: Path | None = None  # else the weights shipped with the package
+    # domain → the false-hit rate it may be served at instead of the safe default ({"chat": 0.05}):
+    # the verifier's point fitted at that rate on its training split; the trace names it
+    # "relaxed:<domain>", and an audit can still raise it
+    relaxed_domains: dict[str, float] = Field(default_factory=dict)
     # log every semantic hit (both questions, probability, domain) for `edge-agent cache audit`
     audit_log: bool = True
     hub_pub_endpoint: str | None = None
@@ -92,6 +114,20 @@ def cache_endpoints(endpoint: str) -> tuple[str, str]:
     return f"{scheme}://{host}:{int(port) + 1}", f"{scheme}://{host}:{int(port) + 2}"
 
 
+def enrolment_endpoint(endpoint: str) -> str:
+    """Where ``edge-agent join`` redeems an invite next to a hub link endpoint: port+3 (``ipc://``:
+    an ``.enrol`` suffix). Hub and edge derive it alike, so the link endpoint is all a user types."""
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep:
+        raise ValueError(f"not a ZeroMQ endpoint: {endpoint!r}")
+    if scheme == "ipc":
+        return f"{endpoint}.enrol"
+    host, colon, port = rest.rpartition(":")
+    if not colon or not port.isdigit() or int(port) == 0:
+        raise ValueError(f"cannot derive the enrolment endpoint from {endpoint!r}: it needs a fixed port")
+    return f"{scheme}://{host}:{int(port) + 3}"
+
+
 class GlobalCacheSettings(BaseModel):
     """The hub's shared answer cache; ``*_bind`` default to the link's port+1 / port+2."""
 
@@ -102,21 +138,35 @@ class GlobalCacheSettings(BaseModel):
     min_tenants: int = Field(default=2, ge=1)  # distinct tenants that must ask before an answer is shared
 
 
-def _edge_threads() -> int:
-    # Half the cores: a hub's vLLM (pinned to cores 0-1) next to a llama.cpp asking for every core
-    # thrashes a small host; on a loaded 2-core box a 24-token draft took 29-60 s with 2 threads
-    # and 0.5-4 s with 1.
-    return max(1, (os.cpu_count() or 2) // 2)
+def available_cores() -> int:
+    """The cores this process may run on: its CPU affinity (a container's or ``taskset``'s
+    limit), not the machine's count, which ``os.cpu_count`` reports."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
+def default_threads(cores: int | None = None) -> int:
+    """llama.cpp threads for a model sharing the host: half the available cores, at least one.
+
+    A llama.cpp asking for every core thrashes against whatever else runs there (the hub's vLLM,
+    the other program, the embedder): on a loaded 2-core box a 24-token draft took 29-60 s with
+    2 threads and 0.5-4 s with 1.
+    """
+    return max(1, (available_cores() if cores is None else cores) // 2)
 
 
 class LocalModelConfig(BaseModel):
     """The edge's GGUF model. ``path`` wins; else ``name`` is looked up in the models directory."""
 
+    # a name of shared.backends.EDGE_BACKENDS
+    backend: EdgeBackendName = "llamacpp"
     # smaller than the hub's open-source tier (Qwen2.5-Coder-0.5B), so escalating can buy quality
     name: str = "smollm2-135m-instruct"
     path: Path | None = None
     n_ctx: int = 4096
-    n_threads: int = Field(default_factory=_edge_threads)
+    n_threads: int = Field(default_factory=default_threads, ge=1)
     cost: CostModel = CostModel(joules_per_token=0.05)
 
 
@@ -124,13 +174,14 @@ class HubModelEntry(BaseModel):
     """One model the hub can serve. Adding a model is a config change, not a code change."""
 
     name: str
-    backend: Literal["vllm", "openai_http", "llamacpp", "echo", "replay"]
+    backend: HubBackendName  # a name of shared.backends.HUB_BACKENDS
     tier: Tier = Tier.OSS
     path: Path | None = None  # vllm: HF folder; llamacpp: GGUF file (else from the models dir)
     served_model: str | None = None  # openai_http: upstream model id
     base_url: str | None = None  # openai_http only; never taken from a request
     api_key: SecretStr | None = None
     max_model_len: int = 4096
+    n_threads: int = Field(default_factory=default_threads, ge=1)  # llamacpp only
     # the price model; a replayed answer with a recorded real cost is charged that cost instead
     cost: CostModel = CostModel()
     # replay only: files or folders of recorded outcomes, read in order (the first record of a
@@ -193,6 +244,12 @@ class EdgeSettings(_YamlSettings):
     heartbeat_s: float = 2.0
     tenants: list[TenantConfig] = []
     max_body_bytes: int = 1024 * 1024
+    # refused before anything reads them (a 25,000-message body took the model ~20 s to refuse)
+    max_messages: int = Field(default=2048, ge=1)
+    admission: AdmissionSettings = AdmissionSettings()
+    # the dearest price any hub tier may charge (the default hub's frontier tier): tenant budgets
+    # reserve a request's maximum cost at it, before the hub has said which tier answers
+    hub_price_ceiling: CostModel = CostModel(usd_per_1k_prompt=0.01, usd_per_1k_completion=0.03)
     # telemetry: prompts/answers leave the device only with capture on (the hub's judge needs them);
     # the spool drops its oldest undelivered events (counted) beyond this many bytes
     telemetry_capture_content: bool = False
@@ -250,6 +307,9 @@ class HubSettings(_YamlSettings):
     metrics_port: int | None = None
     otlp_endpoint: str | None = None
     global_cache: GlobalCacheSettings = GlobalCacheSettings()
+    # where `edge-agent join` redeems `cloud-hub invite` tokens: None is the link's port+3, "off"
+    # serves no enrolment socket (edges are then enrolled with `cloud-hub enroll` only)
+    enrolment_bind: str | None = None
 
     @property
     def keys_dir(self) -> Path:

@@ -70,8 +70,14 @@ class OnnxEmbedder:
         if max_length > limit:
             raise ValueError(f"max_length {max_length} exceeds the model's {limit} positions")
         self._batch_size = batch_size
+        self._max_length = max_length
         self._lock = threading.Lock()
 
+        # a second copy, neither truncating nor padding, counts what a text really holds
+        counter = Tokenizer.from_file(str(tokenizer_path))
+        counter.no_truncation()
+        counter.no_padding()
+        self._counter: Any = counter
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
         tokenizer.enable_truncation(max_length=max_length)
         pad_id = tokenizer.token_to_id("[PAD]")
@@ -107,6 +113,15 @@ class OnnxEmbedder:
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def max_length(self) -> int:
+        """Tokens read per text (special tokens included); the rest of a longer text is cut off."""
+        return self._max_length
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]:
+        """Tokens in each text before any truncation, special tokens included."""
+        return [len(e.ids) for e in self._counter.encode_batch(list(texts))]
 
     def _run(self, texts: Sequence[str]) -> Vectors:
         session = self._session

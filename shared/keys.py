@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -82,14 +83,23 @@ def fingerprint(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()[:16]
 
 
-def enroll_public_key(public_key_file: Path, enrolled_dir: Path) -> Path:
+def enroll_public_key(public_key_file: Path, enrolled_dir: Path, *, name: str = "") -> Path:
     """Copy an edge's public key into the hub's allow-list; idempotent, returns the enrolled file."""
-    key = load_public(public_key_file)
+    return enroll_key(load_public(public_key_file), enrolled_dir, source=public_key_file.name, name=name)
+
+
+def enroll_key(key: bytes, enrolled_dir: Path, *, source: str, name: str = "") -> Path:
+    """Put a Z85 public key on the allow-list as ``edge-<fingerprint>.key``, with ``name`` (for
+    ``cloud-hub revoke NAME``) in the certificate's metadata section, which ZAP ignores."""
+    if name and not valid_edge_name(name):
+        raise KeyFileError(f"edge name {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    _check_key(key, Path(source), "public")
     enrolled_dir.mkdir(parents=True, exist_ok=True)
     target = enrolled_dir / f"edge-{fingerprint(key)}.key"
-    if target.exists() and load_public(target) == key:
-        return target
-    body = f'# enrolled from {public_key_file.name}\ncurve\n    public-key = "{key.decode("ascii")}"\n'
+    meta = f'metadata\n    name = "{name}"\n' if name else ""
+    body = f'# enrolled from {source}\n{meta}curve\n    public-key = "{key.decode("ascii")}"\n'
+    if target.exists() and load_public(target) == key and (not name or certificate_name(target) == name):
+        return target  # already there; a plain re-enrol keeps the name the file has
     # Atomic so a hub reloading the directory never reads a half-written certificate.
     fd, tmp = tempfile.mkstemp(dir=enrolled_dir, prefix=".enroll-", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="ascii") as fh:
@@ -97,3 +107,17 @@ def enroll_public_key(public_key_file: Path, enrolled_dir: Path) -> Path:
     os.chmod(tmp, 0o644)
     os.replace(tmp, target)
     return target
+
+
+def valid_edge_name(name: str) -> bool:
+    return re.fullmatch(r"[A-Za-z0-9._-]{1,64}", name) is not None
+
+
+def certificate_name(path: Path) -> str:
+    """The ``name`` in a certificate's metadata section ("" when it has none)."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+    found = re.search(r'^\s+name\s*=\s*"([^"]*)"', text, flags=re.MULTILINE)
+    return found.group(1) if found else ""

@@ -18,3 +18,9 @@ def data_dir() -> Path:
     """Public calibration and benchmark data (see ``cloud-hub data download``)."""
     env = os.environ.get("EDGEROUTE_DATA_DIR")
     return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+def specs_dir() -> Path:
+    """Specifications of systems edgeroute interoperates with (the OpenAI OpenAPI description)."""
+    env = os.environ.get("EDGEROUTE_SPECS_DIR")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "specs"

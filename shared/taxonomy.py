@@ -94,3 +94,21 @@ class Tier(StrEnum):
             Tier.FINETUNED: Route.HUB_FINETUNED,
             Tier.FRONTIER: Route.FRONTIER,
         }[self]
+
+
+# Model ids are part of the same contract. A client that sends one of ``AUTO_MODELS`` (or the
+# edge's own local model name) lets the router choose the route; ``HUB_MODEL`` sends the request to
+# the hub and lets the hub choose the model; ``hub:<name>`` names the hub model. The edge forwards
+# ``""`` when the client named no hub model, so the hub reads that, the router words and ``hub`` alike.
+AUTO_MODEL = "auto"  # the one /v1/models lists
+AUTO_MODELS: frozenset[str] = frozenset({AUTO_MODEL, "edgeroute"})
+HUB_MODEL = "hub"
+HUB_MODEL_PREFIX = "hub:"
+HUB_CHOICE_MODELS: frozenset[str] = AUTO_MODELS | {HUB_MODEL, ""}
+
+
+def named_hub_model(model: str) -> str | None:
+    """The hub model ``hub:<name>`` names, or None when ``model`` is not of that form."""
+    if model.startswith(HUB_MODEL_PREFIX) and len(model) > len(HUB_MODEL_PREFIX):
+        return model[len(HUB_MODEL_PREFIX) :]
+    return None

@@ -72,7 +72,11 @@ class Ready(msgspec.Struct, tag="ready", frozen=True):
 
 
 class Heartbeat(msgspec.Struct, tag="heartbeat", frozen=True):
+    """An edge's ping, echoed by the hub; ``from_hub`` marks the hub's own beat, sent unasked so
+    an edge whose uplink is busy with large frames still hears from it (older peers ignore it)."""
+
     sent_at: float
+    from_hub: bool = False
 
 
 class Escalate(msgspec.Struct, tag="escalate", frozen=True, omit_defaults=True):
@@ -110,13 +114,15 @@ class ReplyChunk(msgspec.Struct, tag="chunk", frozen=True, omit_defaults=True):
     """One streamed delta; the stream ends with a ``Reply`` carrying usage and trace.
 
     ``route`` names the tier producing the deltas, so the edge can put it in the response headers
-    before the final ``Reply`` says it again ("" from a hub that predates the field).
+    before the final ``Reply`` says it again ("" from a hub that predates the field); ``model``
+    likewise names the model, so every chunk the client sees can carry it from the first on.
     """
 
     request_id: str
     seq: int
     delta: str
     route: str = ""
+    model: str = ""
 
 
 class Cancel(msgspec.Struct, tag="cancel", frozen=True):
@@ -178,11 +184,32 @@ class PolicyUpdate(msgspec.Struct, tag="policy", frozen=True, omit_defaults=True
 class TelemetryBatch(msgspec.Struct, tag="telemetry", frozen=True):
     batch_id: str
     events: list[dict[str, Scalar]]
+    # events left in the edge's spool behind this batch, so the hub sees a backlog growing while
+    # it is still receiving; None from edges that predate the field
+    backlog: int | None = None
 
 
 class TelemetryAck(msgspec.Struct, tag="telemetry_ack", frozen=True):
     batch_id: str
     accepted: int
+
+
+class EnrolRequest(msgspec.Struct, tag="enrol", frozen=True, omit_defaults=True):
+    """Edge → the hub's enrolment socket only: redeem an invite for the key this connection's CURVE
+    handshake proved. The key is never a payload field, so a token cannot enrol someone else's key."""
+
+    invite_id: str
+    secret: str
+    agent_version: str = ""
+
+
+class EnrolReply(msgspec.Struct, tag="enrolled", frozen=True, omit_defaults=True):
+    """Hub → edge: the key is on the allow-list as ``edge_id`` (``already``: it was before)."""
+
+    edge_id: str
+    name: str = ""
+    hub_version: str = ""
+    already: bool = False
 
 
 Body = (
@@ -200,6 +227,8 @@ Body = (
     | PolicyUpdate
     | TelemetryBatch
     | TelemetryAck
+    | EnrolRequest
+    | EnrolReply
 )
 
 

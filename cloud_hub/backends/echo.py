@@ -7,8 +7,10 @@ and the hub themselves add, and a model-free backend for link tests.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 from cloud_hub.backends.base import Completion, StreamItem
+from shared.config import HubModelEntry
 from shared.wire import ChatMessage, SamplingParams, Usage
 
 
@@ -26,6 +28,10 @@ def _answer(messages: Sequence[ChatMessage], params: SamplingParams) -> tuple[li
 class EchoBackend:
     def __init__(self) -> None:
         self.closed = False
+
+    @classmethod
+    async def from_config(cls, entry: HubModelEntry, models_dir: Path) -> EchoBackend:
+        return cls()
 
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> Completion:
         pieces, usage, finish = _answer(messages, params)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from cloud_hub.backends.base import BackendError, Completion, StreamItem
+from cloud_hub.backends.base import Completion, HubBackendError, StreamItem
+from shared.config import HubModelEntry
 from shared.wire import ChatMessage, SamplingParams, Usage
 
 # Statuses where the same request may succeed later (rate limits, overload, upstream outages).
@@ -46,6 +48,13 @@ class OpenAIHTTPBackend:
             timeout=httpx.Timeout(timeout_s, connect=5.0),
         )
 
+    @classmethod
+    async def from_config(cls, entry: HubModelEntry, models_dir: Path) -> OpenAIHTTPBackend:
+        if not entry.base_url:
+            raise ValueError(f"model {entry.name!r}: the openai_http backend needs base_url")
+        key = entry.api_key.get_secret_value() if entry.api_key else None
+        return cls(entry.base_url, entry.served_model or entry.name, api_key=key)
+
     def _payload(
         self, messages: Sequence[ChatMessage], params: SamplingParams, stream: bool
     ) -> dict[str, Any]:
@@ -69,9 +78,11 @@ class OpenAIHTTPBackend:
         try:
             resp = await self._client.post("chat/completions", json=self._payload(messages, params, False))
         except httpx.HTTPError as exc:
-            raise BackendError(f"upstream unreachable: {type(exc).__name__}: {exc}", retryable=True) from exc
+            raise HubBackendError(
+                f"upstream unreachable: {type(exc).__name__}: {exc}", retryable=True
+            ) from exc
         if resp.status_code >= 400:
-            raise BackendError(
+            raise HubBackendError(
                 _error_message(resp.status_code, resp.content),
                 retryable=resp.status_code in _RETRYABLE,
                 status=resp.status_code,
@@ -82,7 +93,7 @@ class OpenAIHTTPBackend:
             text = choice["message"].get("content") or ""
             finish = choice.get("finish_reason") or "stop"
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise BackendError(f"upstream sent an unreadable completion: {exc!r}", retryable=True) from exc
+            raise HubBackendError(f"upstream sent an unreadable completion: {exc!r}", retryable=True) from exc
         return Completion(text=text, finish_reason=finish, usage=_usage(data.get("usage")) or Usage())
 
     async def stream(
@@ -96,7 +107,7 @@ class OpenAIHTTPBackend:
             async with self._client.stream("POST", "chat/completions", json=payload) as resp:
                 if resp.status_code >= 400:
                     body = await resp.aread()
-                    raise BackendError(
+                    raise HubBackendError(
                         _error_message(resp.status_code, body),
                         retryable=resp.status_code in _RETRYABLE,
                         status=resp.status_code,
@@ -109,7 +120,7 @@ class OpenAIHTTPBackend:
                         break
                     event = json.loads(data)
                     if "error" in event:
-                        raise BackendError(_error_message(resp.status_code, data.encode()), retryable=True)
+                        raise HubBackendError(_error_message(resp.status_code, data.encode()), retryable=True)
                     usage = _usage(event.get("usage")) or usage
                     for choice in event.get("choices") or []:
                         finish = choice.get("finish_reason") or finish
@@ -118,11 +129,13 @@ class OpenAIHTTPBackend:
                             parts.append(text)
                             yield text
         except httpx.HTTPError as exc:
-            raise BackendError(
+            raise HubBackendError(
                 f"upstream stream failed: {type(exc).__name__}: {exc}", retryable=True
             ) from exc
         except (ValueError, AttributeError, TypeError) as exc:
-            raise BackendError(f"upstream sent an unreadable stream event: {exc!r}", retryable=True) from exc
+            raise HubBackendError(
+                f"upstream sent an unreadable stream event: {exc!r}", retryable=True
+            ) from exc
         # Servers that ignore include_usage still get billed: one SSE delta is about one token.
         yield Completion(
             text="".join(parts),

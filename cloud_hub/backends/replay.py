@@ -22,6 +22,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -29,7 +30,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cloud_hub.backends.base import BackendError, Completion, StreamItem
+from cloud_hub.backends.base import Completion, HubBackendError, StreamItem
+from shared import paths
+from shared.config import HubModelEntry
 from shared.routing.datasets import is_routerbench_csv, load_single_turn_outcomes, unwrap_recorded
 from shared.wire import ChatMessage, SamplingParams, Usage
 
@@ -41,7 +44,7 @@ _NO_TEXT = "the source kept no answer text"
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 
 
-class NotRecorded(BackendError):
+class NotRecorded(HubBackendError):
     """The recorded files hold no answer of this model to this request."""
 
     def __init__(self, message: str) -> None:
@@ -126,6 +129,15 @@ class ReplayBackend:
         self._closed = False
 
     @classmethod
+    async def from_config(cls, entry: HubModelEntry, models_dir: Path) -> ReplayBackend:
+        if not entry.recorded:
+            raise ValueError(f"model {entry.name!r}: the replay backend needs recorded (outcome files)")
+        root = paths.data_dir()
+        sources = [p if p.is_absolute() else root / p for p in entry.recorded]
+        names = entry.recorded_models or [entry.served_model or entry.name]
+        return await asyncio.to_thread(cls.load, names, sources)
+
+    @classmethod
     def load(cls, models: Sequence[str], sources: Sequence[Path]) -> ReplayBackend:
         """Read the files (blocking: the hub runs this off its event loop)."""
         if not models:
@@ -149,7 +161,7 @@ class ReplayBackend:
     def lookup(self, messages: Sequence[ChatMessage]) -> tuple[str, Recorded]:
         """The prompt key and its record, or ``NotRecorded``."""
         if self._closed:
-            raise BackendError(f"replay of {self.label} is closed", retryable=False)
+            raise HubBackendError(f"replay of {self.label} is closed", retryable=False)
         turns = list(messages)
         if turns and turns[0].role in _SYSTEM_ROLES:
             turns = turns[1:]

@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from cloud_hub.backends.base import BackendError, Completion, StreamItem
+from cloud_hub.backends.base import Completion, HubBackendError, StreamItem, locate_model
+from shared.config import HubModelEntry
 from shared.wire import ChatMessage, SamplingParams, Usage
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,12 @@ class VllmBackend:
         self._tokenizer = engine.get_tokenizer()
         self._max_model_len = max_model_len
         self._closed = False
+
+    @classmethod
+    async def from_config(cls, entry: HubModelEntry, models_dir: Path) -> VllmBackend:
+        # Installed HF folders carry a "-hf" suffix next to the GGUF of the same model.
+        path = locate_model(entry, models_dir, f"{entry.name}-hf", entry.name)
+        return cls.open(path, max_model_len=entry.max_model_len)
 
     @classmethod
     def open(cls, model_path: Path, *, max_model_len: int = 4096) -> VllmBackend:
@@ -60,7 +67,7 @@ class VllmBackend:
         )
         ids: list[int] = list(self._tokenizer.encode(text, add_special_tokens=False))
         if len(ids) + params.max_tokens > self._max_model_len:
-            raise BackendError(
+            raise HubBackendError(
                 f"prompt of {len(ids)} tokens + max_tokens {params.max_tokens} exceeds the "
                 f"context of {self._max_model_len}",
                 retryable=False,
@@ -84,7 +91,7 @@ class VllmBackend:
         self, messages: Sequence[ChatMessage], params: SamplingParams
     ) -> AsyncIterator[StreamItem]:
         if self._closed:
-            raise BackendError("vLLM backend is closed", retryable=True)
+            raise HubBackendError("vLLM backend is closed", retryable=True)
         ids = self._prompt(messages, params)
         parts: list[str] = []
         completion_tokens = 0
@@ -102,14 +109,14 @@ class VllmBackend:
                     yield delta.text
                 if out.finished:
                     finish = delta.finish_reason or "stop"
-        except BackendError:
+        except HubBackendError:
             raise
         except ValueError as exc:
-            raise BackendError(f"vLLM rejected the request: {exc}", retryable=False) from exc
+            raise HubBackendError(f"vLLM rejected the request: {exc}", retryable=False) from exc
         except Exception as exc:
             if type(exc).__name__ == "EngineDeadError":
-                raise BackendError(f"vLLM engine died: {exc}", retryable=True) from exc
-            raise BackendError(f"vLLM failed: {type(exc).__name__}: {exc}", retryable=True) from exc
+                raise HubBackendError(f"vLLM engine died: {exc}", retryable=True) from exc
+            raise HubBackendError(f"vLLM failed: {type(exc).__name__}: {exc}", retryable=True) from exc
         usage = Usage(prompt_tokens=len(ids), completion_tokens=completion_tokens)
         yield Completion(text="".join(parts), finish_reason=finish, usage=usage)
 
@@ -117,7 +124,7 @@ class VllmBackend:
         async for item in self.stream(messages, params):
             if isinstance(item, Completion):
                 return item
-        raise BackendError("vLLM stream ended without a result", retryable=True)
+        raise HubBackendError("vLLM stream ended without a result", retryable=True)
 
     async def close(self) -> None:
         if self._closed:

@@ -10,7 +10,11 @@ import argparse
 import importlib
 
 HELP = "offline benchmarks that print figures and write JSON + PNG reports"
-BENCHES: tuple[tuple[str, str], ...] = (("routing", "cloud_hub.bench.routing"),)
+BENCHES: tuple[tuple[str, str], ...] = (
+    ("routing", "cloud_hub.bench.routing"),
+    ("images", "cloud_hub.bench.images"),
+    ("judge", "cloud_hub.bench.judge"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

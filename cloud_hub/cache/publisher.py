@@ -11,24 +11,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import zmq
 
 from cloud_hub.cache.store import GlobalCacheStore
 from shared.cache_text import GlobalEntry
 from shared.codec import Codec, DecodeFailure
+from shared.sockets import CurveServer, SocketOptions, open_socket
 from shared.wire import CacheDelta, CacheSnapshotDone, CacheSnapshotRequest, Error
 
 log = logging.getLogger(__name__)
 
 TOPIC = b"cache"
 SNAPSHOT_CHUNK = 256  # entries per snapshot frame, well under the 4 MiB frame limit
-
-
-def curve_server(sock: zmq.Socket[bytes], public: bytes, secret: bytes) -> None:
-    sock.curve_server = True
-    sock.curve_publickey = public
-    sock.curve_secretkey = secret
 
 
 class CachePublisher:
@@ -46,22 +42,19 @@ class CachePublisher:
         self.store = store
         self._codec = Codec()
         self._pub_lock = threading.Lock()
-        self._pub = ctx.socket(zmq.PUB)
-        self._snap = ctx.socket(zmq.ROUTER)
+        curve = CurveServer(public=public_key, secret=secret_key)
+        options = SocketOptions(sndhwm=hwm, linger_ms=0)
+        self._pub = open_socket(ctx, zmq.PUB, options=options, curve=curve, bind=pub_endpoint)
         try:
-            for sock, endpoint in ((self._pub, pub_endpoint), (self._snap, snapshot_endpoint)):
-                curve_server(sock, public_key, secret_key)
-                sock.sndhwm = hwm
-                sock.linger = 0
-                sock.bind(endpoint)
+            self._snap = open_socket(ctx, zmq.ROUTER, options=options, curve=curve, bind=snapshot_endpoint)
         except BaseException:
             # an open socket would keep the hub's context from terminating at shutdown
             self._pub.close(linger=0)
-            self._snap.close(linger=0)
             raise
         self.pub_endpoint = self._pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.snapshot_endpoint = self._snap.getsockopt_string(zmq.LAST_ENDPOINT)
         self._stop = threading.Event()
+        self._rebind_snap = threading.Event()
         self._thread = threading.Thread(target=self._serve_snapshots, name="cache-snapshots", daemon=True)
         self._thread.start()
         self._closed = False
@@ -87,6 +80,9 @@ class CachePublisher:
         poller = zmq.Poller()
         poller.register(self._snap, zmq.POLLIN)
         while not self._stop.is_set():
+            if self._rebind_snap.is_set():
+                self._rebind_snap.clear()
+                _rebind(self._snap, self.snapshot_endpoint)  # this thread owns the socket
             if not dict(poller.poll(100)):
                 continue
             try:
@@ -114,6 +110,18 @@ class CachePublisher:
         except zmq.Again:
             log.warning("snapshot reply dropped: client over its high-water mark")
 
+    def drop_connections(self) -> None:
+        """Close every subscriber's connection (the snapshot socket's within 100 ms).
+
+        ZAP judges a connection once, at its handshake, so this is how a revoked edge stops
+        receiving deltas: enrolled edges reconnect at once and catch up on the gap by snapshot,
+        the revoked one fails its new handshake."""
+        with self._pub_lock:
+            if self._closed:
+                return
+            _rebind(self._pub, self.pub_endpoint)
+        self._rebind_snap.set()
+
     def close(self) -> None:
         with self._pub_lock:
             if self._closed:
@@ -123,3 +131,17 @@ class CachePublisher:
         self._thread.join(timeout=5)
         self._pub.close(linger=0)
         self._snap.close(linger=0)
+
+
+def _rebind(sock: zmq.Socket[bytes], endpoint: str) -> None:
+    """Unbind (which closes the connections accepted there) and bind the same endpoint again."""
+    sock.unbind(endpoint)
+    for attempt in range(20):
+        try:
+            sock.bind(endpoint)
+            return
+        except zmq.ZMQError:
+            if attempt == 19:
+                log.exception("global cache could not bind %s again", endpoint)
+                return
+            time.sleep(0.025)

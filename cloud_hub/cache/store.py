@@ -9,12 +9,12 @@ edge that was offline learns about them too.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from pathlib import Path
 
 from shared.cache_text import GlobalEntry, global_key, is_generic, normalize_text
+from shared.sqlite import connect
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS gc_entries(
@@ -45,13 +45,9 @@ _COLUMNS = "SELECT key, op, question, answer, family, sys_hash, domain, version 
 
 class GlobalCacheStore:
     def __init__(self, path: Path | str, *, min_tenants: int = 2) -> None:
-        if isinstance(path, Path):
-            path.parent.mkdir(parents=True, exist_ok=True)
         self.min_tenants = min_tenants
-        self._conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
+        # foreign keys on: forgetting an entry forgets which tenants asked it
+        self._conn = connect(path, synchronous="NORMAL", foreign_keys=True)
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
         self._closed = False

@@ -2,6 +2,8 @@
 
 Prints ``hub ready on <endpoint>`` on stdout once it accepts edges (port 0 is resolved to the
 real port), which is what scripts and tests wait for. SIGHUP re-reads the enrolled keys now.
+With ``--dashboard-port`` the operator dashboard (``cloud_hub.dashboard``) starts first and its
+URL is printed as ``dashboard on <url>`` before the ready line.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cloud_hub.cache.sharing import GlobalCache
+from cloud_hub.enrolment.server import EnrolmentServer, open_enrolment
 from cloud_hub.registry import ModelRegistry
 from cloud_hub.server import Hub
 from cloud_hub.sink import MemorySink, TelemetrySink
 from shared.config import HubSettings, load_settings
 from shared.keys import key_paths
+
+if TYPE_CHECKING:
+    from cloud_hub.dashboard.serving import DashboardOptions, HubDashboard
 
 HELP = "serve enrolled edges on a CURVE-secured ZeroMQ socket"
 log = logging.getLogger(__name__)
@@ -36,6 +43,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE:FACTORY",
         help="callable taking HubSettings and returning a TelemetrySink, or 'memory'; "
         "default: the SQLite store under --home",
+    )
+    parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        metavar="PORT",
+        help="serve the operator dashboard on this port (0: any free port; needs <home>/dashboard.token)",
+    )
+    parser.add_argument(
+        "--dashboard-host", default="127.0.0.1", help="address the dashboard listens on (default 127.0.0.1)"
     )
 
 
@@ -69,10 +85,23 @@ def run(args: argparse.Namespace) -> int:
     except (ImportError, AttributeError, ValueError) as exc:
         print(f"error: telemetry sink: {exc}")
         return 2
-    return asyncio.run(serve(settings, secret, factory))
+    from cloud_hub.dashboard.serving import dashboard_options
+    from cloud_hub.dashboard.token import TokenError
+
+    try:
+        dashboard = dashboard_options(args, settings.home)
+    except (TokenError, ValueError) as exc:
+        print(f"error: dashboard: {exc}; `cloud-hub keys init --home {settings.home}` writes the token")
+        return 2
+    return asyncio.run(serve(settings, secret, factory, dashboard))
 
 
-async def serve(settings: HubSettings, secret_key_file: Path, sink_factory: SinkFactory) -> int:
+async def serve(
+    settings: HubSettings,
+    secret_key_file: Path,
+    sink_factory: SinkFactory,
+    dashboard: DashboardOptions | None = None,
+) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -93,16 +122,31 @@ async def serve(settings: HubSettings, secret_key_file: Path, sink_factory: Sink
         policy_file=settings.home / "policy.json",
         global_cache=global_cache,
     )
+    board: HubDashboard | None = None
+    enrolment: EnrolmentServer | None = None
     try:
         endpoint = await hub.start()
         loop.add_signal_handler(signal.SIGHUP, hub.reload_enrolments)
+        enrolment = await open_enrolment(settings, secret_key_file, endpoint, hub.reload_enrolments)
+        if enrolment is not None:
+            print(f"enrolment on {enrolment.endpoint}", flush=True)
         if global_cache is not None and global_cache.publisher is not None:
             pub = global_cache.publisher
             print(f"global cache on {pub.pub_endpoint} snapshots {pub.snapshot_endpoint}", flush=True)
+        if dashboard is not None:
+            from cloud_hub.dashboard.serving import open_dashboard
+
+            board = await open_dashboard(dashboard, settings, sink, lambda: hub.edges)
+            # the URL only: the token stays in its file, out of logs
+            print(f"dashboard on {board.url}", flush=True)
         print(f"hub ready on {endpoint}", flush=True)
         await stop.wait()
         log.info("shutting down")
     finally:
+        if board is not None:
+            await board.close()
+        if enrolment is not None:
+            await enrolment.close()
         await hub.close()
         await registry.close()
         sink.close()

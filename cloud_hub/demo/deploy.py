@@ -15,8 +15,9 @@ from pathlib import Path
 import yaml
 from rich.console import Console
 
-from cloud_hub.demo.procs import Service, console_script, free_port, run_cli
+from cloud_hub.demo.procs import console_script, free_port, run_cli
 from shared.config import EdgeSettings, HubModelEntry, HubSettings, load_settings
+from shared.procs import ChildProcess
 
 
 @dataclass(frozen=True)
@@ -94,15 +95,12 @@ def deployed(
         *("--hub-key", str(_public_key(hub_home / "keys")), "--config", str(edge_yaml)),
     ]
     logs = home / "logs"
-    with (
-        Service("hub", hub_argv, "hub ready on", logs / "hub.log") as hub,
-        Service("edge", edge_argv, "edge agent ready on", logs / "edge.log") as edge,
-    ):
+    hub = ChildProcess("hub", hub_argv, logs / "hub.log", ready_prefix="hub ready on ", grace_s=20)
+    edge = ChildProcess("edge", edge_argv, logs / "edge.log", ready_prefix="edge agent ready on ", grace_s=20)
+    with hub, edge:
         with console.status("starting the hub (the vLLM engine loads: one to four minutes on 2 cores)"):
-            hub.start()
-            hub.wait_ready(900)
+            hub.start(timeout_s=900)
         with console.status("starting the edge agent"):
-            edge.start()
-            edge.wait_ready(300)
+            edge.start(timeout_s=300)
         edge_model = load_settings(EdgeSettings, yaml_file=edge_yaml, home=edge_home).local_model.name
         yield Deployment(f"http://127.0.0.1:{port}/v1", keys, tuple(models), hub_url, edge_model)

@@ -149,6 +149,12 @@ class CanaryController:
             self._conclude(decision, stats)
         return decision, stats
 
+    def finish(self, decision: Literal["promote", "rollback"]) -> None:
+        """An operator's decision, without waiting for ``decide`` (``cloud-hub canary``)."""
+        if self.state.canary_version is None:
+            raise RuntimeError("no canary is running")
+        self._conclude(decision, {"manual": 1.0})
+
     def _conclude(self, decision: Decision, stats: dict[str, float]) -> None:
         s = self.state
         s.history.append(

@@ -120,7 +120,6 @@ class HubTelemetry:
         ack = self.store.ingest(edge_id, batch)
         if any(e.get("edgeroute.event.kind") == "spool_drops" for e in batch.events):
             self.metrics.set_drops(self.store.drops())
-        self.metrics.registry.register(EvalQualityCollector(self.store))
         return ack
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from typing import Protocol
 
 import msgspec
 
+from shared.sqlite import connect
 from shared.telemetry import TelemetryEvent
 from shared.wire import Scalar, TelemetryAck, TelemetryBatch
 
@@ -61,6 +62,9 @@ CREATE TABLE IF NOT EXISTS edge_drops (
     edge_id TEXT PRIMARY KEY, dropped_events INTEGER NOT NULL, dropped_bytes INTEGER NOT NULL,
     updated REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS edge_spool (
+    edge_id TEXT PRIMARY KEY, backlog INTEGER NOT NULL, updated REAL NOT NULL
+);
 """
 
 _COLUMNS = (
@@ -78,16 +82,12 @@ class IngestObserver(Protocol):
 
 class TelemetryStore:
     def __init__(self, path: Path, observer: IngestObserver | None = None) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.observer = observer
         self._lock = threading.Lock()
         self._encoder = msgspec.msgpack.Encoder()
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            path, check_same_thread=False, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        # FULL: an ack promises the batch is on disk, so a power cut must not take it back
+        self._db: sqlite3.Connection | None = connect(path, synchronous="FULL")
         self._db.executescript(_SCHEMA)
 
     @property
@@ -130,6 +130,10 @@ class TelemetryStore:
                 db.execute(f"INSERT OR IGNORE INTO events({_COLUMNS}) VALUES ({','.join('?' * 26)})", row)
                 inserted.append(db.total_changes > mark)
             db.executemany("INSERT INTO rejects VALUES (?, ?, ?, ?)", rejects)
+            if batch.backlog is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO edge_spool VALUES (?, ?, ?)", (edge_id, int(batch.backlog), now)
+                )
             for event in events:
                 if event.kind == "spool_drops":
                     db.execute(
@@ -216,6 +220,12 @@ class TelemetryStore:
     def drops(self) -> dict[str, int]:
         with self._lock:
             return {e: int(n) for e, n in self.db.execute("SELECT edge_id, dropped_events FROM edge_drops")}
+
+    def backlogs(self) -> dict[str, tuple[int, float]]:
+        """Per edge: events its spool still held behind the latest batch, and when that batch came."""
+        with self._lock:
+            rows = self.db.execute("SELECT edge_id, backlog, updated FROM edge_spool").fetchall()
+        return {e: (int(n), float(t)) for e, n, t in rows}
 
     def close(self) -> None:
         with self._lock:

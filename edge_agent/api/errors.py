@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -36,22 +37,33 @@ def error_response(
 
 
 class ApiError(Exception):
-    """Raised by handlers; the middleware turns it into the OpenAI error response."""
+    """Raised by handlers; the middleware turns it into the OpenAI error response.
+
+    ``headers`` travel with it (``Retry-After`` on a 429 or 503). A 5xx's ``message`` is logged,
+    not sent: the middleware answers with a generic text that names the request id.
+    """
 
     def __init__(
-        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.param = param
         self.code = code
+        self.headers = dict(headers or {})
 
     def body(self) -> dict[str, Any]:
         return error_body(self.status, self.message, param=self.param, code=self.code)
 
     def response(self) -> web.Response:
-        return web.json_response(self.body(), status=self.status)
+        return web.json_response(self.body(), status=self.status, headers=self.headers)
 
 
 def from_validation(exc: ValidationError) -> ApiError:
@@ -79,11 +91,22 @@ def _is_union_tag(part: object) -> bool:
     return isinstance(part, str) and (part in {"str", "int", "float", "bool"} or "[" in part)
 
 
+# legitimate bodies nest a few levels (a JSON schema in response_format a few dozen); deeper is abuse
+MAX_JSON_DEPTH = 64
+
+
 def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object of Unicode text, or a 400 saying why not.
+
+    Refused besides malformed JSON: nesting deeper than ``MAX_JSON_DEPTH`` (the standard decoder
+    recurses, so a deep enough body would exhaust the stack), the non-standard literals ``NaN``
+    and ``Infinity``, and strings holding an unpaired UTF-16 surrogate escape (``"\\ud800"``),
+    which no model can tokenize.
+    """
     if not raw.strip():
         raise ApiError(400, "The request body is empty; expected a JSON object.")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_no_constant)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(
             400,
@@ -91,6 +114,65 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
             "(Make sure the body is valid JSON and the Content-Type is application/json.)",
             code="invalid_json",
         ) from None
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError as exc:  # from _no_constant
+        raise ApiError(400, str(exc), code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    _check_text(data)
     return data
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"We could not parse the JSON body of your request: {name} is not a JSON number.")
+
+
+def _too_deep() -> ApiError:
+    return ApiError(
+        400, f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.", code="invalid_json"
+    )
+
+
+def _check_text(data: dict[str, Any]) -> None:
+    """Depth and Unicode checks, iteratively: the decoder copes with depths a recursive walk would not."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_JSON_DEPTH:
+            raise _too_deep()
+        if isinstance(value, str):
+            if not is_unicode_text(value):
+                raise _surrogate(path)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not is_unicode_text(key):
+                    raise _surrogate(path)
+                stack.append((item, (*path, key)))
+        elif isinstance(value, list):
+            stack.extend((item, (*path, i)) for i, item in enumerate(value))
+
+
+def printable(value: str) -> str:
+    """``value`` safe to quote in a message: lone surrogates (from undecodable bytes) spelled out."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def is_unicode_text(value: str) -> bool:
+    """Whether ``value`` can be encoded as UTF-8 (false for one holding lone surrogates)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _surrogate(path: tuple[str | int, ...]) -> ApiError:
+    where = ".".join(str(p) for p in path) or None
+    return ApiError(
+        400,
+        f"Invalid value for '{where}': the string holds an unpaired UTF-16 surrogate escape, "
+        "which is not Unicode text.",
+        param=where,
+        code="invalid_value",
+    )

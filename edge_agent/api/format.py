@@ -1,7 +1,9 @@
 """Response objects in the OpenAI shapes, for chat (``chat.completion[.chunk]``) and legacy text
 completions (``text_completion``), each with our ``edgeroute`` member added.
 
-One ``Shape`` per endpoint keeps the handlers identical for both: only the JSON differs.
+One ``Shape`` per endpoint keeps the handlers identical for both: only the JSON differs. Usage
+has the same form streamed or not, with ``prompt_tokens_details.cached_tokens`` always present
+(all of a cache hit's prompt, else 0). A stream's chunks all name ``Shape.model``, set once.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from shared.wire import Usage
 Kind = Literal["chat", "text"]
 
 
-def usage_dict(usage: Usage) -> dict[str, int]:
+def usage_dict(usage: Usage, cached_tokens: int = 0) -> dict[str, Any]:
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     }
 
 
@@ -43,7 +46,7 @@ class Shape:
     def _head(self, obj: str, model: str) -> dict[str, Any]:
         return {"id": self.id, "object": obj, "created": self.created, "model": model}
 
-    def full(self, answer: Answer) -> dict[str, Any]:
+    def full(self, answer: Answer, cached_tokens: int = 0) -> dict[str, Any]:
         if self.kind == "chat":
             choice: dict[str, Any] = {
                 "index": 0,
@@ -61,7 +64,7 @@ class Shape:
             }
             body = self._head("text_completion", answer.model)
         body["choices"] = [choice]
-        body["usage"] = usage_dict(answer.usage)
+        body["usage"] = usage_dict(answer.usage, cached_tokens)
         body["edgeroute"] = answer.edgeroute_field()
         return body
 
@@ -85,13 +88,12 @@ class Shape:
             choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
             body = self._head("text_completion", self.model)
         body["choices"] = [choice]
-        if self.include_usage:
-            body["usage"] = None
+        if self.include_usage and self.kind == "chat":
+            body["usage"] = None  # chat chunks name it (null) until the usage chunk fills it in
         return body
 
-    def last_chunks(self, answer: Answer) -> list[dict[str, Any]]:
+    def last_chunks(self, answer: Answer, cached_tokens: int = 0) -> list[dict[str, Any]]:
         """The finishing chunk, then the usage chunk if asked for; the last one carries ``edgeroute``."""
-        self.model = answer.model
         finish = self.chunk(None if self.kind == "chat" else "", answer.finish_reason)
         chunks = [finish]
         if self.include_usage:
@@ -99,7 +101,7 @@ class Shape:
                 "chat.completion.chunk" if self.kind == "chat" else "text_completion", self.model
             )
             usage["choices"] = []
-            usage["usage"] = usage_dict(answer.usage)
+            usage["usage"] = usage_dict(answer.usage, cached_tokens)
             chunks.append(usage)
         chunks[-1]["edgeroute"] = answer.edgeroute_field()
         return chunks

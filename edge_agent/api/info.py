@@ -1,4 +1,4 @@
-"""``GET /v1/models``, ``GET /health``, ``GET /metrics`` and ``POST /v1/feedback``.
+"""``GET /v1/models[/{model}]``, ``GET /health``, ``GET /metrics`` and ``POST /v1/feedback``.
 
 Feedback is a user's rating of an earlier answer, named by its ``x-request-id``. Ratings are
 normalised to [-1, 1]: ``rating`` as is, ``thumbs`` up/down as ±1, ``stars`` 1..5 mapped
@@ -13,22 +13,49 @@ from typing import Annotated, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge_agent.api.errors import ApiError, from_validation, parse_json_object
-from edge_agent.api.state import CONTENT_TYPE, CONTEXT, STATE
+from edge_agent.api.errors import ApiError, from_validation, parse_json_object, printable
+from edge_agent.api.state import CONTENT_TYPE, CONTEXT, STATE, AgentState
+from shared.taxonomy import AUTO_MODEL, AUTO_MODELS, HUB_MODEL, named_hub_model
+
+
+def _listed(state: AgentState) -> list[dict[str, Any]]:
+    created = int(state.started_at)
+
+    def entry(model: str, owner: str) -> dict[str, Any]:
+        return {"id": model, "object": "model", "created": created, "owned_by": owner}
+
+    data = [entry(state.local_model, "edge"), entry(AUTO_MODEL, "edgeroute")]
+    if state.embeddings is not None:
+        data.append(entry(state.embeddings.name, "edge"))
+    if state.hub is not None:
+        data.append(entry(HUB_MODEL, "hub"))
+        data.extend(entry(name, "hub") for name in state.hub_models())
+    return data
 
 
 async def models(request: web.Request) -> web.Response:
+    return web.json_response({"object": "list", "data": _listed(request.app[STATE])})
+
+
+async def model(request: web.Request) -> web.Response:
+    """One model of the list, also by the ``hub:<name>`` and alias ids chat requests accept."""
     state = request.app[STATE]
-    created = int(state.started_at)
-    data: list[dict[str, Any]] = [
-        {"id": state.local_model, "object": "model", "created": created, "owned_by": "edge"},
-        {"id": "auto", "object": "model", "created": created, "owned_by": "edgeroute"},
-    ]
-    if state.hub is not None:
-        data.append({"id": "hub", "object": "model", "created": created, "owned_by": "hub"})
-        for name in state.hub_models():
-            data.append({"id": name, "object": "model", "created": created, "owned_by": "hub"})
-    return web.json_response({"object": "list", "data": data})
+    wanted = request.match_info["model"]
+    by_id = {m["id"]: m for m in _listed(state)}
+    named = named_hub_model(wanted)
+    found = by_id.get(wanted)
+    if found is None and wanted in AUTO_MODELS:
+        found = dict(by_id[AUTO_MODEL], id=wanted)
+    if found is None and named is not None and named in state.hub_models():
+        found = dict(by_id[named], id=wanted)
+    if found is None:
+        raise ApiError(
+            404,
+            f"The model '{printable(wanted)}' does not exist or you do not have access to it.",
+            param="model",
+            code="model_not_found",
+        )
+    return web.json_response(found)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -80,5 +107,5 @@ async def feedback(request: web.Request) -> web.Response:
         raise from_validation(exc) from None
     rating = body.normalised()
     ctx = request[CONTEXT]
-    recorder.feedback(body.response_id, rating, tenant=ctx.tenant_hash, user=body.user)
+    recorder.feedback(body.response_id, rating, tenant=ctx.tenant_hash, user=ctx.user_hash(body.user))
     return web.json_response({"object": "feedback", "response_id": body.response_id, "rating": rating})

@@ -2,12 +2,15 @@
 
 The metrics registry belongs to the app (no process-global registry), so several agents in one
 process and every test get their own numbers. Other components register their series into the
-same registry; ``/metrics`` renders all of them.
+same registry; ``/metrics`` renders all of them. Facts about answers (route, cost, tokens,
+fallbacks, confidence) are counted once, from the telemetry event every answer produces, streamed
+or not (``edge_agent.telemetry.metrics``); this module counts only what the HTTP layer sees.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,8 +25,11 @@ from prometheus_client import (
 )
 
 from edge_agent.pipeline import Pipeline
-from edge_agent.request import Answer, HubClient, RequestContext, Tenancy
+from edge_agent.request import HubClient
+from edge_agent.tenancy import RequestContext, Tenancy
 from shared.config import EdgeSettings
+from shared.embedding import Vectors
+from shared.taxonomy import AUTO_MODELS
 
 
 class FeedbackRecorder(Protocol):
@@ -32,14 +38,33 @@ class FeedbackRecorder(Protocol):
     def feedback(self, response_id: str, rating: float, tenant: str = "", user: str = "") -> object: ...
 
 
-# model ids that mean "let the router decide", besides the local model's own name
-AUTO_MODELS = frozenset({"auto", "edgeroute"})
-HUB_PREFIX = "hub:"
+class TextEmbedder(Protocol):
+    """What ``POST /v1/embeddings`` needs of an embedder (``shared.embedding.OnnxEmbedder``)."""
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_length(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> Vectors: ...
+
+    def token_counts(self, texts: Sequence[str]) -> list[int]: ...
+
+
+@dataclass(frozen=True)
+class EmbeddingModel:
+    """An embedder under the model id clients name it by."""
+
+    name: str
+    embedder: TextEmbedder
+
+    def serves(self, model: str) -> bool:
+        return model == self.name or model in AUTO_MODELS
 
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-_CONF_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
 
 
 class HttpMetrics:
@@ -60,34 +85,6 @@ class HttpMetrics:
             registry=r,
         )
         self.in_flight = Gauge("edgeroute_http_in_flight_requests", "Requests being served", registry=r)
-        self.answers = Counter(
-            "edgeroute_answers", "Answers by final route", ["route", "streamed"], registry=r
-        )
-        self.answer_fallbacks = Counter(
-            "edgeroute_answer_fallbacks", "Answers served locally after the hub could not answer", registry=r
-        )
-        self.answer_cost = Counter(
-            "edgeroute_answer_cost_usd", "Estimated cost of answers", ["route"], registry=r
-        )
-        self.completion_tokens = Counter(
-            "edgeroute_answer_completion_tokens", "Completion tokens by route", ["route"], registry=r
-        )
-        self.local_confidence = Histogram(
-            "edgeroute_local_confidence",
-            "Mean token probability of local drafts and answers",
-            buckets=_CONF_BUCKETS,
-            registry=r,
-        )
-
-    def observe_answer(self, answer: Answer, *, streamed: bool) -> None:
-        route = answer.route.value
-        self.answers.labels(route, "true" if streamed else "false").inc()
-        if answer.fallback:
-            self.answer_fallbacks.inc()
-        self.answer_cost.labels(route).inc(answer.cost_usd)
-        self.completion_tokens.labels(route).inc(answer.usage.completion_tokens)
-        if answer.confidence is not None:
-            self.local_confidence.observe(answer.confidence)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))
@@ -102,6 +99,7 @@ class AgentState:
     registry: CollectorRegistry
     hub: HubClient | None = None
     feedback: FeedbackRecorder | None = None
+    embeddings: EmbeddingModel | None = None
     started_at: float = field(default_factory=time.time)
 
     @property
@@ -109,11 +107,8 @@ class AgentState:
         return self.pipeline.backend.model_name
 
     def hub_models(self) -> list[str]:
-        """Model names the hub announced, when the link exposes them."""
-        names = getattr(self.hub, "hub_models", None)
-        if isinstance(names, list | tuple | frozenset | set):
-            return [n for n in names if isinstance(n, str)]
-        return []
+        """Model names the hub announced (none without a hub)."""
+        return list(self.hub.hub_models) if self.hub is not None else []
 
 
 STATE = web.AppKey("edge_state", AgentState)

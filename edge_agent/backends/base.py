@@ -9,18 +9,21 @@ confidence does not depend on the sampling temperature.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from shared.config import EdgeSettings
+from shared.errors import BackendError as BackendError
 from shared.wire import ChatMessage, SamplingParams
 
 
-class BackendError(Exception):
-    """The local model failed while generating."""
+class LocalBackendError(BackendError):
+    """The local model failed while generating (the tree of errors: ``shared.errors``, whose
+    ``BackendError`` base this module re-exports for callers that catch any backend failure)."""
 
 
-class PromptTooLong(BackendError):
+class PromptTooLong(LocalBackendError):
     """The prompt does not fit the model's context window."""
 
     def __init__(self, prompt_tokens: int, n_ctx: int) -> None:
@@ -106,6 +109,13 @@ class LocalBackend(Protocol):
     @property
     def n_ctx(self) -> int: ...
 
-    def stream(self, job: GenerationJob) -> AsyncIterator[GenerationEvent]: ...
+    def stream(self, job: GenerationJob) -> AsyncGenerator[GenerationEvent, None]: ...
 
     async def close(self) -> None: ...
+
+
+class LocalBackendFactory(Protocol):
+    """The class side of a local backend: ``edge_agent.assemble`` builds the one that
+    ``local_model.backend`` names (``shared.backends.EDGE_BACKENDS``) with it. Blocking: it loads."""
+
+    def from_config(self, settings: EdgeSettings) -> LocalBackend: ...

@@ -1,10 +1,14 @@
 """``edge-agent bench cache``: semantic-cache quality, vector lookup speed, exact-hit HTTP throughput.
 
 quality     false-hit rate and recall on held-out paraphrase pairs (QQP eval split, MRPC val, or
-            ``--pairs``), against a single cosine threshold of 0.8 on the same embeddings
+            ``--pairs``) for the edge's verifier alone and with the hub's judge on its grey zone,
+            at the shipped points and at the best point with ≤2% false hits, against a single
+            cosine threshold of 0.8 on the same embeddings (see ``cache_quality``)
 lookup      top-10 latency and recall@10 of the cache's bit-prefilter + float rescoring search at
             several sizes, against brute-force float search in numpy
 throughput  requests/s and p99 of the agent's exact-hit HTTP path under a loopback load generator
+passthrough caches off / exact only / defaults side by side on forced-hub misses, concurrency 1
+            and 32, plus the exact-hit path (see ``cache_passthrough``)
 
 The last line printed is one JSON object with the figures.
 """
@@ -21,24 +25,28 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
+from edge_agent.bench import cache_passthrough
+from edge_agent.bench.cache_quality import PairSet, judge_probabilities, load_set, score_pairs
 from edge_agent.cache.db import Database
 from edge_agent.cache.embedding import load_embedder
 from edge_agent.cache.keys import semantic_scope
 from edge_agent.cache.semantic import SemanticCache
-from edge_agent.cache.training import frontier, label_noise, pair_cosines
+from edge_agent.cache.training import label_noise
 from edge_agent.cache.verifier import Verifier, load_verifier
 from shared import paths
+from shared.cache_judge import JudgeHead
 from shared.config import CacheSettings
-from shared.paraphrase import Pair, load_pairs, mrpc, qqp_split
-
-BASELINE_THRESHOLD = 0.8
+from shared.pair_vectors import pair_vectors
+from shared.paraphrase import Pair, mrpc, qqp_split
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("part", nargs="?", choices=("quality", "lookup", "throughput"), default="quality")
+    parser.add_argument("part", nargs="?", choices=("quality", "lookup", "throughput", "passthrough"), default="quality")
     parser.add_argument("--pairs", type=Path, action="append", help="JSONL(.gz) of text_a/text_b/label pairs")
     parser.add_argument("--verifier", type=Path, help="verifier weights (default: the shipped ones)")
     parser.add_argument("--min-probability", type=float, help="quality: stricter verifier threshold")
+    parser.add_argument("--judge", type=Path, help="quality: hub judge head weights (default: shipped)")
+    parser.add_argument("--no-judge", action="store_true", help="quality: the edge's verifier alone")
     parser.add_argument("--sizes", default="10000,100000", help="lookup: comma-separated index sizes")
     parser.add_argument("--queries", type=int, default=200, help="lookup: queries per size")
     parser.add_argument(
@@ -50,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration", type=float, default=30.0, help="throughput: stop after this many seconds"
     )
     parser.add_argument("--model", default="smollm2-135m-instruct", help="throughput: the local model")
+    cache_passthrough.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         result = quality(args, console)
     elif args.part == "lookup":
         result = lookup(args, console)
+    elif args.part == "passthrough":
+        result = cache_passthrough.passthrough(args, console)
+        cache_passthrough.report(result, console)
     else:
         result = throughput(args, console)
     print(json.dumps(result))
@@ -67,66 +79,49 @@ def run(args: argparse.Namespace) -> int:
 # --- quality ------------------------------------------------------------------------------------
 
 
-def score_pairs(verifier: Verifier, pairs: list[Pair], cos: np.ndarray[Any, Any]) -> dict[str, Any]:
-    """Treat ``text_a`` as the cached question and ``text_b`` as the new one."""
-    positives = sum(p.label for p in pairs)
-    hits = wrong = base_hits = base_wrong = 0
-    probs = np.zeros(len(pairs))
-    for i, (c, p) in enumerate(zip(cos, pairs, strict=True)):
-        if c >= BASELINE_THRESHOLD:
-            base_hits += 1
-            base_wrong += 1 - p.label
-        ok, prob, why = verifier.accept(float(c), p.a, p.b, "general")
-        probs[i] = prob if why in ("verified", "verifier_rejected") else 0.0
-        if ok:
-            hits += 1
-            wrong += 1 - p.label
-    labels = np.fromiter((p.label for p in pairs), dtype=np.int64, count=len(pairs))
-    above = np.where(np.asarray(cos) >= BASELINE_THRESHOLD, np.asarray(cos, dtype=np.float64), 0.0)
-    return {
-        "pairs": len(pairs),
-        "positives": positives,
-        "hits": hits,
-        "false_hit_rate": round(wrong / hits, 4) if hits else 0.0,
-        "recall": round((hits - wrong) / positives, 4) if positives else 0.0,
-        "baseline": {
-            "threshold": BASELINE_THRESHOLD,
-            "hits": base_hits,
-            "false_hit_rate": round(base_wrong / base_hits, 4) if base_hits else 0.0,
-            "recall": round((base_hits - base_wrong) / positives, 4) if positives else 0.0,
-        },
-        # best recall at each false-hit rate, over every threshold: the verifier's ranking vs cosine
-        "frontier": {
-            "verifier": frontier(probs, labels, positives),
-            "cosine": frontier(above, labels, positives),
-        },
-    }
-
-
 def quality(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     settings = CacheSettings(verifier_file=args.verifier, min_verifier_probability=args.min_probability)
     verifier = load_verifier(settings)
+    head = None if args.no_judge else JudgeHead.load(args.judge)
     embedder = load_embedder(paths.models_dir())
     if args.pairs:
-        sets = {str(p): load_pairs(p) for p in args.pairs}
+        sets = {str(p): load_set(p) for p in args.pairs}
     else:
-        sets = {"qqp_eval": qqp_split("eval"), "mrpc_val": mrpc("val")}
+        sets = {"qqp_eval": PairSet(qqp_split("eval")), "mrpc_val": PairSet(mrpc("val"))}
     per_set: dict[str, Any] = {}
-    all_pairs: list[Pair] = []
-    all_cos: list[np.ndarray[Any, Any]] = []
-    for name, pairs in sets.items():
-        console.print(f"[bold]{name}[/]: {len(pairs)} pairs")
-        cos = pair_cosines(embedder, pairs)
-        per_set[name] = score_pairs(verifier, pairs, cos)
-        per_set[name]["label_noise"] = label_noise(pairs)
+    every: list[Pair] = []
+    cos_parts: list[np.ndarray[Any, Any]] = []
+    judge_parts: list[np.ndarray[Any, Any]] = []
+    categories: list[str] | None = [] if all(s.categories is not None for s in sets.values()) else None
+    for name, ps in sets.items():
+        console.print(f"[bold]{name}[/]: {len(ps.pairs)} pairs")
+        va, vb = pair_vectors(embedder, ps.pairs)
+        cos = np.einsum("ij,ij->i", va, vb)
+        judged = judge_probabilities(head, va, vb, ps.pairs) if head is not None else None
+        per_set[name] = score_pairs(verifier, ps.pairs, cos, judged, _judge_threshold(head), ps.categories)
+        per_set[name]["label_noise"] = label_noise(ps.pairs)
         console.print(per_set[name])
-        all_pairs += pairs
-        all_cos.append(cos)
-    result = score_pairs(verifier, all_pairs, np.concatenate(all_cos))
+        every += ps.pairs
+        cos_parts.append(cos)
+        if judged is not None:
+            judge_parts.append(judged)
+        if categories is not None and ps.categories is not None:
+            categories += ps.categories
+    judged_all = np.concatenate(judge_parts) if head is not None else None
+    result = score_pairs(
+        verifier, every, np.concatenate(cos_parts), judged_all, _judge_threshold(head), categories
+    )
     result["threshold"] = verifier.default_threshold
+    result["grey_floor"] = verifier.grey_floor
     result["min_cosine"] = verifier.min_cosine
+    if head is not None:
+        result["judge"] = {"name": f"pair-head:{head.identity}", "threshold": head.threshold}
     result["sets"] = per_set
     return result
+
+
+def _judge_threshold(head: JudgeHead | None) -> float:
+    return head.threshold if head is not None else 1.0
 
 
 # --- lookup -------------------------------------------------------------------------------------
@@ -134,7 +129,7 @@ def quality(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
 def _base_vectors(console: Console) -> np.ndarray[Any, Any]:
     """Real MiniLM vectors of the training questions (the verifier's fit already cached them)."""
-    from edge_agent.cache.training import embed_texts
+    from shared.pair_vectors import embed_texts
 
     pairs = qqp_split("train") + mrpc("train")
     texts = sorted({p.a for p in pairs} | {p.b for p in pairs})

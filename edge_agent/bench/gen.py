@@ -26,7 +26,6 @@ from rich.progress import Progress
 from rich.table import Table
 
 from edge_agent.app import create_app
-from edge_agent.assemble import load_backend
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.serving import BackgroundAgent
 from shared.config import EdgeSettings, LocalModelConfig
@@ -120,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="edge-bench-") as home:
         settings = EdgeSettings(home=Path(home), local_model=local, confidence_threshold=0.0)
         console.print(f"loading [bold]{local.name}[/] ({args.threads} threads)")
-        backend = load_backend(settings)
+        # the raw llama-cpp-python runs compare against this backend, whatever the config names
+        backend = LlamaCppBackend.from_config(settings)
         messages = [{"role": "user", "content": args.prompt}]
         payload: dict[str, object] = {
             "model": "auto",

@@ -32,6 +32,7 @@ from rich.table import Table
 from edge_agent.hub_link import HubLink
 from shared.codec import Codec
 from shared.keys import enroll_public_key, init_keys, load_public, load_secret
+from shared.sockets import CurveClient, CurveServer, SocketOptions, SocketT, open_socket
 from shared.wire import ChatMessage, Escalate, SamplingParams
 
 GOAL_OVERHEAD_MS = 0.3
@@ -69,22 +70,18 @@ def _spawn(cmd: list[str]) -> subprocess.Popen[str]:
 def _serve_raw(secret_file: Path) -> None:
     """The baseline server: a CURVE ROUTER that echoes every message (run in its own process)."""
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.ROUTER)
-    sock.curve_server = True
-    sock.curve_publickey, sock.curve_secretkey = load_secret(secret_file)
-    sock.bind("tcp://127.0.0.1:0")
+    public, secret = load_secret(secret_file)
+    curve = CurveServer(public=public, secret=secret)
+    sock = open_socket(ctx, zmq.ROUTER, curve=curve, bind="tcp://127.0.0.1:0")
     print(f"raw ready on {sock.getsockopt_string(zmq.LAST_ENDPOINT)}", flush=True)
     while True:
         sock.send_multipart(sock.recv_multipart())
 
 
-def _curve_client(
-    sock: zmq.Socket[bytes] | zmq.asyncio.Socket, endpoint: str, hub_pub: bytes, secret: Path
-) -> None:
-    sock.curve_serverkey = hub_pub
-    sock.curve_publickey, sock.curve_secretkey = load_secret(secret)
-    sock.linger = 0
-    sock.connect(endpoint)
+def _raw_client(ctx: zmq.Context[SocketT], endpoint: str, hub_pub: bytes, secret_file: Path) -> SocketT:
+    public, secret = load_secret(secret_file)
+    curve = CurveClient(server_key=hub_pub, public=public, secret=secret)
+    return open_socket(ctx, zmq.DEALER, options=SocketOptions(linger_ms=0), curve=curve, connect=endpoint)
 
 
 def _percentiles(samples_ns: list[int]) -> dict[str, float]:
@@ -128,9 +125,8 @@ async def _measure(args: argparse.Namespace, tmp: Path, progress: Progress) -> d
         raw_endpoint = _wait_line(raw, "raw ready on ")
         hub_endpoint = _wait_line(hub, "hub ready on ")
 
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.DEALER)
-        _curve_client(sock, raw_endpoint, hub_pub, edge_secret)
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        sock = _raw_client(ctx, raw_endpoint, hub_pub, edge_secret)
         task = progress.add_task("raw pyzmq", total=n + warmup)
         samples: list[int] = []
         for i in range(n + warmup):
@@ -145,8 +141,7 @@ async def _measure(args: argparse.Namespace, tmp: Path, progress: Progress) -> d
         ctx.term()
 
         actx = zmq.asyncio.Context()
-        asock = actx.socket(zmq.DEALER)
-        _curve_client(asock, raw_endpoint, hub_pub, edge_secret)
+        asock = _raw_client(actx, raw_endpoint, hub_pub, edge_secret)
 
         async def raw_async(_i: int) -> object:
             await asock.send(frame)

@@ -32,6 +32,7 @@ class Lookup:
     reason: str
     elapsed_ms: float = 0.0
     detail: dict[str, Scalar] | None = None
+    embedding: Vectors | None = None  # the question as the semantic stage embedded it, for the store
 
     @property
     def hit(self) -> bool:

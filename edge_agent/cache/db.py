@@ -1,8 +1,8 @@
 """SQLite connections for the caches: an extension-capable build with sqlite-vec loaded, in WAL mode.
 
-The interpreter's own ``sqlite3`` cannot load extensions here, so ``pysqlite3`` (same DB-API) is
-used. WAL with ``synchronous=NORMAL`` survives a killed process without losing a committed
-transaction; only a power cut can drop the last few, never corrupt the file.
+``shared.sqlite`` picks the extension-capable driver. WAL with ``synchronous=NORMAL`` survives a
+killed process without losing a committed transaction; only a power cut can drop the last few,
+never corrupt the file. Foreign keys are on, so deleting an entry deletes its answers.
 """
 
 from __future__ import annotations
@@ -13,30 +13,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pysqlite3.dbapi2 as sqlite
-import sqlite_vec
+from shared import sqlite
 
-Connection = Any  # pysqlite3 ships no type information
+Connection = Any  # the driver may be pysqlite3, whose objects are not stdlib instances
 
-IntegrityError: type[Exception] = sqlite.IntegrityError
-OperationalError: type[Exception] = sqlite.OperationalError
+# the driver's own classes: a stdlib ``sqlite3`` error class would not catch what pysqlite3 raises
+IntegrityError: type[Exception] = sqlite.driver(extensions=True).IntegrityError
+OperationalError: type[Exception] = sqlite.driver(extensions=True).OperationalError
 
 
 def connect(path: Path | str, *, readonly: bool = False) -> Connection:
     """Open ``path`` (``":memory:"`` allowed) with sqlite-vec and the cache pragmas applied."""
-    if isinstance(path, Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    target = f"file:{path}?mode=ro" if readonly else str(path)
-    conn = sqlite.connect(target, uri=readonly, check_same_thread=False, isolation_level=None)
-    conn.enable_load_extension(True)
-    sqlite_vec.load(conn)
-    conn.enable_load_extension(False)
-    conn.execute("PRAGMA busy_timeout=5000")
-    if not readonly:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
+    return sqlite.connect(path, synchronous="NORMAL", foreign_keys=True, vec=True, readonly=readonly)
 
 
 class Database:
@@ -59,10 +47,13 @@ class Database:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self.conn
+                # inside the try: a COMMIT the disk refuses (full, I/O error) must not leave the
+                # transaction open for the next writer to trip over
+                self.conn.execute("COMMIT")
             except BaseException:
-                self.conn.execute("ROLLBACK")
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
                 raise
-            self.conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -2,6 +2,12 @@
 
 The key (``keys.exact_key``) already contains the tenant scope, so a lookup can only ever see
 the asking tenant's rows. Counters kept by triggers make the size cap O(1) to check.
+
+A sampled request (temperature > 0, no seed) is served from a pool so a caller who asks again gets
+another of the model's answers, never the one just served while the pool holds more than one. The
+pool is ready once it holds ``pool_size`` distinct answers or once the model has repeated itself:
+a model that is deterministic for a prompt (most small models at most prompts, whatever the
+temperature) never yields a second text, and waiting for one sent every repeat upstream.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ CREATE TABLE IF NOT EXISTS exact_entries(
     last_used REAL NOT NULL,
     served INTEGER NOT NULL DEFAULT 1,
     bytes INTEGER NOT NULL,
+    repeats INTEGER NOT NULL DEFAULT 0,
     UNIQUE(key, answer_hash)
 );
 CREATE INDEX IF NOT EXISTS exact_lru ON exact_entries(last_used);
@@ -50,12 +57,25 @@ def pool_target(req: CacheRequest, pool_size: int) -> int:
     return max(1, pool_size)
 
 
+def pool_ready(distinct: int, repeated: bool, target: int) -> bool:
+    """Whether a pool may serve: full, or the model gave an answer it had already given."""
+    return distinct >= target or (distinct > 0 and repeated)
+
+
+def add_repeats_column(conn: Connection, table: str) -> None:
+    """Files written before pools counted repeats lack the column; every existing row has 0."""
+    columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if "repeats" not in columns:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN repeats INTEGER NOT NULL DEFAULT 0")
+
+
 class ExactCache:
     def __init__(self, db: Database, settings: CacheSettings | None = None) -> None:
         self.db = db
         self.settings = settings or CacheSettings()
         with self.db.lock:
             self.db.conn.executescript(SCHEMA)
+            add_repeats_column(self.db.conn, "exact_entries")
 
     def key(self, req: CacheRequest) -> str:
         return exact_key(req, time_bucket_s=self.settings.time_bucket_s)
@@ -67,16 +87,17 @@ class ExactCache:
         target = pool_target(req, self.settings.pool_size)
         with self.db.lock:
             rows = self.db.conn.execute(
-                "SELECT id, answer, model FROM exact_entries WHERE key = ? AND expires > ?"
+                "SELECT id, answer, model, repeats FROM exact_entries WHERE key = ? AND expires > ?"
                 " ORDER BY served, last_used LIMIT ?",
                 (key, now, target + 1),
             ).fetchall()
-            if len(rows) < target:
-                # a sampled request whose pool is not full yet: a fresh answer grows the pool, so
+            # fewer rows than the target means these are all of them, so the repeat check is complete
+            if not pool_ready(len(rows), any(r[3] for r in rows), target):
+                # a sampled request whose pool is not ready: a fresh answer grows the pool, so
                 # the same caller does not see the same text again and again
                 reason = "pool_filling" if rows else "no_entry"
                 return Lookup(None, reason, _ms(t0))
-            entry_id, answer, model = rows[0]
+            entry_id, answer, model, _ = rows[0]
             self.db.conn.execute(
                 "UPDATE exact_entries SET served = served + 1, last_used = ? WHERE id = ?",
                 (now, entry_id),
@@ -105,6 +126,14 @@ class ExactCache:
                 (key, req.tenant_scope, answer, answer_hash, model, now, expires, now, size),
             )
             row_id: int | None = cur.lastrowid if cur.rowcount else None
+            if row_id is None:
+                # the model gave this text again: evidence it will keep doing so (a ready pool),
+                # and a fresh answer, so an expired copy that blocked the insert lives on
+                conn.execute(
+                    "UPDATE exact_entries SET repeats = repeats + ?, expires = max(expires, ?)"
+                    " WHERE key = ? AND answer_hash = ?",
+                    (int(target > 1), expires, key, answer_hash),
+                )
             if target > 1:
                 conn.execute(
                     "DELETE FROM exact_entries WHERE key = ? AND id NOT IN"

@@ -97,6 +97,7 @@ _ANTONYMS = (
     ("input", "output"),
     ("inside", "outside"),
     ("include", "exclude"),
+    ("for", "against"),
 )
 _OPPOSITE: dict[str, str] = {}
 for _a, _b in _ANTONYMS:
@@ -246,8 +247,45 @@ def entities(text: str) -> set[str]:
 
 
 def _entity_missing(ents: set[str], other_words: set[str], other_text: str) -> int:
-    low = other_text.lower()
-    return sum(1 for e in ents if e not in other_words and e not in low)
+    # whole words only: a substring test finds "IT" inside "university" and "Go" inside "good"
+    spaced = f" {' '.join(_words(other_text))} "
+    return sum(1 for e in ents if e not in other_words and f" {' '.join(_words(e))} " not in spaced)
+
+
+# "this video", "this JEE advanced question": the answer depends on something the text does not
+# hold, so two such questions are never the same question, whatever their words (a colon or a new
+# line after the phrase means the thing follows inline, and the words can be compared)
+_DEICTIC = re.compile(
+    r"\b(?:this|these|the following|attached|above)\s+(?:[\w-]+\s+){0,2}?"
+    r"(?:questions?|problems?|pictures?|images?|photos?|pics?|videos?|songs?|codes?|equations?|"
+    r"sentences?|paragraphs?|passages?|poems?|graphs?|diagrams?|screenshots?|puzzles?|riddles?|"
+    r"links?|websites?|sites?|pages?|articles?|files?|errors?|texts?|clips?|gifs?|memes?|quotes?)\b"
+    r"(?![^\n]*[:\n])",
+    re.IGNORECASE,
+)
+
+
+# a demonstrative in a standalone question ("this logo", "is this normal?") points outside it too
+_DEMONSTRATIVE = re.compile(r"\b(?:this|these)\b(?![^\n]*[:\n])|\b(?:that|those)\s*[?.!]*\s*$", re.IGNORECASE)
+
+
+def deictic(text: str) -> bool:
+    """Whether ``text`` points at content it does not contain ("the song in this video", "fix this?")."""
+    return _DEICTIC.search(text) is not None or _DEMONSTRATIVE.search(text) is not None
+
+
+_DIRECTION = frozenset(["to", "into", "from", "than", "vs", "versus", "over", "onto", "toward", "towards"])
+
+
+def direction_swapped(a: list[str], b: list[str], shared: set[str]) -> bool:
+    """Shared words that trade sides of the same "to"/"than"/"into" ("convert X to Y" / "Y to X")."""
+    for d in _DIRECTION & set(a) & set(b):
+        for ia in (i for i, w in enumerate(a) if w == d):
+            before_a, after_a = set(a[:ia]) & shared, set(a[ia + 1 :]) & shared
+            for ib in (i for i, w in enumerate(b) if w == d):
+                if (before_a & set(b[ib + 1 :])) and (after_a & set(b[:ib])):
+                    return True
+    return False
 
 
 def antonym_clash(wa: set[str], wb: set[str]) -> bool:
@@ -284,7 +322,9 @@ def check_pair(a: str, b: str) -> PairCheck:
     clash = antonym_clash(wa, wb)
     wh_diff = (wa & _WH) != (wb & _WH)
     veto = ""
-    if num_diff:
+    if deictic(a) or deictic(b):
+        veto = "deictic"
+    elif num_diff:
         veto = "numbers_differ"
     elif op_diff:
         veto = "operators_differ"
@@ -296,6 +336,8 @@ def check_pair(a: str, b: str) -> PairCheck:
         veto = "entities_differ"
     elif miss_a or miss_b:
         veto = "entity_one_sided"
+    elif direction_swapped(wa_list, wb_list, ca & cb):
+        veto = "direction_swapped"
     order = _order_agreement([w for w in wa_list if w in ca & cb], [w for w in wb_list if w in ca & cb])
     both = ea & eb
     # modifiers move freely ("list in Python" / "Python list"); two names that swap places do not

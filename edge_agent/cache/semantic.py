@@ -23,13 +23,14 @@ import numpy as np
 from edge_agent.cache.audit import HitAudit
 from edge_agent.cache.base import CachedAnswer, Embedder, Lookup, Vectors
 from edge_agent.cache.db import Connection, Database, OperationalError
-from edge_agent.cache.exact import pool_target
+from edge_agent.cache.exact import add_repeats_column, pool_ready, pool_target
 from edge_agent.cache.keys import GLOBAL_TENANT, CacheRequest, semantic_eligibility, semantic_scope
 from edge_agent.cache.mirror import BitMirror
-from edge_agent.cache.verifier import Verifier
+from edge_agent.cache.verifier import Verdict, Verifier
 from shared.cache_text import GlobalEntry, question_form
 from shared.config import CacheSettings
 from shared.taxonomy import Route
+from shared.wire import Scalar
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ CREATE TABLE IF NOT EXISTS sem_answers(
     answer_hash TEXT NOT NULL,
     served INTEGER NOT NULL DEFAULT 1,
     created REAL NOT NULL,
+    repeats INTEGER NOT NULL DEFAULT 0,
     UNIQUE(entry_id, answer_hash)
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS sem_vec USING vec0(scope TEXT PARTITION KEY, bits BIT[{dim}]);
@@ -111,6 +113,7 @@ class SemanticCache:
         self.audit.refresh(verifier)
         with self.db.lock:
             self.db.conn.executescript(schema(self.dim))
+            add_repeats_column(self.db.conn, "sem_answers")
             row = self.db.conn.execute("SELECT value FROM sem_meta WHERE name = 'dim'").fetchone()
             if row is None:
                 self.db.conn.execute("INSERT INTO sem_meta VALUES ('dim', ?)", (str(self.dim),))
@@ -152,14 +155,22 @@ class SemanticCache:
         candidates = self.search(scopes, query, k=10, now=req.now)
         best: dict[str, float | str | int] = {}
         for cand in candidates:
-            ok, prob, why = self.verifier.accept(cand.cosine, cand.question, elig.question, req.domain)
+            decision = self.verifier.decide(cand.cosine, cand.question, elig.question, req.domain)
+            prob = decision.probability
             if not best:
-                best = {"best_cosine": round(cand.cosine, 4), "best_reason": why, "best_entry": cand.entry_id}
-            if not ok:
+                best = {
+                    "best_cosine": round(cand.cosine, 4),
+                    "best_reason": decision.reason,
+                    "best_entry": cand.entry_id,
+                }
+            if decision.verdict is Verdict.GREY and "grey_entry" not in best:
+                # not served: the candidate a stronger judge could still approve
+                best.update(grey_entry=cand.entry_id, grey_probability=round(prob, 4))
+            if not decision.accepted:
                 continue
             answer = self._pick_answer(cand, req, req.now)
             if answer is None:
-                return Lookup(None, "pool_filling", _ms(t0), dict(best))
+                return Lookup(None, "pool_filling", _ms(t0), dict(best), query)
             if self.settings.audit_log:
                 self._log_hit(req, cand, elig.question, prob)
             hit = CachedAnswer(
@@ -172,8 +183,10 @@ class SemanticCache:
                 origin=cand.origin,
                 matched=cand.question,
             )
-            return Lookup(hit, "verified", _ms(t0), {"candidates": len(candidates)})
-        return Lookup(None, "no_verified_match" if candidates else "no_candidate", _ms(t0), dict(best))
+            detail: dict[str, Scalar] = {"candidates": len(candidates), "operating_point": decision.point}
+            return Lookup(hit, "verified", _ms(t0), detail, query)
+        reason = "no_verified_match" if candidates else "no_candidate"
+        return Lookup(None, reason, _ms(t0), dict(best), query)
 
     def _log_hit(self, req: CacheRequest, cand: Candidate, query: str, prob: float) -> None:
         try:
@@ -214,10 +227,10 @@ class SemanticCache:
         target = 1 if cand.origin == "hub" else pool_target(req, self.settings.pool_size)
         with self.db.lock:
             rows = self.db.conn.execute(
-                "SELECT id, answer FROM sem_answers WHERE entry_id = ? ORDER BY served, id LIMIT ?",
+                "SELECT id, answer, repeats FROM sem_answers WHERE entry_id = ? ORDER BY served, id LIMIT ?",
                 (entry_id, target + 1),
             ).fetchall()
-            if len(rows) < target:
+            if not pool_ready(len(rows), any(r[2] for r in rows), target):
                 return None
             self.db.conn.execute("UPDATE sem_answers SET served = served + 1 WHERE id = ?", (rows[0][0],))
             self.db.conn.execute("UPDATE sem_entries SET last_used = ? WHERE id = ?", (now, entry_id))
@@ -225,12 +238,14 @@ class SemanticCache:
 
     # --- store ----------------------------------------------------------------------------------
 
-    def put(self, req: CacheRequest, answer: str, model: str) -> int | None:
-        """Store an answer for an eligible request; returns the entry id (None when ineligible)."""
+    def put(self, req: CacheRequest, answer: str, model: str, embedding: Vectors | None = None) -> int | None:
+        """Store an answer for an eligible request; returns the entry id (None when ineligible).
+
+        ``embedding`` is the question's vector from this request's own ``get``, when it ran."""
         elig = semantic_eligibility(req)
         if not elig.ok or not answer.strip():
             return None
-        emb = self.embedder.embed([elig.question])[0]
+        emb = embedding if embedding is not None else self.embedder.embed([elig.question])[0]
         scope = semantic_scope(req.tenant_scope, req.family, req.sys_hash)
         with self._write() as conn:
             entry_id = self._upsert(
@@ -336,11 +351,17 @@ class SemanticCache:
         h = hashlib.sha256(answer.encode()).hexdigest()
         if target == 1:
             conn.execute("DELETE FROM sem_answers WHERE entry_id = ? AND answer_hash != ?", (entry_id, h))
-        conn.execute(
+        cur = conn.execute(
             "INSERT OR IGNORE INTO sem_answers(entry_id, answer, answer_hash, served, created)"
             " VALUES (?, ?, ?, 1, ?)",
             (entry_id, answer, h, now),
         )
+        if not cur.rowcount and target > 1:
+            # a repeated text readies the pool, as in the exact cache
+            conn.execute(
+                "UPDATE sem_answers SET repeats = repeats + 1 WHERE entry_id = ? AND answer_hash = ?",
+                (entry_id, h),
+            )
         conn.execute(
             "DELETE FROM sem_answers WHERE entry_id = ? AND id NOT IN"
             " (SELECT id FROM sem_answers WHERE entry_id = ? ORDER BY id DESC LIMIT ?)",

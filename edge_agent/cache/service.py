@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_agent.cache.base import CachedAnswer, Embedder
+from edge_agent.cache.base import CachedAnswer, Embedder, Vectors
 from edge_agent.cache.db import Database
 from edge_agent.cache.exact import ExactCache
 from edge_agent.cache.keys import CacheRequest
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 class CacheResult:
     answer: CachedAnswer | None
     trace: list[TraceStep] = field(default_factory=list)
+    embedding: Vectors | None = None  # the question's vector, when the semantic stage embedded it
 
     @property
     def hit(self) -> bool:
@@ -49,6 +50,8 @@ class CacheService:
             verifier = verifier or load_verifier(self.settings)
             self.semantic = SemanticCache(self.db, embedder, verifier, self.settings)
         self._closed = False
+        # stores that failed (a full disk, an I/O error): the answer was served, not remembered
+        self.store_failures = 0
 
     def lookup(self, req: CacheRequest) -> CacheResult:
         result = self.lookup_exact(req)
@@ -79,17 +82,21 @@ class CacheService:
         sem = self.semantic.get(req)
         result.trace.append(sem.trace(Route.SEMANTIC_CACHE))
         result.answer = sem.answer
+        result.embedding = sem.embedding
         return result
 
-    def store(self, req: CacheRequest, answer: str, model: str) -> None:
-        """Remember ``answer``; failures are logged, never raised, because the answer already exists."""
+    def store(self, req: CacheRequest, answer: str, model: str, embedding: Vectors | None = None) -> None:
+        """Remember ``answer``; failures are logged, never raised, because the answer already exists.
+
+        ``embedding``: the question's vector from ``lookup_semantic``, so it is not embedded twice."""
         if not self.settings.enabled or not answer.strip():
             return
         try:
             self.exact.put(req, answer, model)
             if self.semantic is not None:
-                self.semantic.put(req, answer, model)
+                self.semantic.put(req, answer, model, embedding)
         except Exception:
+            self.store_failures += 1
             log.exception("cache store failed")
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ import zmq
 from edge_agent.cache.semantic import SemanticCache
 from shared.cache_text import GlobalEntry
 from shared.codec import Codec, DecodeFailure
+from shared.sockets import CurveClient, SocketOptions, open_socket
 from shared.wire import CacheDelta, CacheSnapshotDone, CacheSnapshotRequest
 
 log = logging.getLogger(__name__)
@@ -29,12 +30,6 @@ TOPIC = b"cache"
 
 class SnapshotTimeout(TimeoutError):
     """The hub's snapshot socket did not finish answering in time."""
-
-
-def _curve_client(sock: zmq.Socket[bytes], server_key: bytes, public: bytes, secret: bytes) -> None:
-    sock.curve_serverkey = server_key
-    sock.curve_publickey = public
-    sock.curve_secretkey = secret
 
 
 class CacheSubscriber:
@@ -53,15 +48,18 @@ class CacheSubscriber:
         self.store = store
         self.snapshot_timeout_s = snapshot_timeout_s
         self._codec = Codec()
-        self._sub = ctx.socket(zmq.SUB)
-        _curve_client(self._sub, server_key, public_key, secret_key)
-        self._sub.linger = 0
-        self._sub.setsockopt(zmq.SUBSCRIBE, TOPIC)
-        self._sub.connect(pub_endpoint)
-        self._snap = ctx.socket(zmq.DEALER)
-        _curve_client(self._snap, server_key, public_key, secret_key)
-        self._snap.linger = 0
-        self._snap.connect(snapshot_endpoint)
+        curve = CurveClient(server_key=server_key, public=public_key, secret=secret_key)
+        sub_options = SocketOptions(linger_ms=0, subscribe=(TOPIC,))
+        snap_options = SocketOptions(linger_ms=0)
+        self._sub = open_socket(ctx, zmq.SUB, options=sub_options, curve=curve, connect=pub_endpoint)
+        try:
+            self._snap = open_socket(
+                ctx, zmq.DEALER, options=snap_options, curve=curve, connect=snapshot_endpoint
+            )
+        except BaseException:
+            # an open socket would keep the caller's context from terminating
+            self._sub.close(linger=0)
+            raise
         self._lock = threading.Lock()  # the sockets belong to whichever thread holds this
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -8,57 +8,28 @@ the verifier is never fitted on the pairs it is measured on. Fit the shipped wei
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from rich.progress import Progress
 
-from edge_agent.cache.base import Embedder, Vectors
 from edge_agent.cache.embedding import load_embedder
 from edge_agent.cache.guards import check_pair
 from edge_agent.cache.verifier import train
 from shared import paths
+from shared.pair_vectors import pair_cosines
 from shared.paraphrase import Pair, mrpc, qqp_split
 
-# Quora's labels call about 5% of near-identical pairs (cosine > 0.99) and about 8% of pairs that
-# differ only in swappable function words ("How do I" / "How can I") different, so no ranking
-# reaches a low false-hit rate at useful recall on it. The shipped threshold is fitted at 8% on the
-# training split; ``CacheSettings.min_verifier_probability`` gives a stricter operating point.
-MAX_FALSE_RATE = 0.08
+# The shipped ("safe") point is fitted at 2% false hits on the training split. Quora's labels call
+# about 5% of near-identical pairs (cosine > 0.99) and about 8% of pairs that differ only in
+# swappable function words ("How do I" / "How can I") different, so on QQP that point may serve
+# little beyond identical questions; the grey zone below it goes to the hub's judge, and
+# ``CacheSettings.relaxed_domains`` serves a domain at a looser fitted point (``Verifier.points``).
+MAX_FALSE_RATE = 0.02
 MIN_COSINE = 0.80
 FRONTIER_RATES = (0.02, 0.03, 0.05, 0.068, 0.1)
-
-
-def embed_texts(embedder: Embedder, texts: list[str], cache_dir: Path | None = None) -> Vectors:
-    """Embed with a progress bar; vectors are cached on disk by a digest of the texts."""
-    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:24]
-    cache = (cache_dir or Path.home() / ".cache" / "edgeroute" / "bench") / f"emb-{digest}-{embedder.dim}.npy"
-    if cache.is_file():
-        loaded: Vectors = np.load(cache)
-        return loaded
-    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    with Progress(transient=True) as progress:
-        task = progress.add_task("embedding", total=len(texts))
-        for i in range(0, len(texts), 64):
-            out[i : i + 64] = embedder.embed(texts[i : i + 64])
-            progress.advance(task, min(64, len(texts) - i))
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, out)
-    return out
-
-
-def pair_cosines(embedder: Embedder, pairs: list[Pair]) -> Vectors:
-    texts = sorted({p.a for p in pairs} | {p.b for p in pairs})
-    index = {t: i for i, t in enumerate(texts)}
-    vecs = embed_texts(embedder, texts)
-    ia = np.fromiter((index[p.a] for p in pairs), dtype=np.int64, count=len(pairs))
-    ib = np.fromiter((index[p.b] for p in pairs), dtype=np.int64, count=len(pairs))
-    cos: Vectors = np.einsum("ij,ij->i", vecs[ia], vecs[ib]).astype(np.float32)
-    return cos
 
 
 def frontier(

@@ -5,6 +5,12 @@ lets through about 9% wrong hits), so a candidate that survives the hard guards 
 above a per-domain probability threshold. Weights are plain JSON, fitted deterministically by
 Newton's method on a training split only; thresholds start from the training data and an audit of
 served hits can only raise them (``refine``).
+
+Every candidate gets a verdict (``decide``): ``accept`` at the domain's operating point, ``grey``
+between that point and ``grey_floor`` (the score below which the training pairs are mostly not
+reusable), ``reject`` below it or on a guard's veto. Grey candidates are not served; they are the
+ones worth a stronger judge's time. The shipped point is named ``safe``; a domain relaxed in config
+serves at ``relaxed:<domain>``, one an audit raised at ``audited:<domain>``, and the trace says which.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
@@ -48,6 +55,30 @@ WEIGHTS_RESOURCE = "verifier.json"
 
 Matrix = npt.NDArray[np.float64]
 
+SAFE = "safe"
+STRICT = "strict"
+
+
+class Verdict(StrEnum):
+    ACCEPT = "accept"
+    GREY = "grey"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The verifier's verdict on one candidate and the operating point that gave it."""
+
+    verdict: Verdict
+    probability: float
+    reason: str  # verified | identical | grey_zone | verifier_rejected | below_min_cosine | a veto
+    point: str  # "safe", "strict", "relaxed:<domain>" or "audited:<domain>"
+    threshold: float
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict is Verdict.ACCEPT
+
 
 def feature_vector(cosine: float, lexical: dict[str, float]) -> list[float]:
     values = {"cosine": cosine, **lexical}
@@ -64,14 +95,46 @@ class Verifier:
     thresholds: dict[str, float] = field(default_factory=dict)
     min_cosine: float = 0.8
     meta: dict[str, Any] = field(default_factory=dict)
+    # below this probability a candidate is clearly not reusable: no judge needs to see it
+    grey_floor: float = 1.0
+    # thresholds fitted on the training split, by the false-hit rate they keep ("0.05": 0.93, ...)
+    points: dict[str, float] = field(default_factory=dict)
+    default_point: str = SAFE
+    point_names: dict[str, str] = field(default_factory=dict)  # domain → name of its point
 
     def threshold(self, domain: str) -> float:
         return self.thresholds.get(domain, self.default_threshold)
 
+    def point(self, domain: str) -> str:
+        """The name of the operating point ``domain`` is served at."""
+        if domain not in self.thresholds:
+            return self.default_point
+        return self.point_names.get(domain, f"audited:{domain}")
+
     def raise_threshold(self, at_least: float) -> None:
         """A stricter operating point for every domain; never lowers a threshold an audit raised."""
-        self.default_threshold = max(self.default_threshold, at_least)
-        self.thresholds = {d: max(t, at_least) for d, t in self.thresholds.items()}
+        if at_least > self.default_threshold:
+            self.default_threshold, self.default_point = at_least, STRICT
+        for d, t in self.thresholds.items():
+            if at_least > t:
+                self.thresholds[d], self.point_names[d] = at_least, STRICT
+
+    def relax_domain(self, domain: str, max_false_rate: float) -> float:
+        """Serve ``domain`` at the fitted point for ``max_false_rate`` (never above the default).
+
+        The threshold is the training split's for the largest fitted rate not above the one asked
+        for, so a relaxation is always a point the training data vouches for.
+        """
+        fitted = [(float(r), t) for r, t in self.points.items() if float(r) <= max_false_rate]
+        if not fitted:
+            raise ValueError(
+                f"no operating point fitted at or below {max_false_rate:g} false hits"
+                f" (fitted: {sorted(self.points, key=float)})"
+            )
+        threshold = min(max(fitted)[1], self.default_threshold)
+        self.thresholds[domain] = threshold
+        self.point_names[domain] = f"relaxed:{domain}"
+        return threshold
 
     def probability(self, cosine: float, a: str, b: str) -> tuple[float, str]:
         """(probability that ``b`` may reuse ``a``'s answer, veto reason or "")."""
@@ -87,21 +150,36 @@ class Verifier:
         z = float(x @ np.asarray(self.coef) + self.bias)
         return float(1.0 / (1.0 + np.exp(-z)))
 
-    def accept(self, cosine: float, a: str, b: str, domain: str) -> tuple[bool, float, str]:
+    def decide(self, cosine: float, cached: str, query: str, domain: str) -> Decision:
+        """Whether ``query`` may be served the answer stored for ``cached``, in ``domain``."""
+        point, threshold = self.point(domain), self.threshold(domain)
         if cosine < self.min_cosine:
-            return False, 0.0, "below_min_cosine"
-        prob, veto = self.probability(cosine, a, b)
+            return Decision(Verdict.REJECT, 0.0, "below_min_cosine", point, threshold)
+        if question_form(cached) == question_form(query):
+            # the same question up to case and punctuation: nothing to verify
+            return Decision(Verdict.ACCEPT, 1.0, "identical", point, threshold)
+        prob, veto = self.probability(cosine, cached, query)
         if veto:
-            return False, prob, veto
-        ok = prob >= self.threshold(domain)
-        return ok, prob, "verified" if ok else "verifier_rejected"
+            return Decision(Verdict.REJECT, prob, veto, point, threshold)
+        if prob >= threshold:
+            return Decision(Verdict.ACCEPT, prob, "verified", point, threshold)
+        if prob >= self.grey_floor:
+            return Decision(Verdict.GREY, prob, "grey_zone", point, threshold)
+        return Decision(Verdict.REJECT, prob, "verifier_rejected", point, threshold)
+
+    def accept(self, cosine: float, a: str, b: str, domain: str) -> tuple[bool, float, str]:
+        d = self.decide(cosine, a, b, domain)
+        reason = "verified" if d.reason == "identical" else d.reason
+        return d.accepted, d.probability, "verifier_rejected" if reason == "grey_zone" else reason
 
     def raise_domain(self, domain: str, at_least: float) -> None:
-        self.thresholds[domain] = max(self.threshold(domain), at_least)
+        if at_least > self.threshold(domain):
+            self.thresholds[domain] = at_least
+            self.point_names[domain] = f"audited:{domain}"
 
     def refine(self, domain: str, audit: Sequence[tuple[float, bool]], max_false_rate: float) -> float:
-        self.thresholds[domain] = refined_threshold(self.threshold(domain), audit, max_false_rate)
-        return self.thresholds[domain]
+        self.raise_domain(domain, refined_threshold(self.threshold(domain), audit, max_false_rate))
+        return self.threshold(domain)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -113,7 +191,10 @@ class Verifier:
                 "scale": self.scale,
                 "default_threshold": self.default_threshold,
                 "thresholds": self.thresholds,
+                "point_names": self.point_names,
                 "min_cosine": self.min_cosine,
+                "grey_floor": self.grey_floor,
+                "points": self.points,
                 "meta": self.meta,
             },
             indent=1,
@@ -134,6 +215,10 @@ class Verifier:
             thresholds={str(k): float(v) for k, v in raw.get("thresholds", {}).items()},
             min_cosine=float(raw.get("min_cosine", 0.8)),
             meta=dict(raw.get("meta", {})),
+            # weights from before grey zones had none: every candidate below the point is rejected
+            grey_floor=float(raw.get("grey_floor", 1.0)),
+            points={str(k): float(v) for k, v in raw.get("points", {}).items()},
+            point_names={str(k): str(v) for k, v in raw.get("point_names", {}).items()},
         )
 
     @classmethod
@@ -154,6 +239,8 @@ def load_verifier(settings: CacheSettings) -> Verifier:
     """The configured weights at the configured operating point."""
     verifier = Verifier.load(settings.verifier_file)
     verifier.min_cosine = max(verifier.min_cosine, settings.min_cosine)
+    for domain, rate in settings.relaxed_domains.items():
+        verifier.relax_domain(domain, rate)
     if settings.min_verifier_probability is not None:
         verifier.raise_threshold(settings.min_verifier_probability)
     return verifier
@@ -207,6 +294,28 @@ def choose_threshold(probs: Sequence[float], labels: Sequence[int], max_false_ra
     return operating_point(probs, labels, max_false_rate).threshold
 
 
+# the false-hit rates a domain may be relaxed to, each a threshold fitted on the training split
+POINT_RATES = (0.02, 0.05, 0.08, 0.1)
+# the grey zone ends where fewer than this share of a band of ranked training pairs could reuse
+# the answer: below it the edge drops a candidate without asking the hub
+GREY_PRECISION = 0.6
+GREY_WINDOW = 500
+
+
+def grey_floor(probs: Sequence[float], labels: Sequence[int], min_precision: float, window: int) -> float:
+    """The score where a band of ``window`` ranked pairs first holds under ``min_precision`` positives.
+
+    0.0 (every candidate the guards pass is grey) when no band falls that low.
+    """
+    order = np.argsort(-np.asarray(probs), kind="stable")
+    ranked = np.asarray(labels, dtype=np.float64)[order]
+    if len(ranked) < window:
+        return 0.0
+    bands = np.convolve(ranked, np.ones(window) / window, mode="valid")
+    low = np.flatnonzero(bands < min_precision)
+    return float(np.asarray(probs)[order][low[0] + window - 1]) if len(low) else 0.0
+
+
 def train(
     rows: Sequence[tuple[float, str, str, int]],
     *,
@@ -214,9 +323,17 @@ def train(
     max_false_rate: float,
     meta: dict[str, Any],
 ) -> Verifier:
-    """Fit on (cosine, cached text, query text, label) rows above ``min_cosine`` that pass the guards."""
+    """Fit on (cosine, cached text, query text, label) rows above ``min_cosine`` that pass the guards.
+
+    The safe point is the lowest threshold whose training pairs keep false hits at
+    ``max_false_rate``; where none does, 1.0: only identical question forms are served, and every
+    other candidate above the grey floor is left to a stronger judge. Identical forms are served
+    whatever the threshold, so they take no part in choosing it (Quora labels some of them
+    "not duplicate", which no answer-reuse judgement would).
+    """
     feats: list[list[float]] = []
     labels: list[int] = []
+    identical: list[bool] = []
     for cosine, a, b, label in rows:
         if cosine < min_cosine:
             continue
@@ -225,6 +342,7 @@ def train(
             continue
         feats.append(feature_vector(cosine, check.features))
         labels.append(int(label))
+        identical.append(question_form(a) == question_form(b))
     x = np.asarray(feats, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
     mean = x.mean(axis=0)
@@ -240,6 +358,22 @@ def train(
         min_cosine=min_cosine,
         meta={**meta, "train_rows": len(labels), "train_positive": int(y.sum())},
     )
-    probs = [model.probability_of(f) for f in feats]
-    model.default_threshold = choose_threshold(probs, labels, max_false_rate)
+    keep = [i for i, same in enumerate(identical) if not same]
+    probs = [model.probability_of(feats[i]) for i in keep]
+    kept = [labels[i] for i in keep]
+    for rate in sorted({*POINT_RATES, max_false_rate}):
+        point = operating_point(probs, kept, rate)
+        if point.served:  # a rate the training data cannot vouch for gets no point
+            model.points[f"{rate:g}"] = point.threshold
+    safe = operating_point(probs, kept, max_false_rate)
+    model.default_threshold = safe.threshold
+    model.grey_floor = min(grey_floor(probs, kept, GREY_PRECISION, GREY_WINDOW), safe.threshold)
+    model.meta["safe"] = {
+        "max_false_rate": max_false_rate,
+        "train_false_hit_rate": safe.false_hit_rate,
+        "train_recall": safe.recall,
+        "train_served": safe.served,
+        "identical_pairs": len(labels) - len(keep),
+    }
+    model.meta["grey"] = {"min_precision": GREY_PRECISION, "window": GREY_WINDOW}
     return model

@@ -3,7 +3,7 @@
 ``HubUnavailable``: the hub is not reachable now (not connected, or it went silent mid-request);
 the edge should answer locally. ``HubError``: the hub answered with a typed error. ``HubTimeout``
 is the ``deadline_exceeded`` case of ``HubError``, raised whether the edge's own timer or the
-hub's deadline check fired first.
+hub's deadline check fired first. ``HubRefused`` is the case of a request the hub judged invalid.
 """
 
 from __future__ import annotations
@@ -28,3 +28,12 @@ class HubError(HubLinkError):
 class HubTimeout(HubError, TimeoutError):
     def __init__(self, message: str) -> None:
         super().__init__("deadline_exceeded", message, retryable=False)
+
+
+# codes of a request that is wrong wherever it goes: no other route may answer it instead
+REFUSAL_CODES = frozenset({"invalid_request", "unknown_model"})
+
+
+class HubRefused(HubError):
+    """The hub refused the request itself (``REFUSAL_CODES``): the client gets a 4xx, not a
+    local answer to a request it got wrong."""

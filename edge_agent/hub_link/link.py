@@ -13,16 +13,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import msgspec
 import zmq
 import zmq.asyncio
 
-from edge_agent.hub_link.errors import HubError, HubTimeout, HubUnavailable
+from edge_agent.hub_link.errors import REFUSAL_CODES, HubError, HubRefused, HubTimeout, HubUnavailable
 from shared.codec import DEFAULT_MAX_FRAME, Codec, DecodeFailure
 from shared.keys import load_secret
+from shared.sockets import CurveClient, SocketOptions, frame_ceiling, open_socket
 from shared.wire import (
     Body,
     Cancel,
@@ -48,6 +49,8 @@ StreamItem = ReplyChunk | Reply
 def _failure(err: Error) -> HubError:
     if err.code == "deadline_exceeded":
         return HubTimeout(err.message)
+    if err.code in REFUSAL_CODES:
+        return HubRefused(err.code, err.message)
     return HubError(err.code, err.message, retryable=err.retryable)
 
 
@@ -96,22 +99,21 @@ class HubLink:
 
     def _open_socket(self) -> None:
         assert self._context is not None
-        sock = self._context.socket(zmq.DEALER)
-        sock.curve_serverkey = self._hub_key
-        sock.curve_publickey = self._public
-        sock.curve_secretkey = self._secret
-        # Queue only onto a live connection: while the hub is away a send fails at once
-        # instead of parking stale heartbeats and requests for a hub that may come back later.
-        sock.immediate = True
-        sock.linger = 0
-        sock.reconnect_ivl = 100
-        sock.reconnect_ivl_max = 2000
-        # ZMTP heartbeats make libzmq drop a half-open TCP connection (hub host gone without a
-        # FIN) and reconnect, instead of queueing into it until the high-water mark.
-        sock.heartbeat_ivl = int(self.heartbeat_s * 1000)
-        sock.heartbeat_timeout = int(self.heartbeat_s * 1000 * _MISSED_BEATS)
-        sock.maxmsgsize = self._codec.max_frame * 4 + 4096
-        sock.connect(self.url)
+        options = SocketOptions(
+            # Queue only onto a live connection: while the hub is away a send fails at once
+            # instead of parking stale heartbeats and requests for a hub that may come back later.
+            immediate=True,
+            linger_ms=0,
+            reconnect_ivl_ms=100,
+            reconnect_ivl_max_ms=2000,
+            # ZMTP heartbeats make libzmq drop a half-open TCP connection (hub host gone without a
+            # FIN) and reconnect, instead of queueing into it until the high-water mark.
+            heartbeat_ivl_ms=int(self.heartbeat_s * 1000),
+            heartbeat_timeout_ms=int(self.heartbeat_s * 1000 * _MISSED_BEATS),
+            max_msg_size=frame_ceiling(self._codec.max_frame),
+        )
+        curve = CurveClient(server_key=self._hub_key, public=self._public, secret=self._secret)
+        sock = open_socket(self._context, zmq.DEALER, options=options, curve=curve, connect=self.url)
         self._socket = sock
         self._opened_at = time.monotonic()
         self._recv_task = asyncio.get_running_loop().create_task(self._receive(sock), name="hub-link-recv")
@@ -165,7 +167,7 @@ class HubLink:
         finally:
             self._calls.pop(req.request_id, None)
 
-    async def stream(self, req: Escalate) -> AsyncIterator[StreamItem]:
+    async def stream(self, req: Escalate) -> AsyncGenerator[StreamItem, None]:
         """``ReplyChunk`` deltas in order, then the final ``Reply`` with usage, cost and trace."""
         if not req.stream:
             req = msgspec.structs.replace(req, stream=True)
@@ -276,7 +278,8 @@ class HubLink:
 
     def _dispatch(self, body: Body) -> None:
         if isinstance(body, Heartbeat):
-            self.rtt_s = max(0.0, time.time() - body.sent_at)
+            if not body.from_hub:  # the hub's own beat only says it is alive (``_receive`` noted it)
+                self.rtt_s = max(0.0, time.time() - body.sent_at)
         elif isinstance(body, Ready):
             self.hub_models, self.hub_version = list(body.models), body.hub_version
         elif isinstance(body, PolicyUpdate):

@@ -6,7 +6,7 @@ answered, the route trace and the cost.
 
 from edge_agent.sdk.aio import AsyncChatStream, AsyncEdgeClient
 from edge_agent.sdk.client import ChatStream, EdgeClient
-from edge_agent.sdk.types import ChatDelta, ChatResult, EdgeAPIError, Health, ModelInfo
+from edge_agent.sdk.types import ChatDelta, ChatResult, EdgeAPIError, Embeddings, Health, ModelInfo
 
 __all__ = [
     "AsyncChatStream",
@@ -16,6 +16,7 @@ __all__ = [
     "ChatStream",
     "EdgeAPIError",
     "EdgeClient",
+    "Embeddings",
     "Health",
     "ModelInfo",
 ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -14,6 +15,7 @@ from edge_agent.sdk.types import (
     ChatDelta,
     ChatResult,
     EdgeAPIError,
+    Embeddings,
     Health,
     Messages,
     ModelInfo,
@@ -21,6 +23,9 @@ from edge_agent.sdk.types import (
     StreamState,
     chat_payload,
     chat_result,
+    embeddings_payload,
+    embeddings_result,
+    model_info,
     raise_for_error,
 )
 
@@ -117,7 +122,17 @@ class AsyncEdgeClient:
 
     async def models(self) -> list[ModelInfo]:
         _, body = await self._request("GET", "/v1/models")
-        return [ModelInfo(m["id"], m.get("owned_by", "")) for m in body["data"]]
+        return [model_info(m) for m in body["data"]]
+
+    async def model(self, model_id: str) -> ModelInfo:
+        """One model by id; ``EdgeAPIError`` with status 404 for an id the agent does not serve."""
+        _, body = await self._request("GET", f"/v1/models/{quote(model_id, safe='')}")
+        return model_info(body)
+
+    async def embed(self, texts: str | Sequence[str], *, model: str = "auto") -> Embeddings:
+        """Embeddings of one text or several, from the agent's own embedding model."""
+        _, body = await self._request("POST", "/v1/embeddings", json=embeddings_payload(texts, model))
+        return embeddings_result(body)
 
     async def health(self) -> Health:
         _, body = await self._request("GET", "/health")

@@ -43,6 +43,7 @@ class ChatResult:
     cost_usd: float
     fallback: bool
     request_id: str
+    cached_tokens: int = 0  # prompt tokens served from a cache (all of them on a cache hit)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,29 @@ class ChatDelta:
 class ModelInfo:
     id: str
     owned_by: str
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """One unit-length vector per input text, in input order."""
+
+    vectors: list[list[float]]
+    model: str
+    prompt_tokens: int
+
+
+def embeddings_payload(texts: str | Sequence[str], model: str) -> dict[str, Any]:
+    return {"model": model, "input": texts if isinstance(texts, str) else list(texts)}
+
+
+def embeddings_result(body: Mapping[str, Any]) -> Embeddings:
+    rows = sorted(body["data"], key=lambda row: int(row["index"]))
+    vectors = [[float(x) for x in row["embedding"]] for row in rows]
+    return Embeddings(vectors, str(body.get("model", "")), int(body["usage"]["prompt_tokens"]))
+
+
+def model_info(body: Mapping[str, Any]) -> ModelInfo:
+    return ModelInfo(str(body["id"]), str(body.get("owned_by", "")))
 
 
 @dataclass(frozen=True)
@@ -115,6 +139,7 @@ def result_from(
     edgeroute: Mapping[str, Any], *, text: str, model: str, finish: str, usage: Any, request_id: str
 ) -> ChatResult:
     trace = tuple(msgspec.convert(step, TraceStep) for step in edgeroute.get("trace", []))
+    details = (usage or {}).get("prompt_tokens_details") or {}
     return ChatResult(
         text=text,
         route=str(edgeroute.get("route", "")),
@@ -126,6 +151,7 @@ def result_from(
         cost_usd=float(edgeroute.get("cost_usd", 0.0)),
         fallback=bool(edgeroute.get("fallback", False)),
         request_id=request_id,
+        cached_tokens=int(details.get("cached_tokens", 0)),
     )
 
 

@@ -2,7 +2,10 @@
 
 A batch leaves the spool only when the hub's ``TelemetryAck`` names it, which the hub sends after
 its store committed the events; any error, timeout or mismatched ack puts the batch back and the
-loop backs off (capped exponential), so a hub outage of any length only grows the spool.
+loop backs off (capped exponential), so a hub outage of any length only grows the spool. A
+failure that is the batch's own (the hub refused it, or it could not be encoded into a frame)
+uses up a try of its rows instead, so the spool can isolate and quarantine a poison event
+rather than retry it ahead of everything else for ever.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import contextlib
 import logging
 from typing import Protocol
 
+from edge_agent.hub_link.errors import HubError, HubTimeout
 from edge_agent.telemetry.metrics import EdgeMetrics
-from edge_agent.telemetry.spool import TelemetrySpool
+from edge_agent.telemetry.spool import SpoolStats, TelemetrySpool
 from shared.telemetry import TelemetryEvent
 from shared.wire import TelemetryAck, TelemetryBatch
 
@@ -61,17 +65,21 @@ class TelemetryDeliverer:
 
     async def deliver_once(self) -> int:
         """Send one batch; returns events acknowledged (0 when idle). Raises on failure."""
-        self._report_drops()
+        stats = self._report_drops()
         lease = await asyncio.to_thread(self.spool.lease, self.max_events, self.max_bytes)
         if lease is None:
             return 0
+        backlog = max(0, stats.pending_events - stats.in_flight_events - len(lease.events))
+        batch = TelemetryBatch(lease.batch_id, lease.events, backlog)
         try:
             ack = await asyncio.wait_for(
-                self.transport.send_telemetry(TelemetryBatch(lease.batch_id, lease.events), self.timeout_s),
-                self.timeout_s + 1.0,
+                self.transport.send_telemetry(batch, self.timeout_s), self.timeout_s + 1.0
             )
-        except BaseException:
-            await asyncio.to_thread(self.spool.release, lease.batch_id)
+        except BaseException as exc:
+            if _batch_at_fault(exc):
+                await asyncio.to_thread(self.spool.fail, lease.batch_id)
+            else:
+                await asyncio.to_thread(self.spool.release, lease.batch_id)
             raise
         if ack.batch_id != lease.batch_id or ack.accepted != len(lease.events):
             await asyncio.to_thread(self.spool.release, lease.batch_id)
@@ -81,7 +89,7 @@ class TelemetryDeliverer:
             self.metrics.delivered.inc(removed)
         return removed
 
-    def _report_drops(self) -> None:
+    def _report_drops(self) -> SpoolStats:
         stats = self.spool.stats()
         if self.metrics is not None:
             self.metrics.observe_spool(stats)
@@ -96,6 +104,7 @@ class TelemetryDeliverer:
                 )
             )
         self._reported_drops = stats.dropped_events
+        return stats
 
     async def drain(self, deadline_s: float = 10.0) -> bool:
         """Deliver until the spool is empty or ``deadline_s`` passes; True when empty."""
@@ -136,3 +145,11 @@ class TelemetryDeliverer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+def _batch_at_fault(exc: BaseException) -> bool:
+    """A failure the same batch would meet again on a healthy link: not an outage or a timeout."""
+    if isinstance(exc, HubError):
+        return not exc.retryable and not isinstance(exc, HubTimeout)
+    # encoding errors: a value no frame can carry
+    return isinstance(exc, OverflowError | TypeError | ValueError) and not isinstance(exc, TimeoutError)

@@ -1,6 +1,10 @@
 """Prometheus series for the edge: one scrape answers cost, latency, cache, fallback, escalation
 and regeneration questions per route, plus the health of the telemetry pipeline itself.
 
+These are the only series that count answers: each fact is taken from the one telemetry event
+every answer produces (streamed or not, over HTTP or not), so no other family repeats it. The app's
+HTTP series (``edgeroute_http_*``) count requests and statuses, which are not answers.
+
 Each instance owns its ``CollectorRegistry`` (no process-global state), so tests and several
 agents in one process never collide; the app serves ``render()`` on ``/metrics``.
 """
@@ -20,6 +24,7 @@ from edge_agent.telemetry.spool import SpoolStats
 from shared.telemetry import TelemetryEvent
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -30,7 +35,10 @@ class EdgeMetrics:
         r = self.registry
         route = ["route"]
         self.requests = Counter(
-            "edgeroute_requests", "Answered requests", ["route", "model", "domain", "task"], registry=r
+            "edgeroute_requests",
+            "Answered requests",
+            ["route", "model", "domain", "task", "streamed"],
+            registry=r,
         )
         self.errors = Counter("edgeroute_request_errors", "Failed requests", ["route", "error"], registry=r)
         self.cache_hits = Counter("edgeroute_cache_hits", "Requests answered from a cache", route, registry=r)
@@ -65,6 +73,12 @@ class EdgeMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.local_confidence = Histogram(
+            "edgeroute_local_confidence",
+            "Mean token probability of local drafts and answers",
+            buckets=_CONFIDENCE_BUCKETS,
+            registry=r,
+        )
         self.feedback = Counter("edgeroute_feedback", "User feedback by sign", ["sentiment"], registry=r)
         self.spool_pending = Gauge("edgeroute_telemetry_spool_events", "Events awaiting delivery", registry=r)
         self.spool_bytes = Gauge("edgeroute_telemetry_spool_bytes", "Bytes awaiting delivery", registry=r)
@@ -89,9 +103,9 @@ class EdgeMetrics:
         if event.error_type:
             self.errors.labels(route, event.error_type).inc()
         else:
-            self.requests.labels(
-                route, event.response_model or event.request_model, event.domain, event.task
-            ).inc()
+            model = event.response_model or event.request_model
+            streamed = "true" if event.streamed else "false"
+            self.requests.labels(route, model, event.domain, event.task, streamed).inc()
         self.cache_lookups.inc()
         if event.is_cache_hit:
             self.cache_hits.labels(route).inc()
@@ -108,6 +122,8 @@ class EdgeMetrics:
             self.latency.labels(route).observe(event.latency_s)
         if event.ttft_s is not None:
             self.ttft.labels(route).observe(event.ttft_s)
+        if event.local_confidence is not None:
+            self.local_confidence.observe(event.local_confidence)
 
     def observe_spool(self, stats: SpoolStats) -> None:
         self.spool_pending.set(stats.pending_events)

@@ -5,20 +5,31 @@ after the hub reports it has persisted them, so a crash (even ``kill -9``) betwe
 the rows in the spool and the next process re-sends them; the hub dedupes on event id. When the
 spool would exceed its byte cap the oldest rows that are not in flight are dropped, and every drop
 is added to persistent counters that are reported to the hub and exposed as metrics.
+
+Each row carries a CRC-32 of its payload. A row whose bytes no longer match it, or that does not
+decode, is moved to ``quarantine`` and counted instead of being sent or blocking the rows behind
+it. A row the sender keeps failing on (``fail``: the hub refused it, or no frame can carry it) is
+retried alone, and quarantined after ``max_tries``. A full disk or an I/O error costs the event
+being appended, counted as dropped, never the request that produced it.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import uuid
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 
+from shared.sqlite import connect
 from shared.telemetry import TelemetryEvent
 from shared.wire import Scalar
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -30,7 +41,14 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_batch ON events(batch_id);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    event_id TEXT, payload BLOB NOT NULL, reason TEXT NOT NULL, tries INTEGER NOT NULL
+);
 """
+# columns added after the first release; a file without them gets them on open (NULL crc: unchecked)
+_ADDED_COLUMNS = (("crc", "INTEGER"), ("tries", "INTEGER NOT NULL DEFAULT 0"))
+# SQLite's primary result codes for "the disk cannot take this write"
+_DISK_ERRORS = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY", "SQLITE_CANTOPEN"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +60,8 @@ class SpoolStats:
     dropped_bytes: int
     appended_events: int
     delivered_events: int
+    corrupt_events: int = 0  # failed their checksum or did not decode: quarantined
+    quarantined_events: int = 0  # the sender failed on them ``max_tries`` times: quarantined
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,23 +74,25 @@ class Lease:
 class TelemetrySpool:
     """One SQLite file; safe to share between the request path and the delivery task (one lock)."""
 
-    def __init__(self, path: Path, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, path: Path, max_bytes: int = 64 * 1024 * 1024, max_tries: int = 3) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_bytes = max_bytes
+        self.max_tries = max_tries
+        # drops the disk could not even record; written to ``counters`` with the next good append
+        self._unwritten = {"dropped_events": 0, "dropped_bytes": 0}
         self._lock = threading.Lock()
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(dict[str, Scalar])
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            path, check_same_thread=False, isolation_level=None
-        )
         # WAL + NORMAL survives a killed process (the WAL is in the OS page cache); only power loss
         # could cost the last transactions, which is the usual trade for a per-request write.
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db: sqlite3.Connection | None = connect(path, synchronous="NORMAL")
         self._db.executescript(_SCHEMA)
+        have = {row[1] for row in self._db.execute("PRAGMA table_info(events)")}
+        for name, decl in _ADDED_COLUMNS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE events ADD COLUMN {name} {decl}")
         # leases of a previous process died with it: their rows are pending again
         self._db.execute("UPDATE events SET batch_id = NULL WHERE batch_id IS NOT NULL")
         self._bytes = int(self._conn.execute("SELECT COALESCE(SUM(size), 0) FROM events").fetchone()[0])
@@ -82,35 +104,56 @@ class TelemetrySpool:
         return self._db
 
     def append(self, event: TelemetryEvent) -> bool:
-        """Store ``event``; False when it alone exceeds the cap (it is counted as dropped)."""
+        """Store ``event``; False when it was dropped (and counted): alone over the cap, or the
+        disk refused the write."""
         payload = self._encoder.encode(event.to_attributes())
         size = len(payload)
         with self._lock:
-            db = self._conn
-            db.execute("BEGIN IMMEDIATE")
+            held = self._bytes
             try:
-                if size > self.max_bytes:
-                    self._count(db, dropped_events=1, dropped_bytes=size)
-                    db.execute("COMMIT")
-                    return False
-                if self._bytes + size > self.max_bytes:
-                    self._evict(db, self._bytes + size - self.max_bytes)
-                if self._bytes + size > self.max_bytes:
-                    # everything left is in flight; the new event is the one that cannot fit
-                    self._count(db, dropped_events=1, dropped_bytes=size)
-                    db.execute("COMMIT")
-                    return False
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO events(event_id, payload, size) VALUES (?, ?, ?)",
-                    (event.event_id, payload, size),
-                )
-                if cur.rowcount:
-                    self._bytes += size
-                    self._count(db, appended_events=1)
-                db.execute("COMMIT")
-            except BaseException:
+                return self._append(event.event_id, payload, size)
+            except sqlite3.Error as exc:
+                self._bytes = held
+                if not _disk_error(exc):
+                    raise
+                if not self._unwritten["dropped_events"]:
+                    log.warning("telemetry spool %s cannot be written (%s): counting drops", self.path, exc)
+                self._unwritten["dropped_events"] += 1
+                self._unwritten["dropped_bytes"] += size
+                return False
+
+    def _append(self, event_id: str, payload: bytes, size: int) -> bool:
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if any(self._unwritten.values()):
+                self._count(db, **self._unwritten)
+            stored = self._insert(db, event_id, payload, size)
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
                 db.execute("ROLLBACK")
-                raise
+            raise
+        self._unwritten = dict.fromkeys(self._unwritten, 0)
+        return stored
+
+    def _insert(self, db: sqlite3.Connection, event_id: str, payload: bytes, size: int) -> bool:
+        if size > self.max_bytes:
+            self._count(db, dropped_events=1, dropped_bytes=size)
+            return False
+        if self._bytes + size > self.max_bytes:
+            self._evict(db, self._bytes + size - self.max_bytes)
+        if self._bytes + size > self.max_bytes:
+            # everything left is in flight; the new event is the one that cannot fit
+            self._count(db, dropped_events=1, dropped_bytes=size)
+            return False
+        cur = db.execute(
+            "INSERT OR IGNORE INTO events(event_id, payload, size, crc) VALUES (?, ?, ?, ?)",
+            (event_id, payload, size, zlib.crc32(payload)),
+        )
+        if cur.rowcount:
+            self._bytes += size
+            self._count(db, appended_events=1)
         return True
 
     def _evict(self, db: sqlite3.Connection, need: int) -> None:
@@ -135,27 +178,75 @@ class TelemetrySpool:
         )
 
     def lease(self, max_events: int = 256, max_bytes: int = 1024 * 1024) -> Lease | None:
-        """Mark the oldest pending rows (at least one, at most the limits) as one in-flight batch."""
+        """Mark the oldest pending rows (at least one, at most the limits) as one in-flight batch.
+
+        Damaged rows met on the way are quarantined, and so is a row whose tries are used up; a row
+        the sender failed on before travels alone, so it cannot take a batch of good rows down with it.
+        """
         with self._lock:
             db = self._conn
-            rows = db.execute(
-                "SELECT seq, payload, size FROM events WHERE batch_id IS NULL ORDER BY seq LIMIT ?",
-                (max_events,),
-            ).fetchall()
-            chosen: list[tuple[int, bytes]] = []
-            total = 0
-            for seq, payload, size in rows:
-                if chosen and total + size > max_bytes:
-                    break
-                chosen.append((seq, payload))
-                total += size
-            if not chosen:
-                return None
-            batch_id = uuid.uuid4().hex
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("UPDATE events SET batch_id = ? WHERE seq = ?", [(batch_id, s) for s, _ in chosen])
-            db.execute("COMMIT")
-        return Lease(batch_id, [self._decoder.decode(p) for _, p in chosen], total)
+            freed = 0
+            try:
+                while True:
+                    chosen, total, dropped = self._choose(db, max_events, max_bytes)
+                    freed += dropped
+                    if chosen or not dropped:
+                        break  # found rows, or there is nothing left but rows in flight
+                batch_id = uuid.uuid4().hex
+                db.executemany(
+                    "UPDATE events SET batch_id = ? WHERE seq = ?", [(batch_id, seq) for seq, _ in chosen]
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            self._bytes -= freed
+        if not chosen:
+            return None
+        return Lease(batch_id, [event for _, event in chosen], total)
+
+    def _choose(
+        self, db: sqlite3.Connection, max_events: int, max_bytes: int
+    ) -> tuple[list[tuple[int, dict[str, Scalar]]], int, int]:
+        """(rows to lease with their events, their bytes, bytes quarantined on the way)."""
+        rows = db.execute(
+            "SELECT seq, event_id, payload, size, crc, tries FROM events WHERE batch_id IS NULL"
+            " ORDER BY seq LIMIT ?",
+            (max_events,),
+        ).fetchall()
+        chosen: list[tuple[int, dict[str, Scalar]]] = []
+        total = dropped = 0
+        for seq, event_id, payload, size, crc, tries in rows:
+            event, reason = self._check(payload, crc)
+            if event is None or tries >= self.max_tries:
+                self._quarantine(db, seq, event_id, payload, reason or "poison", tries)
+                dropped += size
+                continue
+            if chosen and (tries or total + size > max_bytes):
+                break
+            chosen.append((seq, event))
+            total += size
+            if tries:
+                break
+        return chosen, total, dropped
+
+    def _check(self, payload: bytes, crc: int | None) -> tuple[dict[str, Scalar] | None, str]:
+        if crc is not None and zlib.crc32(payload) != crc:
+            return None, "checksum"
+        try:
+            return self._decoder.decode(payload), ""
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None, "undecodable"
+
+    def _quarantine(
+        self, db: sqlite3.Connection, seq: int, event_id: str, payload: bytes, reason: str, tries: int
+    ) -> None:
+        log.warning("telemetry event %s quarantined: %s", event_id, reason)
+        db.execute("INSERT INTO quarantine VALUES (?, ?, ?, ?)", (event_id, payload, reason, tries))
+        db.execute("DELETE FROM events WHERE seq = ?", (seq,))
+        self._count(db, **{"quarantined_events" if reason == "poison" else "corrupt_events": 1})
 
     def ack(self, batch_id: str) -> int:
         """The hub persisted ``batch_id``: forget its rows. Returns how many were removed."""
@@ -175,6 +266,14 @@ class TelemetrySpool:
         with self._lock:
             self._conn.execute("UPDATE events SET batch_id = NULL WHERE batch_id = ?", (batch_id,))
 
+    def fail(self, batch_id: str) -> None:
+        """The sender failed on the batch itself (refused, or unsendable): pending again, one try
+        used up by each of its rows."""
+        with self._lock:
+            self._conn.execute(
+                "UPDATE events SET batch_id = NULL, tries = tries + 1 WHERE batch_id = ?", (batch_id,)
+            )
+
     def stats(self) -> SpoolStats:
         with self._lock:
             db = self._conn
@@ -186,10 +285,12 @@ class TelemetrySpool:
                 pending_events=int(pending),
                 pending_bytes=self._bytes,
                 in_flight_events=int(in_flight),
-                dropped_events=int(counters.get("dropped_events", 0)),
-                dropped_bytes=int(counters.get("dropped_bytes", 0)),
+                dropped_events=int(counters.get("dropped_events", 0)) + self._unwritten["dropped_events"],
+                dropped_bytes=int(counters.get("dropped_bytes", 0)) + self._unwritten["dropped_bytes"],
                 appended_events=int(counters.get("appended_events", 0)),
                 delivered_events=int(counters.get("delivered_events", 0)),
+                corrupt_events=int(counters.get("corrupt_events", 0)),
+                quarantined_events=int(counters.get("quarantined_events", 0)),
             )
 
     def close(self) -> None:
@@ -197,3 +298,12 @@ class TelemetrySpool:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _disk_error(exc: sqlite3.Error) -> bool:
+    """Whether ``exc`` says the disk refused a write (full, I/O error), not that the code is wrong."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if any(name == code or name.startswith(code + "_") for code in _DISK_ERRORS):
+        return True
+    text = str(exc)
+    return "disk is full" in text or "disk I/O error" in text

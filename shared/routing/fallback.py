@@ -11,6 +11,9 @@ Rules (both programs share them so a trace reads the same everywhere):
   recorded answers without this prompt) moves on to the next target without counting as a failure;
 * each target has a ``CircuitBreaker``: after ``failure_threshold`` consecutive failures it is skipped
   for ``reset_after_s``, then one probe request decides whether it closes again.
+
+A caller reports a failed call as ``AttemptFailed`` (its place in the tree of errors:
+``shared.errors``); any other exception is not the chain's to judge and goes straight through.
 """
 
 from __future__ import annotations
@@ -31,14 +34,18 @@ _MOVE_ON_4XX = frozenset({408, 429})
 _NOT_TRIED = frozenset({"circuit_open", "no_time", "declined"})
 
 
-class BackendError(Exception):
-    """A failed call; ``status`` is the HTTP-like status when the backend gave one; ``declined``:
-    the target works but cannot serve this request."""
+class AttemptFailed(Exception):
+    """One target's failed call; ``status`` is the HTTP-like status when the backend gave one;
+    ``declined``: the target works but cannot serve this request; ``retryable``: the same request
+    may succeed there later."""
 
-    def __init__(self, message: str, status: int | None = None, *, declined: bool = False) -> None:
+    def __init__(
+        self, message: str, status: int | None = None, *, declined: bool = False, retryable: bool = True
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.declined = declined
+        self.retryable = retryable
 
     @property
     def is_client_error(self) -> bool:
@@ -51,6 +58,11 @@ class AllTargetsFailed(Exception):
             "; ".join(f"{a.target}: {a.outcome} {a.error}" for a in attempts) or "no target to try"
         )
         self.attempts = attempts
+
+    @property
+    def retryable(self) -> bool:
+        """Whether any target that failed said the same request may succeed later."""
+        return any(a.retryable for a in self.attempts)
 
 
 class BreakerState(StrEnum):
@@ -106,6 +118,7 @@ class Attempt:
     outcome: str  # "ok", "error", "timeout", "client_error", "declined", "circuit_open", "no_time"
     elapsed_ms: float = 0.0
     error: str = ""
+    retryable: bool = False  # a failed or declined call's own word; False where nothing was said
 
     def to_trace_step(self) -> TraceStep:
         decision = (
@@ -177,20 +190,20 @@ class FallbackChain:
             start = self._clock()
             try:
                 value = await asyncio.wait_for(call(target, left), timeout=left)
-            except BackendError as exc:
+            except AttemptFailed as exc:
                 ms = (self._clock() - start) * 1000
                 if exc.is_client_error:
                     # the backend is healthy; the request is wrong
                     brk.record_success()
-                    attempts.append(Attempt(target, "client_error", ms, str(exc)))
+                    attempts.append(Attempt(target, "client_error", ms, str(exc), exc.retryable))
                     raise
                 if exc.declined:
                     # it answered, so it is healthy: a run of such requests must not open its breaker
                     brk.record_success()
-                    attempts.append(Attempt(target, "declined", ms, str(exc)))
+                    attempts.append(Attempt(target, "declined", ms, str(exc), exc.retryable))
                     continue
                 brk.record_failure()
-                attempts.append(Attempt(target, "error", ms, str(exc)))
+                attempts.append(Attempt(target, "error", ms, str(exc), exc.retryable))
             except TimeoutError:
                 brk.record_failure()
                 attempts.append(Attempt(target, "timeout", (self._clock() - start) * 1000))

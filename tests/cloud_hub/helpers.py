@@ -7,10 +7,7 @@ behaviour (slow, failing) is what the tests need.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +15,7 @@ from pathlib import Path
 import zmq
 import zmq.asyncio
 
-from cloud_hub.backends import BackendError, Completion, StreamItem
+from cloud_hub.backends import Completion, HubBackendError, StreamItem
 from cloud_hub.backends.echo import EchoBackend
 from cloud_hub.registry import ModelRegistry, RegisteredModel
 from cloud_hub.server import Hub
@@ -26,6 +23,7 @@ from cloud_hub.sink import TelemetrySink
 from shared.codec import Codec
 from shared.config import CostModel, HubModelEntry
 from shared.keys import enroll_public_key, init_keys, load_public, load_secret
+from shared.procs import ChildProcess
 from shared.taxonomy import Tier
 from shared.wire import Body, ChatMessage, SamplingParams
 
@@ -95,13 +93,13 @@ class FailingBackend:
         self.retryable = retryable
 
     async def generate(self, messages: Sequence[ChatMessage], params: SamplingParams) -> Completion:
-        raise BackendError("model server is overloaded", retryable=self.retryable)
+        raise HubBackendError("model server is overloaded", retryable=self.retryable)
 
     async def stream(
         self, messages: Sequence[ChatMessage], params: SamplingParams
     ) -> AsyncIterator[StreamItem]:
         yield "partial"
-        raise BackendError("model server dropped the stream", retryable=self.retryable)
+        raise HubBackendError("model server dropped the stream", retryable=self.retryable)
 
     async def close(self) -> None:
         return None
@@ -190,49 +188,25 @@ def write_config(
     return path
 
 
-class HubProcess:
-    """``cloud-hub serve`` in a subprocess; waits for its ready line. Output goes to a file so a
-    chatty hub can never block on a full pipe."""
+class HubProcess(ChildProcess):
+    """``cloud-hub serve`` as a child process, answering on ``endpoint`` once it printed so."""
 
     def __init__(self, home: Path, config: Path, bind: str = "tcp://127.0.0.1:0") -> None:
         self.home, self.config, self.bind = home, config, bind
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.endpoint = ""
-        self.log_file = home / "hub.log"
+        super().__init__("hub", self._argv(), home / "hub.log", ready_prefix="hub ready on ")
+
+    def _argv(self) -> list[str]:
+        serve = [str(HUB_CLI), "serve", "--home", str(self.home), "--bind", self.bind]
+        return [*serve, "--config", str(self.config)]
 
     def start(self, timeout_s: float = 30.0) -> str:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        cmd = [
-            str(HUB_CLI),
-            "serve",
-            "--home",
-            str(self.home),
-            "--bind",
-            self.bind,
-            "--config",
-            str(self.config),
-        ]
-        with self.log_file.open("wb") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end and self.proc.poll() is None:
-            for line in self.output().splitlines():
-                if line.startswith("hub ready on "):
-                    self.endpoint = line.removeprefix("hub ready on ").strip()
-                    return self.endpoint
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError("hub did not become ready:\n" + self.output()[-4000:])
+        self.argv = self._argv()  # a restart may pin ``bind`` to the port the last run resolved
+        return super().start(timeout_s)
 
-    def output(self) -> str:
-        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+    @property
+    def endpoint(self) -> str:
+        return self.address
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-    def terminate(self, timeout_s: float = 60.0) -> int:
-        assert self.proc is not None
-        self.proc.terminate()
-        return self.proc.wait(timeout=timeout_s)
+    def terminate(self, timeout_s: float = 60.0) -> int | None:
+        """SIGTERM, then the exit status; SIGKILL only if the hub overstays ``timeout_s``."""
+        return self.stop(grace_s=timeout_s)

@@ -93,9 +93,40 @@ async def test_deadline_during_backend_work() -> None:
         ({"messages": []}, "messages"),
         ({"params": SamplingParams(max_tokens=0)}, "max_tokens"),
         ({"params": SamplingParams(temperature=-1.0)}, "temperature"),
-        ({"params": SamplingParams(top_p=0.0)}, "top_p"),
+        ({"params": SamplingParams(top_p=1.5)}, "top_p"),
+        ({"params": SamplingParams(top_p=-0.1)}, "top_p"),
     ],
 )
 async def test_invalid_requests_are_refused_clearly(change: dict[str, object], fragment: str) -> None:
     [err] = await _run(msgspec.structs.replace(_req(), **change))
     assert isinstance(err, Error) and err.code == "invalid_request" and fragment in err.message
+
+
+async def test_a_named_model_runs_as_a_plan_of_one() -> None:
+    [reply] = await _run(_req("frontier-echo"))
+    assert isinstance(reply, Reply)
+    [step] = reply.trace  # no policy steps: nothing was chosen
+    assert step.detail["attempts"] == 1 and "the request named frontier-echo" in step.reason
+
+
+async def test_a_named_model_that_keeps_failing_is_skipped_by_its_breaker() -> None:
+    dispatcher = Dispatcher(build_registry())
+    sent: list[Body] = []
+
+    async def send(body: Body) -> None:
+        sent.append(body)
+
+    for i in range(4):
+        await dispatcher.handle(msgspec.structs.replace(_req("flaky"), request_id=f"r{i}"), "edge-a", send)
+    errors = [b for b in sent if isinstance(b, Error)]
+    assert [e.code for e in errors] == ["backend_error"] * 4
+    assert all("overloaded" in e.message for e in errors[:3])
+    # the fourth never reached the model: nothing there said a retry may help
+    assert "circuit_open" in errors[3].message and not errors[3].retryable
+
+
+async def test_a_named_stream_broken_mid_answer_says_so() -> None:
+    sent = await _run(_req("flaky", stream=True))
+    assert [c.delta for c in sent if isinstance(c, ReplyChunk)] == ["partial"]
+    err = sent[-1]
+    assert isinstance(err, Error) and "flaky failed mid-stream" in err.message and err.retryable

@@ -21,17 +21,12 @@ from cloud_hub.policy_feed import PolicyFeed
 from cloud_hub.server import Hub
 from edge_agent.backends.base import Confidence
 from edge_agent.hub_link import HubLink
-from edge_agent.request import (
-    Answer,
-    Draft,
-    InferenceRequest,
-    Outcome,
-    RequestContext,
-    ThresholdPolicy,
-)
-from edge_agent.stages import TelemetrySink
+from edge_agent.policies import ThresholdPolicy
+from edge_agent.request import Answer, Draft, InferenceRequest, Outcome
 from edge_agent.telemetry.recorder import TelemetryRecorder
+from edge_agent.telemetry.sink import TelemetrySink
 from edge_agent.telemetry.spool import TelemetrySpool
+from edge_agent.tenancy import RequestContext
 from shared.taxonomy import Route
 from shared.telemetry import TelemetryEvent
 from shared.wire import ChatMessage, PolicyUpdate, SamplingParams, TraceStep, Usage

@@ -18,7 +18,7 @@ from cloud_hub.tiers import TierChooser
 from shared.config import CostModel, HubModelEntry, HubSettings
 from shared.routing.calibration import ThresholdTable
 from shared.routing.heads import HEADS_DIR, THRESHOLDS_FILE
-from shared.taxonomy import Route, Tier
+from shared.taxonomy import HUB_CHOICE_MODELS, Route, Tier
 from shared.wire import Body, ChatMessage, Classification, Error, Escalate, Reply, ReplyChunk, SamplingParams
 from tests.cloud_hub.fake_openai import API_KEY, FakeOpenAI
 from tests.cloud_hub.helpers import SlowBackend
@@ -162,7 +162,7 @@ async def test_named_model_is_honoured_over_the_prediction(hub: Hub) -> None:
 
 
 async def test_without_classification_the_default_model_goes_first(hub: Hub) -> None:
-    for model in ("", "auto"):
+    for model in sorted(HUB_CHOICE_MODELS):
         reply = _reply(await hub.ask(_req(model, None, rid=f"r-{model}")))
         assert reply.model == "oss-api"
         assert "hub default oss-api" in reply.trace[0].reason

@@ -61,6 +61,7 @@ def test_an_unrelated_question_misses_every_cache(assembled: tuple[BackgroundAge
 def test_every_answer_is_spooled_and_counted(assembled: tuple[BackgroundAgent, Path]) -> None:
     agent, home = assembled
     _ask(agent)
+    agent.drain()  # the spool is read from here, not through the agent
     metrics = httpx.get(f"{agent.base_url}/metrics").text
     assert "edgeroute_requests_total{" in metrics and 'route="exact_cache"' in metrics
     assert "edgeroute_http_requests_total" in metrics

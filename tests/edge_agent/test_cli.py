@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
 from edge_agent.cli import build_parser, settings_from_args
 from shared.keys import load_public
+from shared.procs import ChildProcess
 
 EDGE_CLI = Path(sys.executable).with_name("edge-agent")
 
@@ -45,33 +43,15 @@ def test_serve_flags_override_config(tmp_path: Path) -> None:
 
 
 def test_serve_answers_and_stops_cleanly(tmp_path: Path, smollm_gguf: Path) -> None:
-    log = tmp_path / "agent.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(EDGE_CLI), "serve", "--home", str(tmp_path), "--port", "0", "--model", str(smollm_gguf)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-    try:
-        url = ""
-        deadline = time.monotonic() + 120
-        while not url and time.monotonic() < deadline and proc.poll() is None:
-            for line in log.read_text().splitlines():
-                if line.startswith("edge agent ready on "):
-                    url = line.removeprefix("edge agent ready on ").strip()
-            time.sleep(0.1)
-        assert url.startswith("http://127.0.0.1:"), log.read_text()
+    argv = [str(EDGE_CLI), "serve", "--home", str(tmp_path), "--port", "0", "--model", str(smollm_gguf)]
+    with ChildProcess("agent", argv, tmp_path / "agent.log", ready_prefix="edge agent ready on ") as proc:
+        url = proc.start(timeout_s=120)
+        assert url.startswith("http://127.0.0.1:"), proc.output()
         assert httpx.get(f"{url}/health").json()["model"] == smollm_gguf.stem
         body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
         answer = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120)
         assert answer.status_code == 200 and answer.headers["x-edgeroute-route"] == "edge_local"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        assert proc.stop(grace_s=60) == 0  # SIGTERM: a clean exit, not the SIGKILL after the grace
 
 
 def test_serve_reports_a_missing_model(tmp_path: Path) -> None:

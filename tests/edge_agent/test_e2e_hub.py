@@ -7,7 +7,6 @@ It kills the hub mid-run and restarts it, so it takes minutes (two vLLM engine s
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import httpx
 import openai
 import pytest
 import yaml
+
+from shared.procs import ChildProcess
 
 pytestmark = pytest.mark.slow
 
@@ -42,49 +43,16 @@ def _cli(*args: str) -> str:
 
 
 @dataclass
-class Proc:
-    name: str
-    cmd: list[str]
-    ready_prefix: str
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-    address: str = ""
-
-    def start(self, timeout_s: float) -> str:
-        start_size = self.log.stat().st_size if self.log.exists() else 0  # skip an earlier run's lines
-        with self.log.open("ab") as out:
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        end = time.monotonic() + timeout_s
-        while time.monotonic() < end and self.proc.poll() is None:
-            text = self.log.read_bytes()[start_size:].decode(errors="replace")
-            for line in text.splitlines():
-                if line.startswith(self.ready_prefix):
-                    self.address = line.removeprefix(self.ready_prefix).strip()
-                    return self.address
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not start:\n{self.log.read_text(errors='replace')[-4000:]}")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-@dataclass
 class Deployment:
-    hub: Proc
+    hub: ChildProcess
     hub_endpoint: str
     confident: str  # base URL of the agent with threshold 0
     doubtful: str  # base URL of the agent with threshold 1
 
 
-def _agent(root: Path, name: str, threshold: float, hub_endpoint: str, hub_key: Path, gguf: Path) -> Proc:
+def _agent(
+    root: Path, name: str, threshold: float, hub_endpoint: str, hub_key: Path, gguf: Path
+) -> ChildProcess:
     home = root / name
     public = Path(_cli("edge-agent", "keys", "init", "--home", str(home)).strip())
     _cli("cloud-hub", "enroll", "--home", str(root / "hub"), str(public))
@@ -96,7 +64,7 @@ def _agent(root: Path, name: str, threshold: float, hub_endpoint: str, hub_key: 
     )
     cmd = [str(BIN / "edge-agent"), "serve", "--home", str(home), "--port", "0", "--hub", hub_endpoint]
     cmd += ["--hub-key", str(hub_key), "--config", str(config), "--model", str(gguf)]
-    return Proc(name, cmd, "edge agent ready on ", home / "agent.log")
+    return ChildProcess(name, cmd, home / "agent.log", ready_prefix="edge agent ready on ", grace_s=60)
 
 
 @pytest.fixture(scope="module")
@@ -112,9 +80,10 @@ def deployment(
     model["cost"] = {"usd_per_gpu_second": 0.0006}
     config.write_text(yaml.safe_dump({"models_dir": str(models_dir), "heartbeat_s": 2.0, "models": [model]}))
     cmd = [str(BIN / "cloud-hub"), "serve", "--home", str(hub_home), "--bind", "tcp://127.0.0.1:0"]
-    hub = Proc("hub", [*cmd, "--config", str(config)], "hub ready on ", root / "hub.log")
+    cmd += ["--config", str(config)]
+    hub = ChildProcess("hub", cmd, root / "hub.log", ready_prefix="hub ready on ", grace_s=60)
     endpoint = hub.start(timeout_s=480)
-    hub.cmd[hub.cmd.index("tcp://127.0.0.1:0")] = endpoint  # restarts keep the port
+    hub.argv[hub.argv.index("tcp://127.0.0.1:0")] = endpoint  # restarts keep the port
     agents = [
         _agent(root, n, t, endpoint, hub_key, smollm_gguf) for n, t in (("edge-a", 0.0), ("edge-b", 1.0))
     ]

@@ -8,9 +8,6 @@ agent that never asked receives it over the PUB socket and serves it from its ow
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -26,6 +23,7 @@ from edge_agent.cache.db import connect
 from edge_agent.serving import BackgroundAgent
 from shared.config import CacheSettings, EdgeSettings, LocalModelConfig, TenantConfig
 from shared.keys import enroll_public_key, init_keys
+from shared.procs import ChildProcess
 
 BIN = Path(sys.executable).parent
 QUESTION = "What does the HTTP status code 404 mean?"
@@ -36,7 +34,7 @@ SYSTEM = "Answer in one short sentence."
 TENANTS = ("acme", "globex", "initech")
 
 
-class HubProcess:
+class HubProcess(ChildProcess):
     def __init__(self, root: Path, gguf: Path) -> None:
         self.home = root / "hub"
         init_keys(self.home / "keys")
@@ -45,33 +43,11 @@ class HubProcess:
         config = root / "hub.yaml"
         model = {"name": "smollm2-135m-instruct", "backend": "llamacpp", "path": str(gguf)}
         config.write_text(yaml.safe_dump({"models": [model], "default_model": model["name"]}))
-        self.log = root / "hub.log"
         cmd = [str(BIN / "cloud-hub"), "serve", "--home", str(self.home), "--bind", "tcp://127.0.0.1:0"]
         cmd += ["--config", str(config), "--telemetry-sink", "memory"]
-        with self.log.open("wb") as out:
-            env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
-        self.endpoint = self._wait_for("hub ready on ")
-        self.cache_line = self._wait_for("global cache on ")
-
-    def _wait_for(self, prefix: str) -> str:
-        end = time.monotonic() + 120
-        while time.monotonic() < end and self.proc.poll() is None:
-            for line in self.log.read_text(errors="replace").splitlines():
-                if line.startswith(prefix):
-                    return line.removeprefix(prefix).strip()
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"hub did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        super().__init__("hub", cmd, root / "hub.log", ready_prefix="hub ready on ")
+        self.endpoint = self.start(timeout_s=120)
+        self.cache_line = self.wait_line("global cache on ", timeout_s=120)
 
 
 def _agent(root: Path, tenant: str, hub: HubProcess, gguf: Path) -> tuple[BackgroundAgent, Path]:

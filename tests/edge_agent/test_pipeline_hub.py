@@ -149,18 +149,12 @@ def test_hub_model_named_in_the_request(agent: BackgroundAgent) -> None:
     assert _chat(agent, model="frontier-echo").headers["x-edgeroute-route"] == "frontier"
 
 
-def test_hub_error_resumes_the_local_draft(agent: BackgroundAgent) -> None:
-    local = _chat(agent, temperature=0, headers={"x-edgeroute-route": "edge_local"}).json()
-    failed = _chat(agent, temperature=0, edgeroute={"hub_model": "no-such-model"}).json()
-    assert _steps(failed) == [("policy", "escalate"), ("hub", "fallback"), ("edge_local", "answer")]
-    assert "unknown_model" in failed["edgeroute"]["trace"][1]["reason"]
-    assert failed["edgeroute"]["fallback"] is True
-    # the draft was stopped for the escalation and then continued: same greedy text, same length
-    assert failed["choices"][0]["message"]["content"] == local["choices"][0]["message"]["content"]
-    assert failed["usage"]["completion_tokens"] == local["usage"]["completion_tokens"]
-    _, streamed, last = _stream(agent, temperature=0, edgeroute={"hub_model": "no-such-model"})
-    assert streamed == local["choices"][0]["message"]["content"]
-    assert last["edgeroute"]["fallback"] is True
+def test_unknown_hub_model_is_refused_not_answered_locally(agent: BackgroundAgent) -> None:
+    # a request the hub refuses as invalid gets that 4xx; a hub that *fails* still leaves the
+    # local draft to finish (tests/edge_agent/api/test_hub_refusals.py)
+    for stream in (False, True):
+        refused = _chat(agent, temperature=0, stream=stream, edgeroute={"hub_model": "no-such-model"})
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "model_not_found"
 
 
 def test_hub_down_answers_locally_and_recovers(agent: BackgroundAgent, hub: HubProcess) -> None:

@@ -3,6 +3,7 @@ cache, against a real agent with a real SQLite cache (exact and semantic stages)
 
 Every check reads the cache file itself: a bypassed request must leave every row of every table
 as it was, including the served counters an exact hit bumps and the hit log a semantic hit writes.
+Stores run after the answer is sent, so each ask waits for the agent's bookkeeping before a check.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
-from edge_agent.app import create_app
+from edge_agent.app import ClosingResource, create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.cache.db import connect
 from edge_agent.cache.embedding import load_embedder
 from edge_agent.cache.service import CacheService
+from edge_agent.cache.stage import CacheStage
 from edge_agent.serving import BackgroundAgent
-from edge_agent.stages import CacheStage, ClosingResource
 from shared.config import CacheSettings, EdgeSettings
 from tests.edge_agent.conftest import SMOLLM
 
@@ -80,6 +81,7 @@ def _chat(agent: BackgroundAgent, question: str, headers: dict[str, str] | None 
     )
     assert response.status_code == 200, response.text
     assert response.headers["x-edgeroute-route"] == response.json()["edgeroute"]["route"]
+    agent.drain()
     return response.json()
 
 
@@ -99,6 +101,7 @@ def _stream(
                 for choice in chunk["choices"]:
                     text += choice["delta"].get("content") or ""
                 last = chunk
+    agent.drain()
     return route, text, last["edgeroute"]
 
 

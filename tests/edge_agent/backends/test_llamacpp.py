@@ -100,7 +100,7 @@ async def test_closing_a_stream_cancels_and_frees_the_model(smollm_backend: Llam
     job = GenerationJob(SamplingParams(max_tokens=400, temperature=0.0), QUESTION)
     events = smollm_backend.stream(job)
     seen: list[GenerationEvent] = [await anext(events) for _ in range(3)]
-    await events.aclose()  # type: ignore[attr-defined]
+    await events.aclose()
     assert all(isinstance(e, TokenStep) for e in seen)
     # the worker must be free again well before 400 tokens could have been generated
     short = GenerationJob(SamplingParams(max_tokens=2, temperature=0.0), QUESTION)

@@ -11,7 +11,7 @@ import pytest
 from edge_agent.cache.audit import AuditError, AuditRow, HitAudit, read_jsonl, write_jsonl
 from edge_agent.cache.db import Database
 from edge_agent.cache.service import CacheService
-from edge_agent.cache.verifier import Verifier
+from edge_agent.cache.verifier import Verifier, load_verifier
 from edge_agent.cli import main
 from shared.config import CacheSettings
 from shared.embedding import Embedder
@@ -19,7 +19,7 @@ from tests.edge_agent.cache.test_semantic import req
 
 STORED = "How do I reverse a list in Python?"
 ASKED = "how can I reverse a python list"
-SETTINGS = CacheSettings()
+SETTINGS = CacheSettings(relaxed_domains={"general": 0.08})  # the shipped point serves no paraphrase
 
 
 def served_hit(db_path: Path, embedder: Embedder) -> float:
@@ -55,15 +55,16 @@ def test_a_reviewed_wrong_hit_raises_the_threshold_across_restarts(
     with Database(db_path) as db:
         audit = HitAudit(db)
         (row,) = audit.sample(10)
-        verifier = Verifier.load()
+        verifier = load_verifier(SETTINGS)
         before = verifier.threshold("general")
         raised = audit.apply(verifier, [replace(row, correct=False)], 0.0)
     assert raised["general"] > before
     with CacheService(db_path, SETTINGS, embedder=embedder) as svc:
         assert svc.semantic is not None and svc.semantic.verifier.threshold("general") == raised["general"]
         res = svc.lookup(req(ASKED))
-        assert res.answer is None and res.trace[-1].detail["best_reason"] == "verifier_rejected"
-        assert svc.semantic.verifier.threshold("code") == before  # other domains untouched
+        assert res.answer is None and res.trace[-1].detail["best_reason"] == "grey_zone"
+        assert svc.semantic.verifier.point("general") == "audited:general"
+        assert svc.semantic.verifier.threshold("code") == Verifier.load().default_threshold  # untouched
 
 
 def test_a_running_cache_takes_an_audit_without_restart(tmp_path: Path, embedder: Embedder) -> None:
@@ -75,9 +76,9 @@ def test_a_running_cache_takes_an_audit_without_restart(tmp_path: Path, embedder
         with Database(db_path) as other:
             audit = HitAudit(other)
             (row,) = audit.sample(10)
-            audit.apply(Verifier.load(), [replace(row, correct=False)], 0.0)
+            audit.apply(load_verifier(SETTINGS), [replace(row, correct=False)], 0.0)
         res = svc.lookup(req(ASKED))
-        assert res.answer is None and res.trace[-1].detail["best_reason"] == "verifier_rejected"
+        assert res.answer is None and res.trace[-1].detail["best_reason"] == "grey_zone"
 
 
 def test_unusable_review_files_are_refused_with_the_line(tmp_path: Path, embedder: Embedder) -> None:

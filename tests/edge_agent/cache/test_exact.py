@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cache.db import Database
-from edge_agent.cache.exact import ExactCache
+from edge_agent.cache.exact import SCHEMA, ExactCache
 from edge_agent.cache.keys import CacheRequest
 from shared.config import CacheSettings
 from shared.wire import ChatMessage, SamplingParams
@@ -137,3 +137,55 @@ def test_store_survives_reopen(tmp_path: Path) -> None:
     with Database(tmp_path / "c.db") as db:
         assert ExactCache(db).get(req("persist?")).hit
         assert db.integrity_ok()
+
+
+def ask(cache: ExactCache, r: CacheRequest, upstream: Iterator[str]) -> tuple[str, bool]:
+    """What the pipeline does: serve a hit, else take the upstream's answer and store it."""
+    got = cache.get(r)
+    if got.answer is not None:
+        return got.answer.text, True
+    text = next(upstream)
+    cache.put(r, text, "m")
+    return text, False
+
+
+def test_a_deterministic_model_at_default_temperature_hits_on_the_third_ask(cache: ExactCache) -> None:
+    upstream = itertools.repeat("A monad is a monoid in the category of endofunctors.")
+    served = [ask(cache, req("What is a monad?", temperature=1.0), upstream) for _ in range(5)]
+    assert [hit for _, hit in served] == [False, False, True, True, True]
+    assert cache.stats()[0] == 1  # one row: repeats are counted, not stored twice
+
+
+def test_a_varying_model_fills_the_pool_and_never_repeats_itself(cache: ExactCache) -> None:
+    upstream = (f"haiku {i}" for i in itertools.count())
+    served = [ask(cache, req("Write a haiku about rust", temperature=1.0), upstream) for _ in range(9)]
+    assert [hit for _, hit in served] == [False] * 3 + [True] * 6
+    texts = [text for text, _ in served]
+    assert len(set(texts[:3])) == 3 and set(texts[3:]) == set(texts[:3])
+    assert all(a != b for a, b in itertools.pairwise(texts))
+
+
+def test_a_repeat_while_filling_serves_the_distinct_answers_in_turn(cache: ExactCache) -> None:
+    upstream = iter(["sonnet A", "sonnet B", "sonnet A"])
+    served = [ask(cache, req("Write a sonnet", temperature=0.7), upstream) for _ in range(7)]
+    assert [hit for _, hit in served] == [False] * 3 + [True] * 4
+    hits = [text for text, hit in served if hit]
+    assert set(hits) == {"sonnet A", "sonnet B"}
+    assert all(a != b for a, b in itertools.pairwise(hits))
+
+
+def test_a_file_from_before_repeats_were_counted_opens_and_fills(tmp_path: Path) -> None:
+    with Database(tmp_path / "old.db") as db:
+        old_schema = SCHEMA.replace("    repeats INTEGER NOT NULL DEFAULT 0,\n", "")
+        assert "repeats" not in old_schema
+        db.conn.executescript(old_schema)
+        db.conn.execute(
+            "INSERT INTO exact_entries(key, tenant, answer, answer_hash, model, created, expires,"
+            " last_used, bytes) VALUES ('k', 't', 'a', 'h', 'm', 0, 1e18, 0, 1)"
+        )
+    with Database(tmp_path / "old.db") as db:
+        cache = ExactCache(db, CacheSettings(pool_size=3))
+        upstream = itertools.repeat("same")
+        served = [ask(cache, req("q", temperature=1.0), upstream) for _ in range(3)]
+        assert [hit for _, hit in served] == [False, False, True]
+        assert db.conn.execute("SELECT count(*) FROM exact_entries").fetchone()[0] == 2

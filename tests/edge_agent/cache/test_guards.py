@@ -29,6 +29,26 @@ from shared.wire import ChatMessage
             "What are the most profitable products to import from India and sell in Canada?",
             "entity_order_differs",
         ),
+        # "IT" is not hiding inside "university": names are matched as whole words
+        (
+            "Which is the best university to do distance MBA in India?",
+            "Which is the best university to do distance MBA in IT in India?",
+            "entity_one_sided",
+        ),
+        ("What is the song playing in this video?", "What song is playing in this video?", "deictic"),
+        ("How could this logo be improved?", "How can this logo be improved?", "deictic"),
+        ("How do I fix this?", "How can I fix this?", "deictic"),
+        (
+            "What is the reagent used to convert ethanol to ethanoic acid?",
+            "What is the reagent used to convert ethanoic acid to ethanol?",
+            "direction_swapped",
+        ),
+        ("Is coffee healthier than tea?", "Is tea healthier than coffee?", "direction_swapped"),
+        (
+            "What are some good arguments for virtue ethics?",
+            "What are some good arguments against virtue ethics?",
+            "antonym",
+        ),
     ],
 )
 def test_near_misses_are_vetoed(a: str, b: str, veto: str) -> None:
@@ -45,6 +65,9 @@ def test_near_misses_are_vetoed(a: str, b: str, veto: str) -> None:
         ("Convert 1,000 meters to miles", "convert 1000 meters into miles"),
         ("Why is the sky blue?", "Why does the sky look blue?"),
         ("How do I copy a file in Linux?", "How can I copy files on Linux?"),
+        ("how to get from home to office faster", "how to get to office from home faster"),
+        ("What does this code do: print(1)", "what does this code do: print(1)?"),
+        ("How do I learn to code?", "How can I learn coding?"),
     ],
 )
 def test_paraphrases_pass_the_guards(a: str, b: str) -> None:

@@ -12,6 +12,9 @@ from shared.embedding import Embedder
 from shared.wire import ChatMessage, SamplingParams
 
 NOW = 1_800_000_000.0
+# the shipped point serves identical questions only on QQP's evidence; these tests are about what
+# happens to paraphrases once served, so the general domain is relaxed to its fitted 8% point
+RELAXED = CacheSettings(relaxed_domains={"general": 0.08})
 
 
 def req(text: str, tenant: str = "a", temperature: float = 0.0) -> CacheRequest:
@@ -26,7 +29,7 @@ def req(text: str, tenant: str = "a", temperature: float = 0.0) -> CacheRequest:
 
 @pytest.fixture()
 def service(tmp_path: Path, embedder: Embedder) -> Iterator[CacheService]:
-    with CacheService(tmp_path / "cache.db", CacheSettings(), embedder=embedder) as svc:
+    with CacheService(tmp_path / "cache.db", RELAXED, embedder=embedder) as svc:
         yield svc
 
 
@@ -40,6 +43,22 @@ def test_paraphrase_hits_semantically_with_trace(service: CacheService) -> None:
     assert semantic.detail["entry_id"] == res.answer.entry_id
     assert 0.8 <= float(semantic.detail["similarity"]) <= 1.0  # type: ignore[arg-type]
     assert "verifier" in semantic.detail
+    assert semantic.detail["operating_point"] == "relaxed:general"
+
+
+def test_the_safe_default_leaves_a_paraphrase_in_the_grey_zone(tmp_path: Path, embedder: Embedder) -> None:
+    with CacheService(tmp_path / "safe.db", CacheSettings(), embedder=embedder) as svc:
+        assert svc.semantic is not None
+        entry = svc.semantic.put(req("How do I reverse a list in Python?"), "Use lst[::-1].", "m")
+        res = svc.lookup(req("how can I reverse a python list"))
+        assert res.answer is None
+        step = res.trace[-1]
+        assert (step.reason, step.detail["best_reason"], step.detail["grey_entry"]) == (
+            "no_verified_match", "grey_zone", entry,
+        )  # fmt: skip
+        assert 0.0 < float(step.detail["grey_probability"]) < 1.0  # type: ignore[arg-type]
+        same = svc.lookup(req("how do i reverse a list in python"))  # identical forms are always served
+        assert same.answer is not None and same.trace[-1].detail["operating_point"] == "safe"
 
 
 def test_tenant_b_never_gets_tenant_a_semantic_answer(service: CacheService) -> None:
@@ -91,12 +110,22 @@ def test_sampled_requests_rotate_a_pool(service: CacheService) -> None:
 def test_a_stricter_operating_point_turns_a_borderline_paraphrase_away(
     tmp_path: Path, embedder: Embedder
 ) -> None:
-    strict = CacheSettings(min_verifier_probability=0.95)
+    strict = RELAXED.model_copy(update={"min_verifier_probability": 0.95})
     with CacheService(tmp_path / "strict.db", strict, embedder=embedder) as svc:
         svc.store(req("How do I reverse a list in Python?"), "Use lst[::-1].", "m")
         res = svc.lookup(req("how can I reverse a python list"))
         assert res.answer is None and res.trace[-1].reason == "no_verified_match"
-        assert res.trace[-1].detail["best_reason"] == "verifier_rejected"
+        assert res.trace[-1].detail["best_reason"] == "grey_zone"
         # the same wording still hits: identical question forms skip the verifier
         same = svc.lookup(req("how do i reverse a list in python"))
         assert same.answer is not None and same.answer.text == "Use lst[::-1]."
+
+
+def test_a_deterministic_model_fills_the_semantic_pool_with_one_repeat(service: CacheService) -> None:
+    r = req("Tell me a fun fact about octopuses", temperature=1.0)
+    for _ in range(2):  # the model gives the same text twice; the exact pool is then ready too
+        assert service.lookup(r).answer is None
+        service.store(r, "Octopuses have three hearts.", "m")
+    hit = service.lookup(req("tell me a fun fact about octopuses!", temperature=1.0)).answer
+    assert hit is not None and hit.stage == "semantic_cache"
+    assert hit.text == "Octopuses have three hearts."

@@ -1,8 +1,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from edge_agent.cache.verifier import FEATURES, Verifier, choose_threshold, fit_logistic, train
+from edge_agent.cache.verifier import (
+    FEATURES,
+    Verdict,
+    Verifier,
+    choose_threshold,
+    fit_logistic,
+    load_verifier,
+    train,
+)
+from shared.config import CacheSettings
 
 
 def test_newton_fit_recovers_a_known_separator() -> None:
@@ -61,3 +71,60 @@ def test_frontier_reads_best_recall_per_false_hit_rate() -> None:
         ]
     )
     assert noise["same_content_pairs"] == 2 and noise["labelled_not_duplicate"] == 0.5
+
+
+def fitted() -> Verifier:
+    rows = [(0.93, "How do I sort a list in Python?", "how can i sort a python list", 1)] * 40
+    rows += [(0.86, "How do I sort a list in Python?", "How do I learn Python quickly?", 0)] * 40
+    return train(rows, min_cosine=0.8, max_false_rate=0.02, meta={})
+
+
+def test_verdicts_accept_grey_and_reject() -> None:
+    v = fitted()
+    cached = "How do I sort a list in Python?"
+    p = v.probability(0.9, cached, "How should I sort a list in Python?")[0]
+    v.default_threshold, v.grey_floor = p + 1e-6, p - 1e-6  # the candidate sits between the two
+    grey = v.decide(0.9, cached, "How should I sort a list in Python?", "general")
+    assert (grey.verdict, grey.reason, grey.point) == (Verdict.GREY, "grey_zone", "safe")
+    assert not grey.accepted
+    assert v.accept(0.9, cached, "How should I sort a list in Python?", "general")[2] == "verifier_rejected"
+    same = v.decide(0.85, cached, "how do i sort a list in python", "general")
+    assert (same.verdict, same.reason, same.probability) == (Verdict.ACCEPT, "identical", 1.0)
+    veto = v.decide(0.99, "What is 2+2?", "What is 2+3?", "general")
+    assert (veto.verdict, veto.reason) == (Verdict.REJECT, "numbers_differ")
+    assert v.decide(0.7, cached, "how can i sort a python list", "general").reason == "below_min_cosine"
+    v.grey_floor = p + 1e-7
+    assert v.decide(0.9, cached, "How should I sort a list in Python?", "general").verdict is Verdict.REJECT
+
+
+def test_operating_points_are_named_and_relaxations_come_from_the_fit() -> None:
+    v = fitted()
+    v.points = {"0.02": 0.9, "0.05": 0.8, "0.1": 0.7}
+    v.default_threshold = 0.9
+    assert v.point("code") == "safe"
+    assert v.relax_domain("code", 0.06) == 0.8  # the largest fitted rate not above the one asked
+    assert (v.point("code"), v.threshold("code")) == ("relaxed:code", 0.8)
+    v.raise_domain("code", 0.85)  # an audit found wrong hits: it wins, and the trace says so
+    assert (v.point("code"), v.threshold("code")) == ("audited:code", 0.85)
+    v.raise_threshold(0.95)
+    assert (v.point("general"), v.point("code"), v.threshold("code")) == ("strict", "strict", 0.95)
+    with pytest.raises(ValueError, match="no operating point"):
+        v.relax_domain("chat", 0.01)
+    again = Verifier.from_json(v.to_json())
+    assert (again.point("code"), again.points, again.grey_floor) == ("strict", v.points, v.grey_floor)
+
+
+def test_config_relaxes_one_domain_only() -> None:
+    shipped = Verifier.load()
+    rate = max(float(r) for r in shipped.points)
+    v = load_verifier(CacheSettings(relaxed_domains={"chat": rate}))
+    assert v.point("chat") == "relaxed:chat" and v.threshold("chat") < v.default_threshold
+    assert (v.point("code"), v.threshold("code")) == ("safe", shipped.default_threshold)
+
+
+def test_shipped_weights_carry_a_safe_point_and_a_grey_zone_below_it() -> None:
+    v = Verifier.load()
+    assert v.default_point == "safe" and v.meta["safe"]["max_false_rate"] == 0.02
+    # the safe point is the 2% one when the training split has it, else identical questions only
+    assert v.default_threshold == v.points.get("0.02", 1.0)
+    assert 0.0 < v.grey_floor < min(v.points.values()) <= max(v.points.values()) < v.default_threshold

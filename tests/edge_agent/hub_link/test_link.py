@@ -137,7 +137,7 @@ async def test_abandoned_calls_are_cancelled_on_the_hub(link: HubLink, hub: Hub)
     stream = link.stream(req("ab1", "one two three four five", model="slow", in_s=30))
     async for _ in stream:
         break  # the HTTP client went away after the first chunk
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()
     await wait_until(lambda: slow.cancelled == 1, timeout=1.0)
     call = asyncio.ensure_future(link.escalate(req("ab2", model="slow", in_s=30)))
     await asyncio.sleep(0.05)

@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from cloud_hub.telemetry.store import store_path
-from tests.edge_agent.test_e2e_hub import Proc, _cli, _wait_hub
+from shared.procs import ChildProcess
+from tests.edge_agent.test_e2e_hub import _cli, _wait_hub
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -30,7 +31,7 @@ BIN = Path(sys.executable).parent
 
 @dataclass
 class Loop:
-    hub: Proc
+    hub: ChildProcess
     hub_home: Path
     edge: str
 
@@ -44,9 +45,10 @@ def loop(tmp_path_factory: pytest.TempPathFactory, smollm_gguf: Path) -> Iterato
     config.write_text(yaml.safe_dump({"heartbeat_s": 0.5, "models": [{"name": "echo", "backend": "echo"}],
                                       "default_model": "echo"}))  # fmt: skip
     cmd = [str(BIN / "cloud-hub"), "serve", "--home", str(hub_home), "--bind", "tcp://127.0.0.1:0"]
-    hub = Proc("hub", [*cmd, "--config", str(config)], "hub ready on ", root / "hub.log")
+    cmd += ["--config", str(config)]
+    hub = ChildProcess("hub", cmd, root / "hub.log", ready_prefix="hub ready on ", grace_s=60)
     endpoint = hub.start(timeout_s=120)
-    hub.cmd[hub.cmd.index("tcp://127.0.0.1:0")] = endpoint
+    hub.argv[hub.argv.index("tcp://127.0.0.1:0")] = endpoint
     home = root / "edge"
     public = Path(_cli("edge-agent", "keys", "init", "--home", str(home)).strip())
     _cli("cloud-hub", "enroll", "--home", str(hub_home), str(public))
@@ -56,7 +58,9 @@ def loop(tmp_path_factory: pytest.TempPathFactory, smollm_gguf: Path) -> Iterato
     agent_cmd = [str(BIN / "edge-agent"), "serve", "--home", str(home), "--port", "0", "--hub", endpoint,
                  "--hub-key", str(hub_home / "keys" / "curve.key"), "--config", str(edge_cfg),
                  "--model", str(smollm_gguf)]  # fmt: skip
-    agent = Proc("edge", agent_cmd, "edge agent ready on ", home / "agent.log")
+    agent = ChildProcess(
+        "edge", agent_cmd, home / "agent.log", ready_prefix="edge agent ready on ", grace_s=60
+    )
     try:
         url = agent.start(timeout_s=120)
         _wait_hub(url, "connected", 60)

@@ -124,3 +124,17 @@ def test_metrics_by_route(tmp_path: Path) -> None:
     rec.refresh_spool_metrics()
     assert "edgeroute_telemetry_spool_events 4.0" in rec.metrics.render().decode()
     rec.close()
+
+
+def test_streamed_answers_and_local_confidence(tmp_path: Path) -> None:
+    rec = _recorder(tmp_path)
+    rec.record(TelemetryEvent(route="edge_local", streamed=True, local_confidence=0.93))
+    rec.record(TelemetryEvent(route="exact_cache"))
+    text = rec.metrics.render().decode()
+    assert 'route="edge_local",streamed="true",task="other"} 1.0' in text
+    assert 'route="exact_cache",streamed="false",task="other"} 1.0' in text
+    # a cache hit carries no confidence: only the local answer is observed
+    assert "edgeroute_local_confidence_count 1.0" in text
+    assert 'edgeroute_local_confidence_bucket{le="0.9"} 0.0' in text
+    assert 'edgeroute_local_confidence_bucket{le="0.95"} 1.0' in text
+    rec.close()

@@ -6,7 +6,7 @@ import pytest
 
 from shared.routing.fallback import (
     AllTargetsFailed,
-    BackendError,
+    AttemptFailed,
     BreakerState,
     CircuitBreaker,
     FallbackChain,
@@ -39,10 +39,10 @@ class Backends:
             await asyncio.sleep(5)
             return "late"
         if isinstance(b, int):
-            raise BackendError(f"{target} said {b}", status=b)
+            raise AttemptFailed(f"{target} said {b}", status=b)
         if b == "decline":
-            raise BackendError(f"{target} holds no answer to this", declined=True)
-        raise BackendError(f"{target} broke")
+            raise AttemptFailed(f"{target} holds no answer to this", declined=True)
+        raise AttemptFailed(f"{target} broke")
 
 
 async def test_falls_back_in_order_and_tries_each_target_once() -> None:
@@ -66,7 +66,7 @@ async def test_attempts_are_bounded() -> None:
 async def test_client_errors_are_not_retried_anywhere() -> None:
     b = Backends({"a": 400, "b": "ok"})
     chain = FallbackChain()
-    with pytest.raises(BackendError):
+    with pytest.raises(AttemptFailed):
         await chain.run(["a", "b"], b, deadline=1e18)
     assert b.calls == ["a"]
     assert chain.breaker("a").state is BreakerState.CLOSED  # the backend did its job
@@ -133,3 +133,18 @@ def test_half_open_allows_one_probe_and_reopens_on_failure() -> None:
     assert br.state is BreakerState.OPEN
     with pytest.raises(ValueError):
         CircuitBreaker(failure_threshold=0)
+
+
+async def test_all_failed_is_retryable_when_any_target_said_so() -> None:
+    async def call(target: str, left: float) -> str:
+        if target == "replay":
+            raise AttemptFailed("no record", declined=True, retryable=False)
+        raise AttemptFailed(f"{target} is overloaded", retryable=target == "busy")
+
+    chain = FallbackChain()
+    with pytest.raises(AllTargetsFailed) as some:
+        await chain.run(["replay", "busy", "down"], call, deadline=1e18)
+    assert [a.retryable for a in some.value.attempts] == [False, True, False] and some.value.retryable
+    with pytest.raises(AllTargetsFailed) as none:
+        await chain.run(["replay", "down"], call, deadline=1e18)
+    assert not none.value.retryable

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_hub.backends import BackendError, Completion, open_backend
+from cloud_hub.backends import Completion, HubBackendError, open_backend
 from cloud_hub.backends.echo import EchoBackend
 from cloud_hub.backends.replay import NotRecorded, ReplayBackend
 from cloud_hub.dispatch import Dispatcher
@@ -177,7 +177,7 @@ async def test_users_own_routerbench_file(tmp_path: Path) -> None:
     assert "".join(str(i) for i in items[:-1]) == "4"
     await backend.close()
     await backend.close()
-    with pytest.raises(BackendError):
+    with pytest.raises(HubBackendError):
         await backend.generate(_user("What is 2 + 2?"), PARAMS)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from cloud_hub.backends import BackendError, Completion, open_backend
+from cloud_hub.backends import Completion, HubBackendError, open_backend
 from cloud_hub.backends.openai_http import OpenAIHTTPBackend
 from cloud_hub.dispatch import Dispatcher
 from cloud_hub.registry import ModelRegistry, RegisteredModel
@@ -68,11 +68,11 @@ async def test_http_errors(
     backend: OpenAIHTTPBackend, fake: FakeOpenAI, status: int, retryable: bool
 ) -> None:
     fake.fail_status = status
-    with pytest.raises(BackendError) as info:
+    with pytest.raises(HubBackendError) as info:
         await backend.generate(MESSAGES, PARAMS)
     assert info.value.retryable is retryable and f"HTTP {status}" in str(info.value)
     assert f"simulated failure {status}" in str(info.value)  # the provider's message is kept
-    with pytest.raises(BackendError) as streamed:
+    with pytest.raises(HubBackendError) as streamed:
         [i async for i in backend.stream(MESSAGES, PARAMS)]
     assert streamed.value.retryable is retryable
 
@@ -80,7 +80,7 @@ async def test_http_errors(
 async def test_wrong_key_is_not_retryable(fake: FakeOpenAI) -> None:
     b = OpenAIHTTPBackend(fake.base_url, "frontier-large", api_key="sk-wrong")
     try:
-        with pytest.raises(BackendError) as info:
+        with pytest.raises(HubBackendError) as info:
             await b.generate(MESSAGES, PARAMS)
         assert not info.value.retryable and "Incorrect API key" in str(info.value)
     finally:
@@ -90,7 +90,7 @@ async def test_wrong_key_is_not_retryable(fake: FakeOpenAI) -> None:
 async def test_error_event_mid_stream(backend: OpenAIHTTPBackend, fake: FakeOpenAI) -> None:
     fake.fail_mid_stream = True
     seen: list[object] = []
-    with pytest.raises(BackendError, match="upstream overloaded"):
+    with pytest.raises(HubBackendError, match="upstream overloaded"):
         async for item in backend.stream(MESSAGES, PARAMS):
             seen.append(item)
     assert seen == ["frontier"]
@@ -102,7 +102,7 @@ async def test_unreachable_upstream_is_retryable() -> None:
         port = s.getsockname()[1]
     b = OpenAIHTTPBackend(f"http://127.0.0.1:{port}/v1", "m")
     try:
-        with pytest.raises(BackendError) as info:
+        with pytest.raises(HubBackendError) as info:
             await b.generate(MESSAGES, PARAMS)
         assert info.value.retryable
     finally:

@@ -1,0 +1,1 @@
+"""The operator dashboard: one page and its JSON (``/api/summary``), served beside the hub."""

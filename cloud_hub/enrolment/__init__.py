@@ -1,0 +1,1 @@
+"""Enrolling edges without copying key files: invites, the enrolment socket, the allow-list."""

@@ -1,0 +1,248 @@
+"""``edge-agent bench cache passthrough``: what the caches cost a request they cannot answer.
+
+Three agents run side by side against one ``cloud-hub serve`` with the echo backend (an upstream
+that answers in well under a millisecond): caches off, the exact cache only, and the default
+caches (exact + verified semantic). A load generator in its own process sends questions none of
+them has seen, forced to the hub, so every request misses every cache stage and is then stored,
+which is the work a cache adds to traffic it does not serve. Arms are measured in turns, round by
+round, so load from elsewhere on the host falls on all three alike; each figure is the median of
+the rounds. A last run measures the exact-hit path of the default agent: one request, repeated.
+
+Goals: with the default caches, at least 80% of the caches-off throughput (at the highest
+concurrency) and at most 1 ms more p50 at concurrency 1; exact hits at least 1,500 req/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from edge_agent.bench.link import ECHO_CONFIG, _spawn, _wait_line
+from shared.keys import enroll_public_key, init_keys
+
+ARMS: dict[str, str] = {
+    "off": "cache:\n  enabled: false\n",
+    "exact": "cache:\n  semantic: false\n",
+    "default": "",
+}
+GOAL_SHARE = 0.8
+GOAL_ADDED_P50_MS = 1.0
+GOAL_HIT_RPS = 1500.0
+TOPICS = ("volcanoes", "glaciers", "tides", "comets", "coral reefs", "deserts", "auroras", "monsoons")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--concurrencies", default="1,32", help="passthrough: comma-separated")
+    parser.add_argument("--rounds", type=int, default=3, help="passthrough: turns per arm")
+    parser.add_argument("--seconds", type=float, default=5.0, help="passthrough: length of one turn")
+
+
+def _question(tag: str, i: int) -> str:
+    # distinct words, not only a distinct number: a counter alone would be one question to a reader
+    topic = TOPICS[i % len(TOPICS)]
+    return f"In {tag} item {i}, what is one surprising fact about {topic} near place {i * 7919 % 100003}?"
+
+
+def _body(model: str, text: str) -> dict[str, Any]:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": text}],
+        "temperature": 0,
+        "max_tokens": 64,
+    }
+
+
+def _load(url: str, model: str, tag: str, conc: int, seconds: float, unique: bool, out: Any) -> None:
+    """The load generator, in its own process so it never shares the agent's interpreter."""
+    import asyncio
+
+    import aiohttp
+
+    async def main() -> list[float]:
+        lat: list[float] = []
+        counter = 0
+        stop_at = time.monotonic() + seconds
+        headers = {"x-edgeroute-route": "hub"}
+        fixed = _body(model, "What is the capital of France?")
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=conc)) as session:
+
+            async def one() -> None:
+                nonlocal counter
+                while time.monotonic() < stop_at:
+                    counter += 1
+                    body = _body(model, _question(tag, counter)) if unique else fixed
+                    t0 = time.perf_counter()
+                    async with session.post(url, json=body, headers=headers if unique else None) as resp:
+                        await resp.read()
+                        if resp.status != 200:
+                            raise RuntimeError(f"HTTP {resp.status}")
+                    lat.append(time.perf_counter() - t0)
+
+            await asyncio.gather(*(one() for _ in range(conc)))
+        return lat
+
+    t0 = time.perf_counter()
+    lat = asyncio.run(main())
+    out.put((lat, time.perf_counter() - t0))
+
+
+def _measure(url: str, model: str, tag: str, conc: int, seconds: float, unique: bool) -> dict[str, float]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_load, args=(url, model, tag, conc, seconds, unique, queue))
+    proc.start()
+    lat, wall = queue.get(timeout=seconds + 120)
+    proc.join(timeout=30)
+    arr = np.asarray(lat)
+    return {
+        "requests": len(lat),
+        "req_per_s": round(len(lat) / wall, 1),
+        "p50_ms": round(float(np.percentile(arr, 50)) * 1000, 3),
+        "p99_ms": round(float(np.percentile(arr, 99)) * 1000, 3),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _post(base: str, body: dict[str, Any], headers: dict[str, str]) -> str:
+    req = urllib.request.Request(
+        f"{base}/v1/chat/completions",
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json", **headers},
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        return str(resp.headers.get("x-edgeroute-route", ""))
+
+
+def _start_agent(tmp: Path, name: str, yaml: str, hub: str, hub_key: Path, model: str) -> tuple[Any, str]:
+    home = tmp / name
+    edge_pub, _ = init_keys(home / "keys")
+    enroll_public_key(edge_pub, tmp / "hub" / "enrolled")
+    config = tmp / f"{name}.yaml"
+    config.write_text(yaml)
+    port = _free_port()
+    cmd = [sys.executable, "-c", "from edge_agent.cli import main; raise SystemExit(main())"]
+    cmd += ["serve", "--home", str(home), "--port", str(port), "--model", model, "--config", str(config)]
+    cmd += ["--hub", hub, "--hub-key", str(hub_key)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _wait_ready(proc: Any, base: str, model: str) -> None:
+    """Up, and connected to the hub: a forced-hub request comes back from a hub tier."""
+    deadline = time.monotonic() + 240
+    while True:
+        try:
+            route = _post(base, _body(model, "warm-up question about tides"), {"x-edgeroute-route": "hub"})
+            if route.startswith("hub"):
+                return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the agent at {base} did not come up connected to the hub")
+        time.sleep(0.5)
+
+
+def passthrough(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    concs = [int(c) for c in args.concurrencies.split(",") if c]
+    with tempfile.TemporaryDirectory(prefix="edgeroute-bench-pass-") as td:
+        tmp = Path(td)
+        hub_pub, _ = init_keys(tmp / "hub" / "keys")
+        (tmp / "hub.yaml").write_text(ECHO_CONFIG)
+        hub_cli = str(Path(sys.executable).with_name("cloud-hub"))
+        hub_cmd = [hub_cli, "serve", "--home", str(tmp / "hub"), "--bind", "tcp://127.0.0.1:0"]
+        hub = _spawn([*hub_cmd, "--config", str(tmp / "hub.yaml")])
+        agents: dict[str, tuple[Any, str]] = {}
+        try:
+            endpoint = _wait_line(hub, "hub ready on ")
+            for name, yaml in ARMS.items():
+                agents[name] = _start_agent(tmp, name, yaml, endpoint, hub_pub, args.model)
+            for name, (proc, base) in agents.items():
+                _wait_ready(proc, base, args.model)
+                console.print(f"{name}: ready at {base}")
+            samples: dict[str, dict[int, list[dict[str, float]]]] = {a: {c: [] for c in concs} for a in ARMS}
+            for r in range(args.rounds):
+                for conc in concs:
+                    order = list(ARMS) if r % 2 == 0 else list(reversed(ARMS))
+                    for name in order:
+                        base = agents[name][1]
+                        url = f"{base}/v1/chat/completions"
+                        got = _measure(url, args.model, f"r{r}c{conc}", conc, args.seconds, True)
+                        samples[name][conc].append(got)
+                        console.print(f"round {r} c={conc} {name}: {got}")
+            default_base = agents["default"][1]
+            _post(default_base, _body(args.model, "What is the capital of France?"), {})
+            hit_route = _post(default_base, _body(args.model, "What is the capital of France?"), {})
+            if hit_route != "exact_cache":
+                raise RuntimeError(f"the repeated request was not an exact hit: {hit_route}")
+            hit = _measure(f"{default_base}/v1/chat/completions", args.model, "hit", max(concs), args.seconds, False)
+        finally:
+            for proc, _ in agents.values():
+                proc.terminate()
+            for proc, _ in agents.values():
+                proc.wait(timeout=30)
+            hub.terminate()
+            hub.wait(timeout=30)
+    return _summary(samples, concs, hit)
+
+
+def _median(rows: list[dict[str, float]], key: str) -> float:
+    return round(statistics.median(r[key] for r in rows), 3)
+
+
+def _summary(
+    samples: dict[str, dict[int, list[dict[str, float]]]], concs: list[int], hit: dict[str, float]
+) -> dict[str, Any]:
+    arms: dict[str, Any] = {}
+    for name, by_conc in samples.items():
+        arms[name] = {
+            str(c): {k: _median(rows, k) for k in ("req_per_s", "p50_ms", "p99_ms")} for c, rows in by_conc.items()
+        }
+    top, low = str(max(concs)), str(min(concs))
+    share = arms["default"][top]["req_per_s"] / max(arms["off"][top]["req_per_s"], 1e-9)
+    added = arms["default"][low]["p50_ms"] - arms["off"][low]["p50_ms"]
+    return {
+        "arms": arms,
+        "default_share_of_off": round(share, 3),
+        "exact_share_of_off": round(arms["exact"][top]["req_per_s"] / max(arms["off"][top]["req_per_s"], 1e-9), 3),
+        "default_added_p50_ms": round(added, 3),
+        "exact_hit": hit,
+        "goals": {
+            "share": share >= GOAL_SHARE,
+            "added_p50": added <= GOAL_ADDED_P50_MS,
+            "exact_hit": hit["req_per_s"] >= GOAL_HIT_RPS,
+        },
+    }
+
+
+def report(result: dict[str, Any], console: Console) -> None:
+    table = Table(title="forced-hub misses through the agent (median of rounds)")
+    for col in ("arm", "concurrency", "req/s", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="left" if col == "arm" else "right")
+    for name, by_conc in result["arms"].items():
+        for conc, row in by_conc.items():
+            table.add_row(name, conc, f"{row['req_per_s']:.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}")
+    console.print(table)
+    console.print(
+        f"default caches: {result['default_share_of_off']:.0%} of caches-off throughput, "
+        f"{result['default_added_p50_ms']:+.2f} ms p50 at concurrency 1; "
+        f"exact hits {result['exact_hit']['req_per_s']:.0f} req/s"
+    )

@@ -1,0 +1,19 @@
+"""The edge's reliability scenarios (catalogue in ``shared.reliability``), by catalogue id.
+
+Each entry is ``"module:function"``, imported only when it runs; ``python -m
+edge_agent.reliability run ID`` runs one in a process of its own, the way the bench does.
+"""
+
+from __future__ import annotations
+
+SCENARIOS: dict[str, str] = {
+    "T1": "edge_agent.reliability.durability:t1_crash",
+    "T3": "edge_agent.reliability.spool_faults:t3_disk_full",
+    "T4": "edge_agent.reliability.durability:t4_journal",
+    "T5": "edge_agent.reliability.spool_faults:t5_poison",
+    "T6": "edge_agent.reliability.delivery:t6_hub_down",
+    "T7": "edge_agent.reliability.delivery:t7_acks",
+    "T8": "edge_agent.reliability.spool_faults:t8_capacity",
+    "T10": "edge_agent.reliability.pirate:t10_pirate",
+    "T11": "edge_agent.reliability.pirate:t11_heartbeat",
+}

@@ -1,0 +1,101 @@
+"""The pipeline's cache stage over a real cache file and the real embedding model: a store reuses
+the vector its lookup embedded the question into, and a repeat waits for a store still running."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_agent.cache.service import CacheService
+from edge_agent.cache.stage import CacheStage
+from edge_agent.request import Answer, InferenceRequest
+from edge_agent.tenancy import RequestContext
+from shared.config import CacheSettings
+from shared.embedding import Embedder, Vectors
+from shared.taxonomy import Route
+from shared.wire import ChatMessage, SamplingParams, TraceStep, Usage
+
+
+class CountingEmbedder:
+    """The real embedder, counting the texts it was asked to embed."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.texts: list[str] = []
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts: list[str]) -> Vectors:
+        self.texts.extend(texts)
+        return self.inner.embed(texts)
+
+
+@pytest.fixture()
+def counted(embedder: Embedder) -> CountingEmbedder:
+    return CountingEmbedder(embedder)
+
+
+@pytest.fixture()
+def stage(tmp_path: Path, counted: CountingEmbedder) -> Iterator[CacheStage]:
+    # the shipped point serves identical questions only; this domain is relaxed so a paraphrase hits
+    settings = CacheSettings(relaxed_domains={"general": 0.08})
+    with CacheService(tmp_path / "cache.db", settings, embedder=counted) as service:
+        yield CacheStage(service)
+
+
+def _req(text: str, rid: str = "r") -> InferenceRequest:
+    return InferenceRequest(
+        ctx=RequestContext(request_id=rid, tenant="acme"),
+        model="qwen2.5-coder-0.5b-instruct",
+        messages=(ChatMessage("user", text),),
+        params=SamplingParams(max_tokens=64, temperature=0.0),
+    )
+
+
+def _answer(text: str) -> Answer:
+    return Answer(text, "stop", Usage(3, 5), Route.EDGE_LOCAL, "m", (TraceStep("edge_local", "answer", ""),))
+
+
+async def test_a_store_embeds_nothing_its_lookup_already_did(
+    stage: CacheStage, counted: CountingEmbedder
+) -> None:
+    asked = _req("How do I reverse a list in Python?")
+    looked = await stage.lookup(asked)
+    assert looked.hit is None and looked.embedding is not None
+    assert counted.texts == ["How do I reverse a list in Python?"]
+    await stage.store(asked, _answer("Use lst[::-1]."), looked)
+    assert len(counted.texts) == 1  # the store reused the lookup's vector
+    # the vector it stored is the question's: a paraphrase finds the answer by meaning
+    paraphrase = await stage.lookup(_req("how can I reverse a python list"))
+    assert paraphrase.hit is not None and paraphrase.hit.route is Route.SEMANTIC_CACHE
+    assert paraphrase.hit.text == "Use lst[::-1]."
+
+
+async def test_without_its_lookup_a_store_embeds_the_question(
+    stage: CacheStage, counted: CountingEmbedder
+) -> None:
+    await stage.store(_req("What is the boiling point of water?"), _answer("100 °C at sea level."), None)
+    assert counted.texts == ["What is the boiling point of water?"]
+
+
+async def test_a_repeat_waits_for_the_store_still_running(stage: CacheStage) -> None:
+    asked = _req("Which planet is known as the red planet?")
+    looked = await stage.lookup(asked)
+    storing = asyncio.create_task(stage.store(asked, _answer("Mars."), looked))
+    await asyncio.sleep(0)  # the store has started: its write is on a worker thread now
+    assert not storing.done()
+    again = await stage.lookup(_req("Which planet is known as the red planet?", rid="r2"))
+    assert storing.done()
+    assert again.hit is not None and again.hit.route is Route.EXACT_CACHE and again.hit.text == "Mars."
+
+
+async def test_fallback_answers_are_never_stored(stage: CacheStage) -> None:
+    asked = _req("What colour is the sky?")
+    fallback = Answer("blue", "stop", Usage(), Route.EDGE_LOCAL, "m", (), fallback=True)
+    await stage.store(asked, fallback, await stage.lookup(asked))
+    assert (await stage.lookup(asked)).hit is None
