@@ -14,13 +14,14 @@ import logging
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.asyncio
 
 from cloud_hub import HUB_VERSION
 from cloud_hub.auth import Enrolments
+from cloud_hub.cache.judging import Overloaded as JudgeOverloaded
 from cloud_hub.cache.sharing import GlobalCache
 from cloud_hub.dispatch import Dispatcher
 from cloud_hub.policy_feed import PolicyFeed
@@ -29,7 +30,24 @@ from cloud_hub.sink import MemorySink, TelemetrySink
 from shared.codec import DEFAULT_MAX_FRAME, Codec, DecodeFailure
 from shared.keys import fingerprint, load_secret
 from shared.sockets import CurveServer, SocketOptions, frame_ceiling, open_socket
-from shared.wire import Body, Cancel, Error, Escalate, Heartbeat, Hello, Ready, Reply, TelemetryBatch
+from shared.wire import (
+    Body,
+    CacheJudgeRequest,
+    Cancel,
+    Error,
+    Escalate,
+    Heartbeat,
+    Hello,
+    MediaFetch,
+    MediaJob,
+    MediaPoll,
+    Ready,
+    Reply,
+    TelemetryBatch,
+)
+
+if TYPE_CHECKING:  # the image stack imports numpy and Pillow; a text-only hub never needs them
+    from cloud_hub.images.jobs import MediaJobs
 
 log = logging.getLogger(__name__)
 # the hub beats to edges it heard from within this long; quieter ones have gone or will say Hello
@@ -52,6 +70,7 @@ class Hub:
         policy_poll_s: float = 1.0,
         max_inflight: int = 256,
         global_cache: GlobalCache | None = None,
+        media: MediaJobs | None = None,
     ) -> None:
         self._bind = bind
         self._public, self._secret = load_secret(secret_key_file)
@@ -64,6 +83,7 @@ class Hub:
         self._policy_poll_s = policy_poll_s
         self._peers: dict[str, bytes] = {}  # edge id → routing id of its latest connection
         self.global_cache = global_cache
+        self.media = media  # image and video jobs (HubSettings.images); None: refused
         self._heartbeat_s = heartbeat_s
         self._max_inflight = max_inflight
         self._inflight = 0
@@ -75,6 +95,8 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self._work: dict[tuple[str, str], asyncio.Task[None]] = {}  # (edge id, request id) → task
         self.edges: dict[str, float] = {}  # edge id → wall-clock time last heard from
+        # replies that never left: "not_reading" (the edge's queue was full), "unroutable" (gone)
+        self.undelivered: dict[str, int] = {"not_reading": 0, "unroutable": 0}
         self.endpoint = ""
         self._closed = False
 
@@ -172,6 +194,15 @@ class Hub:
                 work.cancel()
         elif isinstance(body, TelemetryBatch):
             self._ingest(routing_id, edge_id, body)
+        elif isinstance(body, CacheJudgeRequest):
+            self._spawn(self._judge_candidate(body, edge_id, routing_id))
+        elif isinstance(body, MediaJob | MediaPoll | MediaFetch):
+            if self.media is None:
+                self._reply(
+                    routing_id, Error(body.request_id, "unknown_model", "this hub serves no images or video")
+                )
+            else:
+                self._spawn(self.media.handle(edge_id, body, lambda out: self._send(routing_id, out)))
         else:
             message = f"the hub does not accept {type(body).__name__} messages"
             self._reply(routing_id, Error(_request_id(body), "unexpected_message", message))
@@ -221,6 +252,23 @@ class Hub:
         finally:
             self._inflight -= 1
 
+    async def _judge_candidate(self, req: CacheJudgeRequest, edge_id: str, routing_id: bytes) -> None:
+        """A grey-zone candidate from an edge: the judge's verdict (and, when approved, an alias in
+        the global cache for that edge's tenant), or a typed error."""
+        judging = self.global_cache.judging if self.global_cache is not None else None
+        if judging is None:
+            refusal = Error(req.judge_id, "unsupported", "this hub judges no cache candidates")
+            await self._send(routing_id, refusal)
+            return
+        try:
+            verdict: Body = await judging.handle(req, edge_id)
+        except JudgeOverloaded as exc:
+            verdict = Error(req.judge_id, "overloaded", str(exc), retryable=True)
+        except Exception as exc:
+            log.exception("cache judge failed on %s", req.judge_id)
+            verdict = Error(req.judge_id, "judge_error", f"{type(exc).__name__}: {exc}", retryable=True)
+        await self._send(routing_id, verdict)
+
     def _ingest(self, routing_id: bytes, edge_id: str, batch: TelemetryBatch) -> None:
         try:
             ack = self.sink.ingest(edge_id, batch)
@@ -252,8 +300,12 @@ class Hub:
             # reading (high-water mark) loses this reply and times out rather than stall us.
             await self._socket.send_multipart([routing_id, frame], flags=zmq.NOBLOCK)
         except zmq.Again:
-            log.warning("edge is not reading; dropped a %s", type(body).__name__)
+            self.undelivered["not_reading"] += 1
+            n = self.undelivered["not_reading"]
+            if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th, ...: a peer that never reads cannot flood the log
+                log.warning("edge is not reading; dropped a %s (%d replies dropped so far)", type(body).__name__, n)
         except zmq.ZMQError as exc:
+            self.undelivered["unroutable"] += 1
             log.debug("reply to a departed edge dropped: %s", exc)
 
     async def close(self) -> None:

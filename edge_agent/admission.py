@@ -147,6 +147,11 @@ class Admission:
         hub = Gate(HUB, settings.hub_in_flight, settings.hub_in_flight, status=503)
         return cls(local, hub)
 
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        """Each bounded route's places in use, its limit and how many it refused so far."""
+        gates = [g for g in (self.local_gate, self.hub_gate) if g is not None]
+        return {g.route: {"in_progress": g.held, "limit": g.limit, "refused": g.refused} for g in gates}
+
     def local(self, *, fallback: bool = False) -> Slot | _Open:
         """A place at the local gate. On the ``fallback`` path the hub could not take the request
         either, so a refusal there is a 503."""
@@ -159,5 +164,11 @@ class Admission:
                 raise exc.as_status(503) from None
             raise
 
-    def hub(self) -> Slot | _Open:
-        return self.hub_gate.admit() if self.hub_gate is not None else _Open()
+    def hub(self) -> tuple[Slot | _Open | None, str]:
+        """A place at the hub gate, or ``None`` and why the hub cannot be asked now."""
+        if self.hub_gate is None:
+            return _Open(), ""
+        try:
+            return self.hub_gate.admit(), ""
+        except Overloaded as exc:
+            return None, f"{exc.message}: answering locally"

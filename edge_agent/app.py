@@ -24,6 +24,7 @@ from edge_agent.admission import Admission
 from edge_agent.api.chat import chat_completions, completions
 from edge_agent.api.embeddings import embeddings as embeddings_handler
 from edge_agent.api.errors import ApiError, error_response, is_unicode_text, printable
+from edge_agent.api.images import add_routes as add_image_routes
 from edge_agent.api.info import feedback as feedback_handler
 from edge_agent.api.info import health, metrics, model, models
 from edge_agent.api.state import (
@@ -37,6 +38,7 @@ from edge_agent.api.state import (
 )
 from edge_agent.backends.base import LocalBackend
 from edge_agent.budgets import BudgetLedger, Budgets
+from edge_agent.images.gateway import ImageGateway
 from edge_agent.pipeline import Pipeline
 from edge_agent.policies import PolicySource, ThresholdPolicy
 from edge_agent.request import AnswerCache, EscalationPolicy, HubClient, OutcomeSink
@@ -113,15 +115,19 @@ def create_app(
     embeddings: EmbeddingModel | None = None,
     admission: Admission | None = None,
     budgets: Budgets | None = None,
+    images: ImageGateway | None = None,
 ) -> web.Application:
     """Build the app. With ``owns_backend`` the app closes the backend on shutdown.
 
     ``resources`` (telemetry delivery, cache files, ...) start after the hub link and close
     before it, in reverse order. Pass the ``registry`` other components registered series in.
-    ``embeddings`` serves ``POST /v1/embeddings`` (404 for every model without it).
+    ``embeddings`` serves ``POST /v1/embeddings`` (404 for every model without it). ``images``
+    serves the image and video routes (``edge_agent.api.images``; generation runs on the hub).
     """
     registry = registry or CollectorRegistry()
     parts = list(resources)
+    if images is not None:  # its store closes with the app
+        parts.append(ClosingResource(images))
     if budgets is None and any(t.budget_usd is not None for t in settings.tenants):
         budgets = open_budgets(settings)
         parts.append(ClosingResource(budgets))
@@ -158,6 +164,8 @@ def create_app(
     app.router.add_post("/v1/feedback", feedback_handler)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    if images is not None:  # /v1/images/..., /v1/videos/...: generated on the hub
+        add_image_routes(app, images)
     app.cleanup_ctx.append(_lifecycle(pipeline, hub, parts, backend if owns_backend else None))
     return app
 

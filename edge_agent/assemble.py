@@ -20,6 +20,8 @@ from edge_agent.cache.service import CacheService
 from edge_agent.cache.stage import CacheStage
 from edge_agent.cache.sync import GlobalCacheFollower
 from edge_agent.hub_link import HubLink
+from edge_agent.images.gateway import ImageGateway, Recorder
+from edge_agent.images.store import EdgeAssetStore
 from edge_agent.policies import CalibratedPolicy, PolicySource
 from edge_agent.request import AnswerCache, EscalationPolicy
 from edge_agent.telemetry.delivery import TelemetryDeliverer
@@ -123,6 +125,17 @@ def build_policy(settings: EdgeSettings, source: PolicySource | None = None) -> 
     return CalibratedPolicy(CascadeJudge.from_settings(settings, embedder), source)
 
 
+def open_image_gateway(
+    settings: EdgeSettings, hub: HubLink | None, record: Recorder | None = None
+) -> ImageGateway | None:
+    """The image and video endpoints over the edge's asset store (``<home>/images.db``)."""
+    cfg = settings.images
+    if not cfg.enabled:
+        return None
+    store = EdgeAssetStore(cfg.path or settings.home / "images.db", max_assets=cfg.max_assets)
+    return ImageGateway(store, hub, timeout_s=cfg.timeout_s, record=record)
+
+
 async def build_app(settings: EdgeSettings) -> web.Application:
     """The app with every part it owns: local model, hub link, caches, telemetry spool."""
     backend = await asyncio.to_thread(load_backend, settings)
@@ -152,6 +165,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         if hub is not None:
             # after the recorder, so it stops before the spool it reads is closed
             resources.append(DeliveryResource(TelemetryDeliverer(spool, hub, metrics)))
+        images = open_image_gateway(settings, hub, recorder.record)
     except Exception:
         for resource in reversed(resources):
             await resource.close()
@@ -169,4 +183,5 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         resources=resources,
         owns_backend=True,
         embeddings=await asyncio.to_thread(embedding_model, settings, service),
+        images=images,
     )

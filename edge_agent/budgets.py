@@ -25,14 +25,15 @@ next opened: the calls they covered may have been served. One agent per file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.request import InferenceRequest
+from edge_agent.request import Answer, Delta, InferenceRequest
 from shared import sqlite
 from shared.config import CostModel, TenantConfig
 
@@ -235,6 +236,31 @@ class Budgets:
     async def settle(self, hold: Hold, cost_usd: float) -> None:
         # shielded: a cancelled request must still release its hold, or it is charged in full later
         await asyncio.shield(asyncio.to_thread(self.ledger.settle, hold, cost_usd))
+
+    async def metered(
+        self,
+        req: InferenceRequest,
+        may_escalate: bool,
+        events: AsyncGenerator[Delta | Answer, None],
+        asked_hub: Callable[[], bool],
+    ) -> AsyncGenerator[Delta | Answer, None]:
+        """``events`` (not started yet) run under the request's hold, settled at its answer's cost.
+
+        A request that ends without an answer is charged its whole reservation when the hub was
+        asked or some text reached the client (the call may have been served), else nothing."""
+        hold = await self.reserve(req, may_escalate)
+        released = False
+        try:
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    if isinstance(event, Answer) and hold is not None:
+                        await self.settle(hold, event.cost_usd)
+                        hold = None
+                    released = released or isinstance(event, Delta)
+                    yield event
+        finally:
+            if hold is not None:
+                await self.settle(hold, hold.amount_usd if released or asked_hub() else 0.0)
 
     def close(self) -> None:
         self.ledger.close()

@@ -8,11 +8,9 @@ policy has accepted the draft, so a client never sees a local draft that the hub
 The answer is released first; its bookkeeping (telemetry, cache stores) follows in the background
 (``edge_agent.bookkeeping``), carrying what each cache's lookup found to the same cache's store.
 
-Two bounds apply before any route runs. A tenant with a budget reserves the request's maximum cost
-(``edge_agent.budgets``) and settles to the real cost when the request ends. Each local run and
-each escalation takes a place at its route's admission gate (``edge_agent.admission``): a full
-local gate refuses with 429; a full hub gate is a hub that cannot be asked, so the request falls
-back to the local model, and if that is full too it is refused with 503.
+A tenant's budget is reserved before any route runs (``edge_agent.budgets``). Each local run and
+escalation holds a place at its route's gate (``edge_agent.admission``): a full hub gate is a hub
+that cannot be asked, so the request falls back locally, and is a 503 if that gate is full too.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 
-from edge_agent.admission import Admission, Overloaded, Releasable
+from edge_agent.admission import Admission
 from edge_agent.backends.base import BackendError, GenerationJob, LocalBackend, PromptTooLong
 from edge_agent.bookkeeping import Bookkeeping
 from edge_agent.budgets import Budgets
@@ -73,10 +71,7 @@ class _Flight:
     looked: dict[int, CacheLookup] = field(default_factory=dict)
     hub_down: str = ""  # why the hub cannot be asked ("" when it can); checked once per request
     first_event: float | None = None
-    # an escalation went out / answer text reached the client: a request that then ends without
-    # an answer is charged its whole reservation (the call may have been served), else nothing
-    asked_hub: bool = False
-    released: bool = False
+    asked_hub: bool = False  # an escalation went out (a budget charges it even without a reply)
 
     @property
     def job(self) -> GenerationJob:
@@ -120,27 +115,22 @@ class Pipeline:
 
     async def events(self, req: InferenceRequest) -> AsyncGenerator[Event, None]:
         flight = _Flight(req)
-        hold = None
+        events = self._routed(flight)
         if self.budgets is not None:
             may_escalate = self.hub is not None and req.force != "edge_local"
-            hold = await self.budgets.reserve(req, may_escalate)
-        try:
-            async with aclosing(await self._choose(flight)) as events:
-                async for event in events:
-                    if flight.first_event is None:
-                        flight.first_event = time.perf_counter()
-                    if isinstance(event, Answer):
-                        if hold is not None and self.budgets is not None:
-                            await self.budgets.settle(hold, event.cost_usd)
-                            hold = None
-                        await self._account(flight, event)
-                    else:
-                        flight.released = True
-                    yield event
-        finally:
-            if hold is not None and self.budgets is not None:
-                charged = flight.asked_hub or flight.released
-                await self.budgets.settle(hold, hold.amount_usd if charged else 0.0)
+            events = self.budgets.metered(req, may_escalate, events, lambda: flight.asked_hub)
+        async with aclosing(events):
+            async for event in events:
+                yield event
+
+    async def _routed(self, flight: _Flight) -> AsyncGenerator[Event, None]:
+        async with aclosing(await self._choose(flight)) as events:
+            async for event in events:
+                if flight.first_event is None:
+                    flight.first_event = time.perf_counter()
+                if isinstance(event, Answer):
+                    await self._account(flight, event)
+                yield event
 
     async def drain(self) -> None:
         """Wait until the bookkeeping of every answer released so far has finished."""
@@ -279,12 +269,8 @@ class Pipeline:
         """Ask the hub, with the draft when there is one; answer locally when the hub cannot."""
         started = time.perf_counter()
         failure, error = flight.hub_down, ""
-        slot: Releasable | None = None
-        if not failure:
-            try:
-                slot = self.admission.hub()
-            except Overloaded as exc:
-                failure = f"{exc.message}: answering locally"
+        slot, saturated = self.admission.hub() if not failure else (None, "")
+        failure = failure or saturated
         if slot is not None:
             esc = self._escalation(flight.req, run, classification)
             streamed: list[str] = []

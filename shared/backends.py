@@ -35,14 +35,25 @@ EDGE_BACKENDS: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 
+# diffusion models of the hub (``HubSettings.images``); each class offers ``tiny()`` (random
+# weights) and ``from_pretrained(model, ...)``, which ``cloud_hub.images.hosting`` calls
+IMAGE_BACKENDS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "diffusers": "cloud_hub.images.diffusers_backend:DiffusersImageBackend",
+        "wan": "cloud_hub.images.video_backend:WanVideoBackend",
+    }
+)
+
 if TYPE_CHECKING:
     # A Literal cannot be computed where a type checker looks; config validation at run time,
     # below, is what holds a name to the table.
     HubBackendName = str
     EdgeBackendName = str
+    ImageBackendName = str
 else:
     HubBackendName = Literal[tuple(HUB_BACKENDS)]
     EdgeBackendName = Literal[tuple(EDGE_BACKENDS)]
+    ImageBackendName = Literal[tuple(IMAGE_BACKENDS)]
 
 
 def load_class(table: Mapping[str, str], name: str) -> object:

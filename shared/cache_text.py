@@ -89,8 +89,17 @@ def global_key(question: str, family: str, sys_hash: str) -> str:
     return digest("global", family, sys_hash, question_form(question))[:40]
 
 
+def alias_key(edge: str, tenant: str, question: str, family: str, sys_hash: str) -> str:
+    """Identity of an alias: one question of one tenant of one edge, under a family and system."""
+    return digest("alias", edge, tenant, family, sys_hash, question_form(question))[:40]
+
+
 class GlobalEntry(msgspec.Struct, frozen=True):
-    """One item of a ``CacheDelta``: put or delete a shared answer on every edge."""
+    """One item of a ``CacheDelta``: put or delete a shared answer or an alias.
+
+    ``kind`` "answer": an answer shared with every tenant. "alias": a question the hub's judge
+    found the ``answer`` right for, visible to one ``tenant`` (its hash) of the edge that asked.
+    """
 
     key: str
     op: str  # "put" | "delete"
@@ -100,6 +109,8 @@ class GlobalEntry(msgspec.Struct, frozen=True):
     sys_hash: str = ""
     domain: str = "general"
     version: int = 0  # the hub sequence number that last changed this key
+    kind: str = "answer"  # "answer" | "alias"
+    tenant: str = ""  # aliases: the tenant hash it belongs to
 
     def to_wire(self) -> dict[str, Scalar]:
         return {f: getattr(self, f) for f in self.__struct_fields__}
@@ -110,4 +121,6 @@ class GlobalEntry(msgspec.Struct, frozen=True):
         entry = msgspec.convert(raw, cls)
         if entry.op not in ("put", "delete"):
             raise msgspec.ValidationError(f"unknown cache op {entry.op!r}")
+        if entry.kind not in ("answer", "alias") or (entry.kind == "alias" and not entry.tenant):
+            raise msgspec.ValidationError(f"cache entry kind {entry.kind!r} (an alias needs a tenant)")
         return entry

@@ -20,7 +20,7 @@ from pydantic_settings import (
 )
 
 from shared import paths
-from shared.backends import EdgeBackendName, HubBackendName
+from shared.backends import EdgeBackendName, HubBackendName, ImageBackendName
 from shared.taxonomy import Tier
 
 
@@ -93,6 +93,13 @@ class CacheSettings(BaseModel):
     relaxed_domains: dict[str, float] = Field(default_factory=dict)
     # log every semantic hit (both questions, probability, domain) for `edge-agent cache audit`
     audit_log: bool = True
+    # grey-zone candidates go to the hub's judge (off the request path); approvals come back as
+    # aliases through the global-cache feed. Beyond ``judge_queue`` waiting, candidates are dropped
+    hub_judge: bool = True
+    judge_queue: int = Field(default=256, ge=1)
+    # answered misses waiting to be embedded into the semantic index on spare CPU; beyond this
+    # (an edge busier than its CPU can index) they are dropped and counted, never waited for
+    index_queue: int = Field(default=256, ge=1)
     hub_pub_endpoint: str | None = None
     hub_snapshot_endpoint: str | None = None
 
@@ -136,6 +143,58 @@ class GlobalCacheSettings(BaseModel):
     pub_bind: str | None = None
     snapshot_bind: str | None = None
     min_tenants: int = Field(default=2, ge=1)  # distinct tenants that must ask before an answer is shared
+    # the judge of the grey-zone candidates edges send: "head" (the pair head on MiniLM vectors,
+    # milliseconds), "llm" (yes/no logits of a GGUF model, seconds), "both" (each must approve)
+    # or "off" (edges are told nothing is judged here)
+    judge: Literal["head", "llm", "both", "off"] = "head"
+    judge_model: str = "qwen2.5-coder-0.5b-instruct"  # the llm judge: installed GGUF name or path
+    judge_threads: int = Field(default=2, ge=1)
+    judge_max_pending: int = Field(default=256, ge=1)  # candidates waiting beyond this are refused
+
+
+class ImageModelConfig(BaseModel):
+    """One diffusion model of the hub (``cloud_hub.images``): which class, which weights, its price.
+
+    ``model`` is a hub id (``stabilityai/sd-turbo``, ``Wan-AI/Wan2.1-T2V-1.3B-Diffusers``), a folder
+    written by ``save_pretrained``, or ``tiny``: the production architecture built from configs with
+    random weights (pictures are noise; for tests, demos and CPU-only machines).
+    """
+
+    backend: ImageBackendName = "diffusers"  # a name of shared.backends.IMAGE_BACKENDS
+    model: str = "tiny"
+    device: str = "cuda"  # pretrained weights only; ``tiny`` always runs on the CPU
+    default_steps: int = Field(default=20, ge=1, le=1000)  # a request's steps when it names none
+    # the cost model: denoising steps actually run × this (a 512² SD 2.1 step with guidance is
+    # 20-30 ms on an A100 at ~$2/h); reuse shows up as steps not run
+    usd_per_step: float = Field(default=0.00001, ge=0.0)
+
+
+class HubImageSettings(BaseModel):
+    """Image and video generation on the hub. Off by default: building even the tiny pipelines
+    imports torch and diffusers (tens of seconds on a small CPU), and a hub without a GPU and real
+    weights can only serve noise. ``enabled: true`` alone serves the tiny random-weight models."""
+
+    enabled: bool = False
+    image: ImageModelConfig | None = ImageModelConfig()
+    # a Wan 1.3B step at 480p and 81 frames takes seconds on the same GPU
+    video: ImageModelConfig | None = ImageModelConfig(backend="wan", usd_per_step=0.002)
+    store_path: Path | None = None  # the asset and latent store; default <home>/assets.db
+    # a calibrated ReusePolicy (``ReusePolicy.save``); None or a missing file: the uncalibrated default
+    policy_path: Path | None = None
+    capacity: int = Field(default=10_000, ge=1)  # assets kept, evicted by popularity
+    threads: int | None = Field(default=None, ge=1)  # torch CPU threads; None: all cores but one
+    max_jobs: int = Field(default=16, ge=1)  # queued or running jobs at once; more are refused
+    job_ttl_s: float = Field(default=3600.0, gt=0.0)  # a finished job's result stays fetchable this long
+    video_fps: int = Field(default=16, ge=1, le=120)  # of the animated PNG a video is delivered as
+
+
+class EdgeImageSettings(BaseModel):
+    """The edge's image and video endpoints; generation itself runs on the hub."""
+
+    enabled: bool = True
+    path: Path | None = None  # delivered and cached assets, video jobs; default <home>/images.db
+    max_assets: int = Field(default=2000, ge=1)  # cached assets kept, oldest dropped first
+    timeout_s: float = Field(default=300.0, gt=0.0)  # one image request, or one video fetch, at most
 
 
 def available_cores() -> int:
@@ -255,6 +314,7 @@ class EdgeSettings(_YamlSettings):
     telemetry_capture_content: bool = False
     telemetry_spool_max_bytes: int = 64 * 1024 * 1024
     cache: CacheSettings = CacheSettings()
+    images: EdgeImageSettings = EdgeImageSettings()
 
     @property
     def keys_dir(self) -> Path:
@@ -310,6 +370,7 @@ class HubSettings(_YamlSettings):
     # where `edge-agent join` redeems `cloud-hub invite` tokens: None is the link's port+3, "off"
     # serves no enrolment socket (edges are then enrolled with `cloud-hub enroll` only)
     enrolment_bind: str | None = None
+    images: HubImageSettings = HubImageSettings()
 
     @property
     def keys_dir(self) -> Path:

@@ -12,6 +12,7 @@ catalogue ids to its scenarios, and neither imports the other.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import math
@@ -232,6 +233,20 @@ def wait_for(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.
             return True
         time.sleep(interval_s)
     return check()
+
+
+async def wait_for_async(check: Callable[[], bool], timeout_s: float, interval_s: float = 0.02) -> bool:
+    """``wait_for`` from a coroutine, the loop free between polls; whether ``check`` held.
+
+    For conditions nothing signals: a link's heartbeat-derived state, another process's store.
+    """
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while not check():
+        if loop.time() >= end:
+            return False
+        await asyncio.sleep(interval_s)
+    return True
 
 
 def scan_for(needles: Sequence[str], paths: Sequence[Path]) -> dict[str, int]:

@@ -139,7 +139,12 @@ class Error(msgspec.Struct, tag="error", frozen=True, omit_defaults=True):
 
 
 class CacheDelta(msgspec.Struct, tag="cache_delta", frozen=True):
-    """Hub → edges over PUB/SUB: versioned cache entries (the global cache issue fills this)."""
+    """Hub → edges over PUB/SUB: versioned cache entries.
+
+    A delta with no entries on the PUB socket announces a change meant for some edges only (an
+    alias of one tenant's entry): every edge then asks the snapshot socket, which answers each
+    with what is its own.
+    """
 
     seq: int
     entries: list[dict[str, Scalar]]
@@ -155,6 +160,39 @@ class CacheSnapshotDone(msgspec.Struct, tag="cache_snapshot_done", frozen=True):
     """Ends a snapshot (after zero or more ``CacheDelta`` frames): the edge is now at ``seq``."""
 
     seq: int
+
+
+class CacheJudgeRequest(msgspec.Struct, tag="cache_judge", frozen=True, omit_defaults=True):
+    """Edge → hub, off the request path: may the answer cached for ``cached_question`` be served
+    for ``question``? Sent for a grey-zone candidate the edge's verifier would not serve alone.
+
+    ``tenant`` is the tenant *hash*; with ``family`` and ``sys_hash`` it scopes the alias an
+    approval creates, which the hub then publishes to this edge only. ``cosine`` and
+    ``probability`` are the edge's own similarity and verifier score, for the hub's records.
+    """
+
+    judge_id: str
+    tenant: str
+    family: str
+    sys_hash: str
+    question: str
+    cached_question: str
+    answer: str
+    domain: str = "general"
+    cosine: float = 0.0
+    probability: float = 0.0
+
+
+class CacheJudgeVerdict(msgspec.Struct, tag="cache_verdict", frozen=True, omit_defaults=True):
+    """Hub → edge: the judge's verdict on one ``CacheJudgeRequest``. An approval arrives at the edge
+    a second way, as an alias in the global-cache feed; ``remembered``: an earlier verdict on the
+    same pair was reused, no judge ran."""
+
+    judge_id: str
+    approved: bool
+    score: float = 0.0
+    judge: str = ""
+    remembered: bool = False
 
 
 class PolicyUpdate(msgspec.Struct, tag="policy", frozen=True, omit_defaults=True):
@@ -212,6 +250,100 @@ class EnrolReply(msgspec.Struct, tag="enrolled", frozen=True, omit_defaults=True
     already: bool = False
 
 
+# --- images and video (cloud_hub.images.jobs; edge_agent.hub_link.media) ---------------------
+
+MediaKind = Literal["image", "video"]
+
+
+class MediaJob(msgspec.Struct, tag="media_job", frozen=True, omit_defaults=True):
+    """Edge → hub: generate ``n`` images, answered by one ``MediaStatus`` when they are done, or a
+    video, answered at once with the job queued (poll it with ``MediaPoll``).
+
+    ``tenant`` and ``user`` are the edge's hashes of the authenticated tenant and its end user; the
+    hub scopes assets by them *and* the edge's proven key. ``received`` names assets the edge
+    handed this user from its own store, so the hub never hands them to the same user again.
+    ``max_bytes`` is the largest frame the edge decodes (0: the hub's own limit).
+    """
+
+    request_id: str
+    kind: MediaKind
+    prompt: str
+    deadline: float
+    tenant: str = ""
+    user: str = ""
+    n: int = 1
+    frames: int = 9
+    width: int = 512
+    height: int = 512
+    steps: int = 0
+    seed: int | None = None
+    negative_prompt: str = ""
+    reuse: str = "variation"
+    model: str = ""
+    max_bytes: int = 0
+    received: list[str] = []
+
+
+class MediaAsset(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One generated asset: what it is and cost, and its bytes inline when they fit the frame
+    (else ``data`` is empty and the edge fetches ``size`` bytes with ``MediaFetch``)."""
+
+    asset_id: str
+    content_type: str  # image/png; a video is one animated PNG (image/apng)
+    size: int
+    sha256: str
+    width: int
+    height: int
+    seed: int
+    trace: TraceStep  # shared.images.trace_step of its ReuseTrace
+    steps_total: int = 0
+    steps_run: int = 0
+    frames: int = 1
+    data: bytes = b""
+
+
+class MediaStatus(msgspec.Struct, tag="media_status", frozen=True, omit_defaults=True):
+    """Hub → edge: a media job's state; ``assets`` once ``done``, ``error*`` once ``failed``."""
+
+    request_id: str
+    job_id: str
+    kind: MediaKind
+    state: Literal["queued", "running", "done", "failed"]
+    model: str = ""
+    assets: list[MediaAsset] = []
+    cost_usd: float = 0.0
+    error_code: str = ""
+    error: str = ""
+    error_param: str = ""
+
+
+class MediaPoll(msgspec.Struct, tag="media_poll", frozen=True, omit_defaults=True):
+    """Edge → hub: the state of a job this edge submitted (answered with ``MediaStatus``)."""
+
+    request_id: str
+    job_id: str
+    max_bytes: int = 0  # as in ``MediaJob``: the most a ``done`` answer may carry inline
+
+
+class MediaFetch(msgspec.Struct, tag="media_fetch", frozen=True):
+    """Edge → hub: up to ``max_bytes`` of asset ``asset`` of a done job from ``offset`` on."""
+
+    request_id: str
+    job_id: str
+    asset: int
+    offset: int
+    max_bytes: int
+
+
+class MediaChunk(msgspec.Struct, tag="media_chunk", frozen=True):
+    request_id: str
+    job_id: str
+    asset: int
+    offset: int
+    total: int
+    data: bytes
+
+
 Body = (
     Hello
     | Ready
@@ -224,11 +356,18 @@ Body = (
     | CacheDelta
     | CacheSnapshotRequest
     | CacheSnapshotDone
+    | CacheJudgeRequest
+    | CacheJudgeVerdict
     | PolicyUpdate
     | TelemetryBatch
     | TelemetryAck
     | EnrolRequest
     | EnrolReply
+    | MediaJob
+    | MediaStatus
+    | MediaPoll
+    | MediaFetch
+    | MediaChunk
 )
 
 

@@ -84,6 +84,10 @@ class LlmJudge:
     def threshold(self, domain: str) -> float:
         return self.thresholds.get(domain, self._default)
 
+    def set_thresholds(self, thresholds: dict[str, float]) -> None:
+        """Domain thresholds fitted from reviewed verdicts (``judge.fit_domain_thresholds``)."""
+        self.thresholds.update(thresholds)
+
     def _logits(self, turn: str) -> np.ndarray[Any, np.dtype[np.float32]]:
         llm = self._llm
         n = len(self._prefix)

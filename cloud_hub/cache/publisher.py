@@ -5,6 +5,10 @@ gap as soon as it misses one and asks the snapshot socket for everything after i
 Both sockets are CURVE servers; which clients may connect is up to the ZAP handler installed on
 ``ctx`` (the hub's allow-list). Sends never block: a subscriber over its high-water mark loses
 deltas (and later catches up by snapshot) instead of stalling the hub.
+
+Every ``beacon_s`` the PUB socket also carries an empty ``CacheDelta`` holding the current
+sequence number (the Clone pattern's heartbeat): an edge that lost the last deltas of a burst
+would otherwise only notice the gap at the next change, which on a quiet hub may never come.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import zmq
 from cloud_hub.cache.store import GlobalCacheStore
 from shared.cache_text import GlobalEntry
 from shared.codec import Codec, DecodeFailure
+from shared.keys import fingerprint
 from shared.sockets import CurveServer, SocketOptions, open_socket
 from shared.wire import CacheDelta, CacheSnapshotDone, CacheSnapshotRequest, Error
 
@@ -38,8 +43,10 @@ class CachePublisher:
         public_key: bytes,
         secret_key: bytes,
         hwm: int = 1000,
+        beacon_s: float = 1.0,
     ) -> None:
         self.store = store
+        self.beacon_s = beacon_s
         self._codec = Codec()
         self._pub_lock = threading.Lock()
         curve = CurveServer(public=public_key, secret=secret_key)
@@ -64,8 +71,13 @@ class CachePublisher:
 
         A PUB socket drops a message for a subscriber over its high-water mark instead of blocking;
         that subscriber notices the gap in ``seq`` and asks for a snapshot.
+
+        An alias is for one tenant of one edge, and every subscriber would read a PUB frame: only
+        its sequence number goes out, in an empty delta, and each edge's snapshot request is then
+        answered with what that edge may see (its CURVE key decides, never a payload field).
         """
-        frame = self._codec.encode(CacheDelta(seq=entry.version, entries=[entry.to_wire()]))
+        entries = [] if entry.kind == "alias" else [entry.to_wire()]
+        frame = self._codec.encode(CacheDelta(seq=entry.version, entries=entries))
         with self._pub_lock:
             if self._closed:
                 return False
@@ -79,30 +91,48 @@ class CachePublisher:
         codec = Codec()
         poller = zmq.Poller()
         poller.register(self._snap, zmq.POLLIN)
+        next_beacon = time.monotonic() + self.beacon_s
         while not self._stop.is_set():
+            if time.monotonic() >= next_beacon:
+                self._beacon(codec)
+                next_beacon = time.monotonic() + self.beacon_s
             if self._rebind_snap.is_set():
                 self._rebind_snap.clear()
                 _rebind(self._snap, self.snapshot_endpoint)  # this thread owns the socket
             if not dict(poller.poll(100)):
                 continue
             try:
-                ident, frame = self._snap.recv_multipart(zmq.NOBLOCK)
+                routing, frame = self._snap.recv_multipart(zmq.NOBLOCK, copy=False)
             except (zmq.Again, ValueError):
                 continue  # a frame count we do not speak: ignore rather than crash the loop
             try:
-                body = codec.decode(frame)
+                body = codec.decode(frame.buffer)
                 if not isinstance(body, CacheSnapshotRequest):
                     raise DecodeFailure("invalid", f"expected cache_snapshot_req, got {type(body).__name__}")
             except DecodeFailure as exc:
-                self._reply(codec, ident, Error(request_id="", code=exc.code, message=exc.message))
+                self._reply(codec, routing.bytes, Error(request_id="", code=exc.code, message=exc.message))
                 continue
-            entries, seq = self.store.changes_since(max(body.since, 0))
+            entries, seq = self.store.changes_since(max(body.since, 0), edge=edge_of(frame))
+            ident = routing.bytes
             for i in range(0, len(entries), SNAPSHOT_CHUNK):
                 chunk = entries[i : i + SNAPSHOT_CHUNK]
                 self._reply(
                     codec, ident, CacheDelta(seq=chunk[-1].version, entries=[e.to_wire() for e in chunk])
                 )
             self._reply(codec, ident, CacheSnapshotDone(seq=seq))
+
+    def _beacon(self, codec: Codec) -> None:
+        seq = self.store.seq
+        if not seq:
+            return
+        frame = codec.encode(CacheDelta(seq=seq, entries=[]))
+        with self._pub_lock:
+            if self._closed:
+                return
+            try:
+                self._pub.send_multipart([TOPIC, frame], flags=zmq.NOBLOCK)
+            except zmq.Again:
+                pass  # a subscriber over its high-water mark gets the next one
 
     def _reply(self, codec: Codec, ident: bytes, body: CacheDelta | CacheSnapshotDone | Error) -> None:
         try:
@@ -131,6 +161,15 @@ class CachePublisher:
         self._thread.join(timeout=5)
         self._pub.close(linger=0)
         self._snap.close(linger=0)
+
+
+def edge_of(frame: zmq.Frame) -> str:
+    """The edge id of the CURVE key a frame's connection proved ("" without an authenticator)."""
+    try:
+        user_id = frame.get("User-Id")
+    except zmq.ZMQError:
+        return ""
+    return fingerprint(user_id.encode("ascii")) if isinstance(user_id, str) and user_id else ""
 
 
 def _rebind(sock: zmq.Socket[bytes], endpoint: str) -> None:

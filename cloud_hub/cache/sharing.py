@@ -16,6 +16,8 @@ from pathlib import Path
 
 import zmq
 
+from cloud_hub.cache.judge import AnswerJudge
+from cloud_hub.cache.judging import THRESHOLDS_FILE, JudgeService, open_judges
 from cloud_hub.cache.publisher import CachePublisher
 from cloud_hub.cache.store import GlobalCacheStore
 from shared.cache_text import GlobalEntry, normalize_text, system_hash
@@ -50,14 +52,40 @@ class GlobalCache:
         self.store = store
         self.settings = settings or GlobalCacheSettings()
         self.publisher: CachePublisher | None = None
+        self.judging: JudgeService | None = None  # judges edges' grey-zone candidates, when on
         self.offered = 0
         self.published = 0
         self._closed = False
 
     @classmethod
-    def open(cls, settings: GlobalCacheSettings, home: Path) -> GlobalCache:
+    def open(cls, settings: GlobalCacheSettings, home: Path, models_dir: Path | None = None) -> GlobalCache:
+        """The store at its configured path, with the configured judge when ``models_dir`` is given
+        (a judge that cannot load leaves judging off; answers are still shared)."""
         path = settings.path or home / "global_cache.db"
-        return cls(GlobalCacheStore(path, min_tenants=settings.min_tenants), settings)
+        cache = cls(GlobalCacheStore(path, min_tenants=settings.min_tenants), settings)
+        if models_dir is not None and settings.judge != "off":
+            try:
+                judges = open_judges(settings, models_dir)
+            except (FileNotFoundError, ValueError) as exc:
+                log.error("cache judge %s not loaded, judging off: %s", settings.judge, exc)
+            else:
+                cache.enable_judging(judges, home / THRESHOLDS_FILE)
+        return cache
+
+    def enable_judging(self, judges: list[AnswerJudge], thresholds_file: Path | None = None) -> JudgeService:
+        self.judging = JudgeService(
+            self.store,
+            judges,
+            publish=self._publish,
+            thresholds_file=thresholds_file,
+            max_pending=self.settings.judge_max_pending,
+        )
+        log.info("cache judge: %s", self.judging.name)
+        return self.judging
+
+    def _publish(self, entry: GlobalEntry) -> None:
+        if self.publisher is not None and not self._closed:
+            self.published += self.publisher.publish(entry)
 
     def bind(
         self, ctx: zmq.Context[zmq.Socket[bytes]], link_endpoint: str, public: bytes, secret: bytes

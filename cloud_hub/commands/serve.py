@@ -27,6 +27,7 @@ from shared.keys import key_paths
 
 if TYPE_CHECKING:
     from cloud_hub.dashboard.serving import DashboardOptions, HubDashboard
+    from cloud_hub.images.hosting import ImageHosting
 
 HELP = "serve enrolled edges on a CURVE-secured ZeroMQ socket"
 log = logging.getLogger(__name__)
@@ -109,7 +110,18 @@ async def serve(
     registry = await ModelRegistry.open(settings)
     sink = sink_factory(settings)
     cache_cfg = settings.global_cache
-    global_cache = GlobalCache.open(cache_cfg, settings.home) if cache_cfg.enabled else None
+    global_cache = None
+    if cache_cfg.enabled:  # the judge's models load here, off the event loop
+        global_cache = await asyncio.to_thread(GlobalCache.open, cache_cfg, settings.home, settings.models_dir)
+    images: ImageHosting | None = None
+    if settings.images.enabled:
+        from cloud_hub.images.hosting import open_images
+
+        try:  # torch and diffusers load here, off the event loop
+            images = await asyncio.to_thread(open_images, settings)
+        except BaseException:
+            await registry.close()
+            raise
     hub = Hub(
         bind=settings.bind,
         secret_key_file=secret_key_file,
@@ -121,6 +133,7 @@ async def serve(
         # the canary controller's state (`cloud-hub eval run --recalibrate`) goes out to every edge
         policy_file=settings.home / "policy.json",
         global_cache=global_cache,
+        media=images.jobs if images is not None else None,
     )
     board: HubDashboard | None = None
     enrolment: EnrolmentServer | None = None
@@ -149,5 +162,7 @@ async def serve(
             await enrolment.close()
         await hub.close()
         await registry.close()
+        if images is not None:
+            images.close()
         sink.close()
     return 0

@@ -47,6 +47,10 @@ class Request:
     original: int | None = None  # seq of the request this one repeats
 
 
+# (arrival time, item, repeat kind, index of the original among the unique items)
+_Arrival = tuple[float, Item, str, int | None]
+
+
 def _qqp_item(text: str) -> Item:
     return Item(item_id("qqp", text), "qqp", "chat", text.strip(), None, "eval")
 
@@ -73,20 +77,38 @@ def build_workload(
 ) -> list[Request]:
     if not 0.0 <= repeat_share < 1.0:
         raise ValueError(f"repeat_share must be in [0, 1), got {repeat_share}")
+    # every step draws from this one generator, in this order: reordering them changes the workload
     rng = random.Random(seed)
-    pool: dict[str, list[Item]] = {}
-    for it in items:
-        if it.split == "eval":
-            pool.setdefault(it.source, []).append(it)
+    pool = _eval_pool(items)
     dupes = [p for p in pairs if p.label == 1]
     if mix is None:
-        mix = {k: v for k, v in DEFAULT_MIX.items() if k in pool or (k == "qqp" and dupes)}
-        if not mix:  # a user's own datasets: an equal share each
-            mix = dict.fromkeys(pool, 1.0)
+        mix = _default_mix(pool, dupes)
     n_repeat = round(size * repeat_share)
     n_para = min(round(n_repeat * PARAPHRASE_SHARE_OF_REPEATS), len(dupes)) if "qqp" in mix else 0
     counts = _allocate(size - n_repeat, mix)
     n_para = min(n_para, counts.get("qqp", 0))
+    uniques, para_of = _draw_uniques(rng, counts, pool, dupes)
+    timeline = _timeline(rng, uniques, para_of, n_repeat, n_para)
+    return _assign_tenants(rng, timeline, len(uniques), tenants)
+
+
+def _eval_pool(items: Sequence[Item]) -> dict[str, list[Item]]:
+    pool: dict[str, list[Item]] = {}
+    for it in items:
+        if it.split == "eval":
+            pool.setdefault(it.source, []).append(it)
+    return pool
+
+
+def _default_mix(pool: dict[str, list[Item]], dupes: Sequence[Pair]) -> dict[str, float]:
+    mix = {k: v for k, v in DEFAULT_MIX.items() if k in pool or (k == "qqp" and dupes)}
+    return mix or dict.fromkeys(pool, 1.0)  # a user's own datasets: an equal share each
+
+
+def _draw_uniques(
+    rng: random.Random, counts: dict[str, int], pool: dict[str, list[Item]], dupes: Sequence[Pair]
+) -> tuple[list[Item], dict[int, str]]:
+    """The unique items in arrival order, and for each Quora one the paraphrase that may repeat it."""
     uniques: list[Item] = []
     para_of: dict[int, str] = {}  # index in uniques -> the paraphrase that will repeat it
     for source, count in counts.items():
@@ -99,12 +121,14 @@ def build_workload(
         uniques += rng.sample(have, min(count, len(have)))
     order = list(range(len(uniques)))
     rng.shuffle(order)
-    uniques = [uniques[i] for i in order]
-    para_of = {order.index(i): b for i, b in para_of.items()}
-    # (arrival time, item, repeat kind, index of the original among uniques)
-    timeline: list[tuple[float, Item, str, int | None]] = [
-        (float(i), it, "", None) for i, it in enumerate(uniques)
-    ]
+    return [uniques[i] for i in order], {order.index(i): b for i, b in para_of.items()}
+
+
+def _timeline(
+    rng: random.Random, uniques: list[Item], para_of: dict[int, str], n_repeat: int, n_para: int
+) -> list[_Arrival]:
+    """Every arrival sorted by time: uniques at their index, repeats at a random later point."""
+    timeline: list[_Arrival] = [(float(i), it, "", None) for i, it in enumerate(uniques)]
     horizon = float(len(uniques) + n_repeat)
     for k in rng.sample(sorted(para_of), min(n_para, len(para_of))):
         timeline.append((rng.uniform(k + 1, horizon), _qqp_item(para_of[k]), "paraphrase", k))
@@ -115,7 +139,13 @@ def build_workload(
         k = rng.choices(popular, weights)[0]
         timeline.append((rng.uniform(k + 1, horizon), uniques[k], "exact", k))
     timeline.sort(key=lambda t: t[0])
-    tenant_of = [rng.choice(list(tenants)) for _ in uniques]
+    return timeline
+
+
+def _assign_tenants(
+    rng: random.Random, timeline: list[_Arrival], n_unique: int, tenants: Sequence[str]
+) -> list[Request]:
+    tenant_of = [rng.choice(list(tenants)) for _ in range(n_unique)]
     seq_of: dict[int, int] = {}
     out: list[Request] = []
     for seq, (at, item, kind, orig) in enumerate(timeline):

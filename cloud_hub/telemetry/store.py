@@ -112,8 +112,29 @@ class TelemetryStore:
         if not edge_id:
             raise ValueError("edge_id must be the authenticated key of the sending edge")
         now = time.time()
-        rows: list[tuple[object, ...]] = []
-        events: list[TelemetryEvent] = []
+        events, rejects = self._parse(edge_id, batch, now)
+        with self.transaction() as db:
+            inserted = [self._insert(db, row) for _, row in events]
+            db.executemany("INSERT INTO rejects VALUES (?, ?, ?, ?)", rejects)
+            if batch.backlog is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO edge_spool VALUES (?, ?, ?)", (edge_id, int(batch.backlog), now)
+                )
+            for event, _ in events:
+                if event.kind == "spool_drops":
+                    self._record_drops(db, edge_id, event, now)
+        if self.observer is not None:
+            for (event, _), fresh in zip(events, inserted, strict=True):
+                self.observer.observe_ingest(event, duplicate=not fresh)
+            for _, _, reason, _ in rejects:
+                self.observer.observe_reject(reason)
+        return TelemetryAck(batch_id=batch.batch_id, accepted=len(batch.events))
+
+    def _parse(
+        self, edge_id: str, batch: TelemetryBatch, now: float
+    ) -> tuple[list[tuple[TelemetryEvent, tuple[object, ...]]], list[tuple[str, float, str, bytes]]]:
+        """(valid events with their rows, reject rows): one bad event never fails the batch."""
+        events: list[tuple[TelemetryEvent, tuple[object, ...]]] = []
         rejects: list[tuple[str, float, str, bytes]] = []
         for attrs in batch.events:
             try:
@@ -121,34 +142,26 @@ class TelemetryStore:
             except msgspec.ValidationError as exc:
                 rejects.append((edge_id, now, str(exc), self._encoder.encode(attrs)))
                 continue
-            events.append(event)
-            rows.append(self._row(edge_id, event, now, attrs))
-        with self.transaction() as db:
-            inserted: list[bool] = []
-            for row in rows:
-                mark = db.total_changes
-                db.execute(f"INSERT OR IGNORE INTO events({_COLUMNS}) VALUES ({','.join('?' * 26)})", row)
-                inserted.append(db.total_changes > mark)
-            db.executemany("INSERT INTO rejects VALUES (?, ?, ?, ?)", rejects)
-            if batch.backlog is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO edge_spool VALUES (?, ?, ?)", (edge_id, int(batch.backlog), now)
-                )
-            for event in events:
-                if event.kind == "spool_drops":
-                    db.execute(
-                        "INSERT INTO edge_drops VALUES (?, ?, ?, ?) ON CONFLICT(edge_id) DO UPDATE SET "
-                        "dropped_events = MAX(dropped_events, excluded.dropped_events), "
-                        "dropped_bytes = MAX(dropped_bytes, excluded.dropped_bytes), "
-                        "updated = excluded.updated",
-                        (edge_id, event.dropped_events, event.dropped_bytes, now),
-                    )
-        if self.observer is not None:
-            for event, fresh in zip(events, inserted, strict=True):
-                self.observer.observe_ingest(event, duplicate=not fresh)
-            for _, _, reason, _ in rejects:
-                self.observer.observe_reject(reason)
-        return TelemetryAck(batch_id=batch.batch_id, accepted=len(batch.events))
+            events.append((event, self._row(edge_id, event, now, attrs)))
+        return events, rejects
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, row: tuple[object, ...]) -> bool:
+        """Store one event's row; False when the edge already sent it (a resent batch)."""
+        mark = db.total_changes
+        db.execute(f"INSERT OR IGNORE INTO events({_COLUMNS}) VALUES ({','.join('?' * 26)})", row)
+        return db.total_changes > mark
+
+    @staticmethod
+    def _record_drops(db: sqlite3.Connection, edge_id: str, event: TelemetryEvent, now: float) -> None:
+        # the edge's counters are cumulative, so the largest report is the current one
+        db.execute(
+            "INSERT INTO edge_drops VALUES (?, ?, ?, ?) ON CONFLICT(edge_id) DO UPDATE SET "
+            "dropped_events = MAX(dropped_events, excluded.dropped_events), "
+            "dropped_bytes = MAX(dropped_bytes, excluded.dropped_bytes), "
+            "updated = excluded.updated",
+            (edge_id, event.dropped_events, event.dropped_bytes, now),
+        )
 
     def _row(
         self, edge_id: str, e: TelemetryEvent, now: float, attrs: dict[str, Scalar]

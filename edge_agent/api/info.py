@@ -67,6 +67,7 @@ async def health(request: web.Request) -> web.Response:
         "model": state.local_model,
         "hub": hub_status,
         "uptime_s": round(time.time() - state.started_at, 3),
+        "admission": state.pipeline.admission.snapshot(),
     }
     return web.json_response(body)
 

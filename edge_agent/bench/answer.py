@@ -40,7 +40,7 @@ from rich.table import Table
 
 from edge_agent.api.state import STATE
 from edge_agent.assemble import build_app
-from edge_agent.bench.link import ECHO_CONFIG, _spawn, _wait_line
+from edge_agent.bench.link import ECHO_CONFIG, _spawn, _until_connected, _wait_line
 from edge_agent.cache.stage import CacheStage
 from edge_agent.pipeline import Pipeline
 from edge_agent.policies import ThresholdPolicy
@@ -163,7 +163,8 @@ async def _share(pipeline: Pipeline, args: argparse.Namespace) -> dict[str, Any]
     }
 
 
-async def _measure(args: argparse.Namespace, tmp: Path, console: Console) -> dict[str, Any]:
+def _homes(args: argparse.Namespace, tmp: Path) -> tuple[LocalModelConfig, Path, Path]:
+    """(the local model, the hub's public key file, the edge's home), keys made and enrolled."""
     hub_pub, _ = init_keys(tmp / "hub" / "keys")
     model = Path(args.model).expanduser()
     local = (
@@ -175,11 +176,16 @@ async def _measure(args: argparse.Namespace, tmp: Path, console: Console) -> dic
     edge_pub, _ = init_keys(edge_home / "keys")
     enroll_public_key(edge_pub, tmp / "hub" / "enrolled")
     (tmp / "hub.yaml").write_text(ECHO_CONFIG)
+    return local, hub_pub, edge_home
+
+
+async def _measure(args: argparse.Namespace, tmp: Path, console: Console) -> dict[str, Any]:
+    local, hub_pub, edge_home = await asyncio.to_thread(_homes, args, tmp)
     hub_cli = str(Path(sys.executable).with_name("cloud-hub"))
     hub_cmd = [hub_cli, "serve", "--home", str(tmp / "hub"), "--bind", "tcp://127.0.0.1:0"]
     hub = _spawn([*hub_cmd, "--config", str(tmp / "hub.yaml")])
     try:
-        endpoint = _wait_line(hub, "hub ready on ")
+        endpoint = await asyncio.to_thread(_wait_line, hub, "hub ready on ")
         settings = EdgeSettings(
             home=edge_home, local_model=local, hub_url=endpoint, hub_public_key_file=hub_pub
         )
@@ -190,8 +196,9 @@ async def _measure(args: argparse.Namespace, tmp: Path, console: Console) -> dic
             pipeline = runner.app[STATE].pipeline
             if not any(isinstance(c, CacheStage) and c.service.semantic for c in pipeline.caches):
                 raise RuntimeError("the semantic cache is off (embedding model not installed?)")
-            while pipeline.hub is None or not pipeline.hub.connected:
-                await asyncio.sleep(0.05)
+            if pipeline.hub is None:
+                raise RuntimeError("the agent was built without its hub link")
+            await _until_connected(pipeline.hub)
             for i in range(4):  # warm-up: model pages, prompt cache, embedder, first writes
                 await pipeline.answer(_request(-1 - i, "edge_local", args.max_tokens))
                 await pipeline.answer(_request(-10 - i, "hub", args.max_tokens))
@@ -206,7 +213,7 @@ async def _measure(args: argparse.Namespace, tmp: Path, console: Console) -> dic
             await runner.cleanup()
     finally:
         hub.terminate()
-        hub.wait(timeout=30)
+        await asyncio.to_thread(hub.wait, 30)
     return {"local": local_figures, "semantic_miss": miss_figures, "pipeline_share": share}
 
 

@@ -149,9 +149,10 @@ def _start_agent(tmp: Path, name: str, yaml: str, hub: str, hub_key: Path, model
 def _wait_ready(proc: Any, base: str, model: str) -> None:
     """Up, and connected to the hub: a forced-hub request comes back from a hub tier."""
     deadline = time.monotonic() + 240
+    headers = {"x-edgeroute-route": "hub", "x-edgeroute-cache": "bypass"}
     while True:
         try:
-            route = _post(base, _body(model, "warm-up question about tides"), {"x-edgeroute-route": "hub"})
+            route = _post(base, _body(model, "warm-up question about tides"), headers)
             if route.startswith("hub"):
                 return
         except OSError:

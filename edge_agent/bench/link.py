@@ -30,6 +30,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from edge_agent.hub_link import HubLink
+from edge_agent.request import HubClient
 from shared.codec import Codec
 from shared.keys import enroll_public_key, init_keys, load_public, load_secret
 from shared.sockets import CurveClient, CurveServer, SocketOptions, SocketT, open_socket
@@ -60,6 +61,16 @@ def _wait_line(proc: subprocess.Popen[str], prefix: str, timeout_s: float = 60.0
             return line.removeprefix(prefix).strip()
     proc.kill()
     raise RuntimeError(f"server did not print {prefix!r} (exit code {proc.poll()})")
+
+
+async def _until_connected(link: HubClient, timeout_s: float = 60.0) -> None:
+    """Polled: ``connected`` follows the hub's heartbeats, and nothing signals when it turns true."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while not link.connected:
+        if loop.time() > end:
+            raise RuntimeError(f"the hub link did not connect within {timeout_s:.0f}s")
+        await asyncio.sleep(0.01)
 
 
 def _spawn(cmd: list[str]) -> subprocess.Popen[str]:
@@ -107,12 +118,17 @@ async def _time_async(
     return samples
 
 
-async def _measure(args: argparse.Namespace, tmp: Path, progress: Progress) -> dict[str, list[int]]:
+def _homes(tmp: Path) -> tuple[bytes, Path, Path]:
+    """(hub public key, hub secret file, enrolled edge secret file), and the hub's config written."""
     hub_pub_file, hub_secret = init_keys(tmp / "hub" / "keys")
     edge_pub_file, edge_secret = init_keys(tmp / "edge" / "keys")
     enroll_public_key(edge_pub_file, tmp / "hub" / "enrolled")
     (tmp / "hub.yaml").write_text(ECHO_CONFIG)
-    hub_pub = load_public(hub_pub_file)
+    return load_public(hub_pub_file), hub_secret, edge_secret
+
+
+async def _measure(args: argparse.Namespace, tmp: Path, progress: Progress) -> dict[str, list[int]]:
+    hub_pub, hub_secret, edge_secret = await asyncio.to_thread(_homes, tmp)
     text = ("x" * 9 + " ") * (args.payload_bytes // 10)
     frame = Codec().encode(_request(0, text))
     n, warmup = args.iterations, args.warmup
@@ -122,8 +138,8 @@ async def _measure(args: argparse.Namespace, tmp: Path, progress: Progress) -> d
     hub = _spawn([*hub_cmd, "--config", str(tmp / "hub.yaml")])
     results: dict[str, list[int]] = {}
     try:
-        raw_endpoint = _wait_line(raw, "raw ready on ")
-        hub_endpoint = _wait_line(hub, "hub ready on ")
+        raw_endpoint = await asyncio.to_thread(_wait_line, raw, "raw ready on ")
+        hub_endpoint = await asyncio.to_thread(_wait_line, hub, "hub ready on ")
 
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
         sock = _raw_client(ctx, raw_endpoint, hub_pub, edge_secret)
@@ -155,8 +171,7 @@ async def _measure(args: argparse.Namespace, tmp: Path, progress: Progress) -> d
 
         link = HubLink(hub_endpoint, hub_pub, edge_secret, heartbeat_s=1.0)
         await link.start()
-        while not link.connected:
-            await asyncio.sleep(0.01)
+        await _until_connected(link)
         results["HubLink → hub (echo)"] = await _time_async(
             "HubLink", lambda i: link.escalate(_request(i, text)), n, warmup, progress
         )
@@ -164,7 +179,7 @@ async def _measure(args: argparse.Namespace, tmp: Path, progress: Progress) -> d
     finally:
         for proc in (raw, hub):
             proc.terminate()
-            proc.wait(timeout=30)
+            await asyncio.to_thread(proc.wait, 30)
     return results
 
 

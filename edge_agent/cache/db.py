@@ -28,10 +28,13 @@ def connect(path: Path | str, *, readonly: bool = False) -> Connection:
 
 
 class Database:
-    """One connection guarded by a lock, shared by the stores of one cache file.
+    """One writing connection guarded by a lock, shared by the stores of one cache file, and a
+    read-only connection per thread for searches.
 
-    The stores are called from the event loop and from the sync thread; SQLite connections are
-    not safe to use from two threads at once, so every access goes through ``lock``.
+    The stores are called from the event loop, worker threads and the sync thread; SQLite
+    connections are not safe to use from two threads at once, so every write goes through
+    ``lock``. A search reads through ``snapshot`` instead: in WAL mode a reader sees the last
+    committed state and never waits for a writer, so a lookup never queues behind a store.
     """
 
     def __init__(self, path: Path | str) -> None:
@@ -39,6 +42,10 @@ class Database:
         self.conn: Connection = connect(path)
         self.lock = threading.RLock()
         self._closed = False
+        self._local = threading.local()
+        self._readers: list[Connection] = []
+        # a second connection to ":memory:" would be another, empty database
+        self._shared_reads = str(path) == ":memory:" or str(path).startswith("file::memory:")
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -60,6 +67,23 @@ class Database:
         with self.lock:
             yield self.conn
 
+    @contextmanager
+    def snapshot(self) -> Iterator[Connection]:
+        """This thread's read-only connection (the locked one for an in-memory database)."""
+        if self._shared_reads:
+            with self.read() as conn:
+                yield conn
+            return
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            with self.lock:
+                if self._closed:
+                    raise OperationalError("cache database is closed")
+                conn = connect(self.path, readonly=True)
+                self._readers.append(conn)
+            self._local.conn = conn
+        yield conn
+
     def integrity_ok(self) -> bool:
         with self.lock:
             row = self.conn.execute("PRAGMA integrity_check").fetchone()
@@ -70,6 +94,8 @@ class Database:
             if self._closed:
                 return
             self._closed = True
+            for reader in self._readers:
+                reader.close()
             self.conn.close()
 
     def __enter__(self) -> Database:

@@ -7,6 +7,13 @@ cannot leave the index out of step with the rows. Searches scan ``BitMirror``, a
 of ``sem_vec`` kept in step after each commit, so a query only ever scans the asking tenant's
 partition (and the hub's shared one). The Hamming scan picks ``rescore`` candidates; exact cosine
 on their stored floats ranks them, and only then do the guards and the verifier decide.
+
+``lookup_form`` is the part that needs no vector: a stored question of the same form (case and
+trailing punctuation aside), or an alias the hub's judge approved for this tenant
+(``edge_agent.cache.aliases``). At the shipped safe point that is everything the stage may serve,
+so the request path embeds nothing there; the full ``get`` runs for domains relaxed to serve
+paraphrases, and without serving (``serve=False``) off the request path to find the grey-zone
+candidate worth sending to the hub's judge.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_agent.cache import aliases
 from edge_agent.cache.audit import HitAudit
 from edge_agent.cache.base import CachedAnswer, Embedder, Lookup, Vectors
 from edge_agent.cache.db import Connection, Database, OperationalError
@@ -81,6 +89,8 @@ END;
 
 # Hub entries live until the hub retracts them; local eviction never touches them.
 HUB_EXPIRES = 1e18
+# off the request path, the nearest few candidates are enough to find one worth a judge's time
+GREY_LOOKS = 3
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,7 @@ class SemanticCache:
         self.audit.refresh(verifier)
         with self.db.lock:
             self.db.conn.executescript(schema(self.dim))
+            self.db.conn.executescript(aliases.SCHEMA)
             add_repeats_column(self.db.conn, "sem_answers")
             row = self.db.conn.execute("SELECT value FROM sem_meta WHERE name = 'dim'").fetchone()
             if row is None:
@@ -141,20 +152,59 @@ class SemanticCache:
 
     # --- lookup ---------------------------------------------------------------------------------
 
-    def get(self, req: CacheRequest) -> Lookup:
+    def lookup_form(self, req: CacheRequest) -> Lookup:
+        """A hit without embedding: the same question stored (this tenant's, then the hub's), else
+        this tenant's alias of it. A miss says whether the domain could still match by meaning."""
+        t0 = time.perf_counter()
+        elig = semantic_eligibility(req)
+        if not elig.ok:
+            return Lookup(None, f"ineligible:{elig.reason}", _ms(t0))
+        qform = question_form(elig.question)
+        own = semantic_scope(req.tenant_scope, req.family, req.sys_hash)
+        shared = semantic_scope(GLOBAL_TENANT, req.family, req.sys_hash)
+        point: dict[str, Scalar] = {"operating_point": self.verifier.point(req.domain)}
+        with self.db.snapshot() as conn:
+            row = conn.execute(
+                "SELECT id, question, domain, model, origin FROM sem_entries"
+                " WHERE scope IN (?, ?) AND qform = ? AND expires > ? ORDER BY scope = ? DESC LIMIT 1",
+                (own, shared, qform, req.now, own),
+            ).fetchone()
+            alias = aliases.find(conn, own, qform) if row is None else None
+        if row is not None:
+            cand = Candidate(int(row[0]), 1.0, str(row[1]), str(row[2]), str(row[3]), str(row[4]))
+            answer = self._pick_answer(cand, req, req.now)
+            if answer is not None:
+                hit = CachedAnswer(
+                    cand.entry_id, answer, cand.model, Route.SEMANTIC_CACHE, 1.0, 1.0, cand.origin, cand.question
+                )
+                return Lookup(hit, "identical", _ms(t0), point)
+        elif alias is not None:
+            hit = CachedAnswer(
+                alias.alias_id, alias.answer, alias.family, Route.SEMANTIC_CACHE, 1.0, None, "alias", alias.question
+            )
+            return Lookup(hit, "alias", _ms(t0), point)
+        reason = "no_identical_form" if self.verifier.serves_paraphrases(req.domain) else "identical_only"
+        return Lookup(None, reason, _ms(t0), point)
+
+    def get(self, req: CacheRequest, query: Vectors | None = None, *, serve: bool = True) -> Lookup:
+        """Match by meaning. ``query``: the question's vector when already known. ``serve`` off:
+        decide only (no answer picked, nothing logged), to find a grey-zone candidate."""
         t0 = time.perf_counter()
         elig = semantic_eligibility(req)
         if not elig.ok:
             return Lookup(None, f"ineligible:{elig.reason}", _ms(t0))
         self.audit.refresh(self.verifier)
-        query = self.embedder.embed([elig.question])[0]
+        if query is None:
+            query = self.embedder.embed([elig.question])[0]
         scopes = [
             semantic_scope(req.tenant_scope, req.family, req.sys_hash),
             semantic_scope(GLOBAL_TENANT, req.family, req.sys_hash),
         ]
         candidates = self.search(scopes, query, k=10, now=req.now)
         best: dict[str, float | str | int] = {}
-        for cand in candidates:
+        for rank, cand in enumerate(candidates):
+            if not serve and rank >= GREY_LOOKS:
+                break
             decision = self.verifier.decide(cand.cosine, cand.question, elig.question, req.domain)
             prob = decision.probability
             if not best:
@@ -166,7 +216,10 @@ class SemanticCache:
             if decision.verdict is Verdict.GREY and "grey_entry" not in best:
                 # not served: the candidate a stronger judge could still approve
                 best.update(grey_entry=cand.entry_id, grey_probability=round(prob, 4))
-            if not decision.accepted:
+                best.update(grey_cosine=round(cand.cosine, 4))
+                if not serve:
+                    break
+            if not decision.accepted or not serve:
                 continue
             answer = self._pick_answer(cand, req, req.now)
             if answer is None:
@@ -205,7 +258,7 @@ class SemanticCache:
         ids = self.mirror.search(scopes, q, self.rescore)
         if not ids:
             return []
-        with self.db.read() as conn:
+        with self.db.snapshot() as conn:
             rows = conn.execute(
                 "SELECT id, emb, question, domain, model, origin FROM sem_entries"
                 f" WHERE id IN ({','.join('?' * len(ids))}) AND expires > ?",
@@ -220,6 +273,20 @@ class SemanticCache:
             Candidate(rows[i][0], float(sims[i]), rows[i][2], rows[i][3], rows[i][4], rows[i][5])
             for i in order
         ]
+
+    def judge_material(self, entry_id: int, now: float) -> tuple[str, str, str] | None:
+        """(question, answer, domain) of a live entry, for the hub's judge: the answer it would
+        serve next. ``None`` when the entry is gone, or is a sampled pool still filling."""
+        with self.db.snapshot() as conn:
+            entry = conn.execute(
+                "SELECT question, domain FROM sem_entries WHERE id = ? AND expires > ?", (entry_id, now)
+            ).fetchone()
+            answer = conn.execute(
+                "SELECT answer FROM sem_answers WHERE entry_id = ? ORDER BY served, id LIMIT 1", (entry_id,)
+            ).fetchone()
+        if entry is None or answer is None:
+            return None
+        return str(entry[0]), str(answer[0]), str(entry[1])
 
     def _pick_answer(self, cand: Candidate, req: CacheRequest, now: float) -> str | None:
         entry_id = cand.entry_id
@@ -279,11 +346,18 @@ class SemanticCache:
         """
         current = self.hub_seq()
         fresh = [e for e in entries if e.version > current]
-        puts = [e for e in fresh if e.op == "put"]
+        puts = [e for e in fresh if e.op == "put" and e.kind == "answer"]
         embs = self.embedder.embed([e.question for e in puts]) if puts else None
         with self._write() as conn:
             for e in fresh:
                 self._delete_where(conn, "hub_key = ?", (e.key,))
+                aliases.delete(conn, e.key)
+            for e in fresh:
+                if e.op == "put" and e.kind == "alias":  # filed under its tenant, never the shared scope
+                    aliases.put(
+                        conn, scope=semantic_scope(e.tenant, e.family, e.sys_hash), question=e.question,
+                        answer=e.answer, family=e.family, domain=e.domain, hub_key=e.key, now=now,
+                    )  # fmt: skip
             for i, e in enumerate(puts):
                 assert embs is not None
                 entry_id = self._upsert(

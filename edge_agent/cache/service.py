@@ -13,7 +13,8 @@ from pathlib import Path
 from edge_agent.cache.base import CachedAnswer, Embedder, Vectors
 from edge_agent.cache.db import Database
 from edge_agent.cache.exact import ExactCache
-from edge_agent.cache.keys import CacheRequest
+from edge_agent.cache.indexer import Indexer
+from edge_agent.cache.keys import CacheRequest, semantic_eligibility
 from edge_agent.cache.semantic import SemanticCache
 from edge_agent.cache.verifier import Verifier, load_verifier
 from shared.config import CacheSettings
@@ -46,9 +47,11 @@ class CacheService:
         self.db = Database(path)
         self.exact = ExactCache(self.db, self.settings)
         self.semantic: SemanticCache | None = None
+        self.indexer: Indexer | None = None  # embeds answered misses on spare CPU (``CacheStage``)
         if embedder is not None and self.settings.semantic:
             verifier = verifier or load_verifier(self.settings)
             self.semantic = SemanticCache(self.db, embedder, verifier, self.settings)
+            self.indexer = Indexer(capacity=self.settings.index_queue)
         self._closed = False
         # stores that failed (a full disk, an I/O error): the answer was served, not remembered
         self.store_failures = 0
@@ -75,10 +78,35 @@ class CacheService:
         return self.settings.enabled and self.semantic is not None
 
     def lookup_semantic(self, req: CacheRequest, result: CacheResult) -> CacheResult:
-        """The semantic stage after an exact miss; appends its trace step to ``result``."""
+        """The semantic stage after an exact miss (``semantic_form``, then ``semantic_meaning``
+        when the domain may match paraphrases); appends one trace step to ``result``."""
+        result = self.semantic_form(req, result)
+        if result.hit or not self.semantic_meaning_applies(req):
+            return result
+        result.trace.pop()  # the form step's miss: the meaning step's own step says it all
+        return self.semantic_meaning(req, result)
+
+    def semantic_form(self, req: CacheRequest, result: CacheResult) -> CacheResult:
+        """A stored question of the same form or an alias: indexed reads, no embedding."""
         if self.semantic is None:
             result.trace.append(TraceStep(stage=Route.SEMANTIC_CACHE, decision="skip", reason="disabled"))
             return result
+        sem = self.semantic.lookup_form(req)
+        result.trace.append(sem.trace(Route.SEMANTIC_CACHE))
+        result.answer = sem.answer
+        return result
+
+    def semantic_meaning_applies(self, req: CacheRequest) -> bool:
+        """Whether a match by meaning could be served: the domain is relaxed below the safe point."""
+        return (
+            self.semantic is not None
+            and self.semantic.verifier.serves_paraphrases(req.domain)
+            and semantic_eligibility(req).ok
+        )
+
+    def semantic_meaning(self, req: CacheRequest, result: CacheResult) -> CacheResult:
+        """Embed, search and verify (blocking: a worker thread's job); appends its trace step."""
+        assert self.semantic is not None
         sem = self.semantic.get(req)
         result.trace.append(sem.trace(Route.SEMANTIC_CACHE))
         result.answer = sem.answer
@@ -99,10 +127,24 @@ class CacheService:
             self.store_failures += 1
             log.exception("cache store failed")
 
+    def store_exact(self, req: CacheRequest, answer: str, model: str) -> bool:
+        """The exact entry alone (one short write); False when it failed, which is logged."""
+        if not self.settings.enabled or not answer.strip():
+            return False
+        try:
+            self.exact.put(req, answer, model)
+        except Exception:
+            self.store_failures += 1
+            log.exception("cache store failed")
+            return False
+        return True
+
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self.indexer is not None:
+            self.indexer.close()  # before the file it writes to closes
         self.db.close()
 
     def __enter__(self) -> CacheService:

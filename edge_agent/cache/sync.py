@@ -3,7 +3,8 @@
 Clone pattern: subscribe first, then ask the snapshot socket for everything after the locally
 stored sequence number, apply it, and from then on apply deltas in order. A delta whose ``seq``
 is not the next one means something was missed (offline, or the hub dropped it at the
-high-water mark), so the subscriber asks for a snapshot again. The applied sequence number is
+high-water mark), so the subscriber asks for a snapshot again; so does an empty delta (the hub's
+periodic beacon) whose number is ahead of ours. The applied sequence number is
 stored with the entries in one transaction, so a restarted edge resumes where it stopped.
 """
 
@@ -118,6 +119,12 @@ class CacheSubscriber:
             if not isinstance(body, CacheDelta):
                 return True
             current = self.store.hub_seq()
+            if not body.entries:
+                # the hub's beacon: its sequence number, so deltas lost at the end of a burst are
+                # noticed (and fetched) without waiting for a next change that may never come
+                if body.seq > current:
+                    self._catch_up()
+                return True
             if body.seq <= current:
                 return True  # already in a snapshot we applied
             if body.seq == current + 1:

@@ -105,6 +105,11 @@ class Verifier:
     def threshold(self, domain: str) -> float:
         return self.thresholds.get(domain, self.default_threshold)
 
+    def serves_paraphrases(self, domain: str) -> bool:
+        """Whether ``domain``'s point can accept anything but an identical question: below 1.0 a
+        candidate's probability can reach the threshold; at 1.0 (the safe point) it never does."""
+        return self.threshold(domain) < 1.0
+
     def point(self, domain: str) -> str:
         """The name of the operating point ``domain`` is served at."""
         if domain not in self.thresholds:

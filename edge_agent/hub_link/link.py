@@ -26,11 +26,18 @@ from shared.keys import load_secret
 from shared.sockets import CurveClient, SocketOptions, frame_ceiling, open_socket
 from shared.wire import (
     Body,
+    CacheJudgeRequest,
+    CacheJudgeVerdict,
     Cancel,
     Error,
     Escalate,
     Heartbeat,
     Hello,
+    MediaChunk,
+    MediaFetch,
+    MediaJob,
+    MediaPoll,
+    MediaStatus,
     PolicyUpdate,
     Ready,
     Reply,
@@ -80,6 +87,8 @@ class HubLink:
         self._calls: dict[str, asyncio.Future[Reply]] = {}
         self._streams: dict[str, asyncio.Queue[StreamItem | BaseException]] = {}
         self._acks: dict[str, asyncio.Future[TelemetryAck]] = {}
+        self._media: dict[str, asyncio.Future[MediaStatus | MediaChunk]] = {}
+        self._verdicts: dict[str, asyncio.Future[CacheJudgeVerdict]] = {}
         self._last_seen: float | None = None  # monotonic time of the last valid frame from the hub
         self.hub_models: list[str] = []
         self.hub_version = ""
@@ -212,6 +221,48 @@ class HubLink:
         finally:
             self._acks.pop(batch.batch_id, None)
 
+    async def judge(self, req: CacheJudgeRequest, timeout: float) -> CacheJudgeVerdict:
+        """The hub judge's verdict on a grey-zone cache candidate; raises as ``send_telemetry`` does."""
+        if req.judge_id in self._verdicts:
+            raise ValueError(f"cache candidate {req.judge_id!r} is already being judged")
+        if not self.connected:
+            raise HubUnavailable(f"hub at {self.url} is not connected")
+        future: asyncio.Future[CacheJudgeVerdict] = asyncio.get_running_loop().create_future()
+        self._verdicts[req.judge_id] = future
+        try:
+            await self._send(req)
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise HubTimeout(f"no verdict on cache candidate {req.judge_id} within {timeout:.0f}s") from None
+        finally:
+            self._verdicts.pop(req.judge_id, None)
+
+    @property
+    def max_frame(self) -> int:
+        """The largest frame this end decodes: media answers and chunks are sized to it."""
+        return self._codec.max_frame
+
+    async def media(
+        self, body: MediaJob | MediaPoll | MediaFetch, timeout: float
+    ) -> MediaStatus | MediaChunk:
+        """One image/video exchange (``edge_agent.hub_link.media`` drives them): a job submitted,
+        polled, or a chunk of its result fetched; raises as ``escalate`` does."""
+        if body.request_id in self._media:
+            raise ValueError(f"request {body.request_id!r} is already in flight")
+        if not self.connected:
+            raise HubUnavailable(f"hub at {self.url} is not connected")
+        future: asyncio.Future[MediaStatus | MediaChunk] = asyncio.get_running_loop().create_future()
+        self._media[body.request_id] = future
+        try:
+            await self._send(body)
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise HubTimeout(f"no answer from the hub to {body.request_id} within {timeout:.0f}s") from None
+        finally:
+            self._media.pop(body.request_id, None)
+
     def _cancel_remote(self, request_id: str) -> None:
         """Tell the hub to stop work nobody will read; best effort, never raises or waits."""
         if self._socket is None or self._closed or not self.connected:
@@ -288,10 +339,16 @@ class HubLink:
             self.policy = body
         elif isinstance(body, ReplyChunk | Reply):
             self._deliver(body.request_id, body)
+        elif isinstance(body, MediaStatus | MediaChunk):
+            if (media := self._media.get(body.request_id)) is not None and not media.done():
+                media.set_result(body)
         elif isinstance(body, TelemetryAck):
             ack = self._acks.get(body.batch_id)
             if ack is not None and not ack.done():
                 ack.set_result(body)
+        elif isinstance(body, CacheJudgeVerdict):
+            if (verdict := self._verdicts.get(body.judge_id)) is not None and not verdict.done():
+                verdict.set_result(body)
         elif isinstance(body, Error):
             self._on_error(body)
         else:
@@ -318,6 +375,10 @@ class HubLink:
             self._deliver(err.request_id, _failure(err))
         elif (ack := self._acks.get(err.request_id)) is not None and not ack.done():
             ack.set_exception(_failure(err))
+        elif (media := self._media.get(err.request_id)) is not None and not media.done():
+            media.set_exception(_failure(err))
+        elif (verdict := self._verdicts.get(err.request_id)) is not None and not verdict.done():
+            verdict.set_exception(_failure(err))
         else:
             log.warning("hub reported %s: %s", err.code, err.message)
 
@@ -328,6 +389,12 @@ class HubLink:
         for ack in self._acks.values():
             if not ack.done():
                 ack.set_exception(exc)
+        for media in self._media.values():
+            if not media.done():
+                media.set_exception(exc)
+        for verdict in self._verdicts.values():
+            if not verdict.done():
+                verdict.set_exception(exc)
         for queue in self._streams.values():
             queue.put_nowait(exc)
 

@@ -16,4 +16,5 @@ SCENARIOS: dict[str, str] = {
     "T8": "edge_agent.reliability.spool_faults:t8_capacity",
     "T10": "edge_agent.reliability.pirate:t10_pirate",
     "T11": "edge_agent.reliability.pirate:t11_heartbeat",
+    "T13": "edge_agent.reliability.convergence:t13_convergence",
 }

@@ -70,10 +70,13 @@ def writer(cache_db: Path, spool_db: Path, start: int, count: int) -> None:
     print("done", flush=True)
 
 
-async def deliver(spool_db: Path, endpoint: str, hub_key: Path, secret: Path, events: int, batch: int) -> None:
+async def deliver(
+    spool_db: Path, endpoint: str, hub_key: Path, secret: Path, events: int, batch: int
+) -> None:
     from edge_agent.hub_link import HubLink
     from edge_agent.telemetry.delivery import TelemetryDeliverer
     from shared.keys import load_public
+    from shared.reliability import wait_for_async
 
     spool = TelemetrySpool(spool_db)
     if spool.stats().pending_events == 0:
@@ -81,8 +84,9 @@ async def deliver(spool_db: Path, endpoint: str, hub_key: Path, secret: Path, ev
             spool.append(TelemetryEvent(event_id=event_id(i), route="edge_local"))
     link = HubLink(endpoint, load_public(hub_key), secret, heartbeat_s=0.3)
     await link.start()
-    while not link.connected:
-        await asyncio.sleep(0.02)
+    if not await wait_for_async(lambda: link.connected, 30):
+        # exit rather than wait for ever: the parent reads this child's lines with a timeout only
+        raise RuntimeError("the hub link did not connect within 30 s")
     deliverer = TelemetryDeliverer(spool, link, timeout_s=3.0, max_events=batch)
     print("ready", flush=True)
     acked = 0

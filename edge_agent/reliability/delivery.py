@@ -40,7 +40,7 @@ from edge_agent.telemetry.spool import TelemetrySpool
 from shared.faultproxy import FaultProxy
 from shared.hubproc import HubServer, LinkKeys
 from shared.keys import load_public
-from shared.reliability import Report, Result, Size, free_port, percentile, pick
+from shared.reliability import Report, Result, Size, free_port, percentile, pick, wait_for_async
 from shared.telemetry import TelemetryEvent
 
 T6_NAME = "hub down under steady edge traffic"
@@ -157,7 +157,9 @@ def t6_hub_down(size: Size, work: Path) -> Result:
 
 def _fill(spool: TelemetrySpool, prefix: str, n: int) -> set[str]:
     for i in range(n):
-        spool.append(TelemetryEvent(event_id=f"{prefix}-{i:06d}", route="edge_local", response_id=f"{prefix}{i}"))
+        spool.append(
+            TelemetryEvent(event_id=f"{prefix}-{i:06d}", route="edge_local", response_id=f"{prefix}{i}")
+        )
     return {f"{prefix}{i}" for i in range(n)}
 
 
@@ -183,7 +185,9 @@ async def _deliver_through(
 ) -> tuple[HubLink, TelemetryDeliverer]:
     link = HubLink(proxy.endpoint, load_public(keys.hub_public_file), keys.edge_secret_file, heartbeat_s=0.3)
     await link.start()
-    deliverer = TelemetryDeliverer(spool, link, interval_s=0.1, timeout_s=1.0, max_events=25, max_backoff_s=0.3)
+    deliverer = TelemetryDeliverer(
+        spool, link, interval_s=0.1, timeout_s=1.0, max_events=25, max_backoff_s=0.3
+    )
     return link, deliverer
 
 
@@ -254,7 +258,9 @@ def _killed_edge(size: Size, work: Path, hub: HubServer, keys: LinkKeys, r: Repo
         finished = finished or line == "done"
     again.wait()
     proxy.stop()
-    r.figure(b_events_sent=n, b_acked_before_kill=acked, b_stored_unacked=in_limbo, b_pending_after_kill=pending)
+    r.figure(
+        b_events_sent=n, b_acked_before_kill=acked, b_stored_unacked=in_limbo, b_pending_after_kill=pending
+    )
     r.require(in_limbo > 0, "the kill did not land between a stored batch and its ack")
     r.require(pending == n - acked, f"edge kept {pending} events after the kill, expected {n - acked}")
     r.require(finished, "the restarted edge did not finish delivering")
@@ -274,10 +280,7 @@ async def _killed_hub(size: Size, work: Path, hub: HubServer, keys: LinkKeys, r:
         before = {resp for _, resp in hub.stored_events()}
         proxy.down.black_hole = True
         with_ack = asyncio.create_task(deliverer.deliver_once())
-        loop = asyncio.get_running_loop()
-        end = loop.time() + 20
-        while not ({resp for _, resp in hub.stored_events()} - before) and loop.time() < end:
-            await asyncio.sleep(0.02)
+        await wait_for_async(lambda: bool({resp for _, resp in hub.stored_events()} - before), 20)
         committed = len({resp for _, resp in hub.stored_events()} - before)
         await asyncio.to_thread(hub.kill)
         try:
@@ -289,24 +292,23 @@ async def _killed_hub(size: Size, work: Path, hub: HubServer, keys: LinkKeys, r:
         proxy.cut()
         await asyncio.to_thread(hub.start)
         deliverer.start()
-        end = loop.time() + 60
-        while spool.stats().pending_events and loop.time() < end:
-            await asyncio.sleep(0.1)
+        await wait_for_async(lambda: spool.stats().pending_events == 0, 60, interval_s=0.1)
     finally:
         await deliverer.close()
         await link.close()
         await proxy.close()
-    r.figure(c_events_sent=len(wanted), c_committed_unacked=committed, c_pending_left=spool.stats().pending_events)
-    r.require(committed > 0 and not acked_anyway, "the kill did not land between the hub's commit and its ack")
+    r.figure(
+        c_events_sent=len(wanted), c_committed_unacked=committed, c_pending_left=spool.stats().pending_events
+    )
+    r.require(
+        committed > 0 and not acked_anyway, "the kill did not land between the hub's commit and its ack"
+    )
     spool.close()
     return wanted
 
 
 async def wait_link(link: HubLink, timeout_s: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout_s
-    while not link.connected and loop.time() < end:
-        await asyncio.sleep(0.02)
+    await wait_for_async(lambda: link.connected, timeout_s)
 
 
 def t7_acks(size: Size, work: Path) -> Result:

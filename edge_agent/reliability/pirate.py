@@ -22,6 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from edge_agent.hub_link import HubLink
+from edge_agent.reliability.delivery import wait_link
 from edge_agent.reliability.harness import (
     EchoModel,
     EdgeOptions,
@@ -32,7 +33,6 @@ from edge_agent.reliability.harness import (
     start_edge,
     wait_connected,
 )
-from edge_agent.reliability.delivery import wait_link
 from shared.faultproxy import FaultProxy
 from shared.hubproc import HubServer, LinkKeys
 from shared.keys import load_public
@@ -80,6 +80,52 @@ async def _chaos(hub: HubServer, stop: asyncio.Event, rng: random.Random, counts
             await asyncio.to_thread(hub.start)
 
 
+@dataclass
+class _Answer:
+    """One reply as T10 grades it, from the JSON endpoint or a stream."""
+
+    ok: bool
+    text: str
+    endings: int
+    errors: list[str]
+    status: str
+    retry_after: str
+    route: str
+    seconds: float
+
+
+async def _ask(http: aiohttp.ClientSession, url: str, prompt: str, *, streamed: bool) -> _Answer:
+    if not streamed:
+        got = await post_chat(http, url, chat(prompt), timeout_s=30)
+        status = f"{got.status} {got.body.get('error', {}).get('code', '')}"
+        retry_after = got.headers.get("Retry-After", "")
+        return _Answer(got.status == 200, got.text, 1, [], status, retry_after, got.route, got.seconds)
+    s = await post_stream(http, url, chat(prompt), timeout_s=30)
+    route = "edge_local" if "edge_local" in s.routes else "hub"
+    return _Answer(s.status == 200, s.text, s.done, s.errors, str(s.status), s.retry_after, route, s.seconds)
+
+
+def _grade(t: Tally, prompt: str, a: _Answer) -> None:
+    if not a.ok:
+        t.lose(f"status {a.status}")
+    elif a.errors:
+        # a broken stream: one error and no more, and what came before it is this answer's start
+        if len(a.errors) == 1 and a.endings == 0 and prompt.startswith(a.text):
+            t.interrupted += 1
+            t.once += 1
+        else:
+            t.wrong += 1
+    elif a.endings > 1 or a.text == prompt + prompt:
+        t.twice += 1
+    elif a.text != prompt:
+        t.wrong += 1
+    else:
+        t.once += 1
+        t.by_hub += a.route != "edge_local"
+        t.local += a.route == "edge_local"
+    t.late += a.seconds > HUB_TIMEOUT_S + 3.0  # the hub's deadline, then the local answer
+
+
 async def _worker(
     http: aiohttp.ClientSession, url: str, worker: int, stop: asyncio.Event, t: Tally, rng: random.Random
 ) -> None:
@@ -92,46 +138,18 @@ async def _worker(
             prompt = f"request {worker}-{n} nonce {rng.getrandbits(48):012x}"
             t.sent += 1
         retry = False
-        budget = HUB_TIMEOUT_S + 3.0  # the hub's deadline, then the local answer
         try:
-            if n % 2:
-                got = await post_chat(http, url, chat(prompt), timeout_s=30)
-                ok, text, endings, errors = got.status == 200, got.text, 1, []
-                status = f"{got.status} {got.body.get('error', {}).get('code', '')}"
-                retry_after = got.headers.get("Retry-After", "")
-                route, seconds = got.route, got.seconds
-            else:
-                s = await post_stream(http, url, chat(prompt), timeout_s=30)
-                ok, text, endings, errors = s.status == 200, s.text, s.done, s.errors
-                status, retry_after = str(s.status), s.retry_after
-                route, seconds = ("edge_local" if "edge_local" in s.routes else "hub"), s.seconds
+            answer = await _ask(http, url, prompt, streamed=n % 2 == 0)
         except (TimeoutError, aiohttp.ClientError) as exc:
             t.lose(type(exc).__name__)
             continue
-        if status.split()[0] in ("429", "503") and retry_after:
+        if answer.status.split()[0] in ("429", "503") and answer.retry_after:
             # a fast refusal with Retry-After (the edge's admission control): the client asks again
             t.refused += 1
             retry = True
-            await asyncio.sleep(min(float(retry_after), 0.5))
+            await asyncio.sleep(min(float(answer.retry_after), 0.5))
             continue
-        if not ok:
-            t.lose(f"status {status}")
-        elif errors:
-            # a broken stream: one error and no more, and what came before it is this answer's start
-            if len(errors) == 1 and endings == 0 and prompt.startswith(text):
-                t.interrupted += 1
-                t.once += 1
-            else:
-                t.wrong += 1
-        elif endings > 1 or text == prompt + prompt:
-            t.twice += 1
-        elif text != prompt:
-            t.wrong += 1
-        else:
-            t.once += 1
-            t.by_hub += route != "edge_local"
-            t.local += route == "edge_local"
-        t.late += seconds > budget
+        _grade(t, prompt, answer)
 
 
 async def _t10(size: Size, work: Path, r: Report) -> None:
@@ -139,7 +157,9 @@ async def _t10(size: Size, work: Path, r: Report) -> None:
     keys = LinkKeys.make(work / "keys")
     hub = HubServer(keys)
     await asyncio.to_thread(hub.start)
-    opts = EdgeOptions(hub=HubAccess(hub.endpoint, keys), threshold=1.0, hub_timeout_s=HUB_TIMEOUT_S, cache=False)
+    opts = EdgeOptions(
+        hub=HubAccess(hub.endpoint, keys), threshold=1.0, hub_timeout_s=HUB_TIMEOUT_S, cache=False
+    )
     edge = await start_edge(work / "edge", EchoModel(), opts)
     rng = random.Random(10)
     tally = Tally()
@@ -148,7 +168,9 @@ async def _t10(size: Size, work: Path, r: Report) -> None:
     try:
         await wait_connected(edge)
         async with aiohttp.ClientSession() as http:
-            workers = [asyncio.create_task(_worker(http, edge.base_url, w, stop, tally, rng)) for w in range(6)]
+            workers = [
+                asyncio.create_task(_worker(http, edge.base_url, w, stop, tally, rng)) for w in range(6)
+            ]
             chaos = asyncio.create_task(_chaos(hub, stop, rng, counts))
             await asyncio.sleep(duration)
             stop.set()
@@ -173,7 +195,9 @@ async def _t10(size: Size, work: Path, r: Report) -> None:
         refusals_retried=tally.refused,
         why_lost=", ".join(f"{k}: {v}" for k, v in sorted(tally.why_lost.items())),
     )
-    r.require(tally.sent == tally.once, f"{tally.sent - tally.once} of {tally.sent} requests not answered once")
+    r.require(
+        tally.sent == tally.once, f"{tally.sent - tally.once} of {tally.sent} requests not answered once"
+    )
     r.require(tally.lost == 0, f"{tally.lost} requests got no answer")
     r.require(tally.twice == 0 and tally.wrong == 0, "duplicate, foreign or spliced answers reached clients")
     r.require(tally.late == 0, f"{tally.late} answers came after the deadline and the local answer")
@@ -199,7 +223,9 @@ async def _time_to_dead(link: HubLink, timeout_s: float) -> float | None:
     return None
 
 
-async def _saturate(link: HubLink, seconds: float, up_bytes: int, answer_words: int) -> tuple[int, int, float]:
+async def _saturate(
+    link: HubLink, seconds: float, up_bytes: int, answer_words: int
+) -> tuple[int, int, float]:
     """Escalations of ``up_bytes`` asking for ``answer_words`` back, two at a time for ``seconds``:
     (answers, false dead verdicts, bytes per second carried)."""
     stop = time.monotonic() + seconds
@@ -270,7 +296,9 @@ async def _t11(size: Size, work: Path, r: Report) -> None:
         proxy = FaultProxy("127.0.0.1", hub.port)
         await proxy.start()
         proxy.up.bandwidth_bps = proxy.down.bandwidth_bps = bps
-        busy = HubLink(proxy.endpoint, load_public(keys.hub_public_file), keys.edge_secret_file, heartbeat_s=beat)
+        busy = HubLink(
+            proxy.endpoint, load_public(keys.hub_public_file), keys.edge_secret_file, heartbeat_s=beat
+        )
         await busy.start()
         await wait_link(busy)
         phase_s = pick(size, 6.0, 15.0, 30.0)

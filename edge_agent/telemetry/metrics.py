@@ -96,10 +96,13 @@ class EdgeMetrics:
         if event.kind == "feedback":
             rating = event.rating or 0.0
             self.feedback.labels("positive" if rating > 0 else "negative" if rating < 0 else "neutral").inc()
-            return
-        if event.kind != "request":
-            return
-        route = event.route or "none"
+        elif event.kind == "request":
+            route = event.route or "none"
+            self._count_request(route, event)
+            self._add_usage(route, event)
+
+    def _count_request(self, route: str, event: TelemetryEvent) -> None:
+        """The request's outcome and what happened on its way (cache, fallback, escalation)."""
         if event.error_type:
             self.errors.labels(route, event.error_type).inc()
         else:
@@ -115,6 +118,9 @@ class EdgeMetrics:
             self.escalations.labels(route, event.escalation_reason).inc()
         if event.regeneration:
             self.regenerations.labels(route, "explicit" if event.regenerate_flag else "near_duplicate").inc()
+
+    def _add_usage(self, route: str, event: TelemetryEvent) -> None:
+        """Spend, tokens and timings (a timing the request did not measure is left out)."""
         self.cost.labels(route).inc(max(event.cost_usd, 0.0))
         self.tokens.labels(route, "input").inc(max(event.input_tokens, 0))
         self.tokens.labels(route, "output").inc(max(event.output_tokens, 0))

@@ -172,43 +172,50 @@ class FallbackChain:
     ) -> FallbackResult[R]:
         """Try ``targets`` in order; ``call(target, seconds_left)``; ``deadline`` on this chain's clock."""
         attempts: list[Attempt] = []
-        tried: set[str] = set()
-        for target in targets:
-            if target in tried:
-                continue
-            tried.add(target)
+        for target in dict.fromkeys(targets):  # each target once, in the order first named
             if sum(a.outcome not in _NOT_TRIED for a in attempts) >= self.max_attempts:
                 break
             left = deadline - self._clock()
             if left < self.min_attempt_s:
                 attempts.append(Attempt(target, "no_time"))
                 break
-            brk = self.breaker(target)
-            if not brk.allow():
+            if not self.breaker(target).allow():
                 attempts.append(Attempt(target, "circuit_open"))
                 continue
-            start = self._clock()
-            try:
-                value = await asyncio.wait_for(call(target, left), timeout=left)
-            except AttemptFailed as exc:
-                ms = (self._clock() - start) * 1000
-                if exc.is_client_error:
-                    # the backend is healthy; the request is wrong
-                    brk.record_success()
-                    attempts.append(Attempt(target, "client_error", ms, str(exc), exc.retryable))
-                    raise
-                if exc.declined:
-                    # it answered, so it is healthy: a run of such requests must not open its breaker
-                    brk.record_success()
-                    attempts.append(Attempt(target, "declined", ms, str(exc), exc.retryable))
-                    continue
-                brk.record_failure()
-                attempts.append(Attempt(target, "error", ms, str(exc), exc.retryable))
-            except TimeoutError:
-                brk.record_failure()
-                attempts.append(Attempt(target, "timeout", (self._clock() - start) * 1000))
-            else:
-                brk.record_success()
-                attempts.append(Attempt(target, "ok", (self._clock() - start) * 1000))
-                return FallbackResult(value, target, attempts)
+            result = await self._attempt(target, call, left, attempts)
+            if result is not None:
+                return result
         raise AllTargetsFailed(attempts)
+
+    async def _attempt(
+        self, target: str, call: Callable[[str, float], Awaitable[R]], left: float, attempts: list[Attempt]
+    ) -> FallbackResult[R] | None:
+        """One call of ``target``, recorded in ``attempts`` and its breaker; the result when it answered.
+
+        A client error is raised: the next target would refuse the same request."""
+        brk = self.breaker(target)
+        start = self._clock()
+        try:
+            value = await asyncio.wait_for(call(target, left), timeout=left)
+        except AttemptFailed as exc:
+            ms = (self._clock() - start) * 1000
+            if exc.is_client_error:
+                # the backend is healthy; the request is wrong
+                brk.record_success()
+                attempts.append(Attempt(target, "client_error", ms, str(exc), exc.retryable))
+                raise
+            if exc.declined:
+                # it answered, so it is healthy: a run of such requests must not open its breaker
+                brk.record_success()
+                attempts.append(Attempt(target, "declined", ms, str(exc), exc.retryable))
+                return None
+            brk.record_failure()
+            attempts.append(Attempt(target, "error", ms, str(exc), exc.retryable))
+            return None
+        except TimeoutError:
+            brk.record_failure()
+            attempts.append(Attempt(target, "timeout", (self._clock() - start) * 1000))
+            return None
+        brk.record_success()
+        attempts.append(Attempt(target, "ok", (self._clock() - start) * 1000))
+        return FallbackResult(value, target, attempts)

@@ -56,6 +56,7 @@ def test_without_a_canary_there_is_nothing_to_decide(
     assert _run("status", "--home", str(tmp_path)) == 0
     assert "no policy" in capsys.readouterr().out
     assert _run("rollback", "--home", str(tmp_path)) == 1
+    assert "no canary is running" in capsys.readouterr().out
     assert not (tmp_path / "policy.json").exists()
     CanaryController(tmp_path / "policy.json").start(0.7)
     assert _run("status", "--home", str(tmp_path)) == 0

@@ -93,6 +93,7 @@ async def test_a_full_local_gate_is_a_429_before_the_model_is_touched() -> None:
         await _answer(pipeline, _req())
     assert refused.value.status == 429 and time.perf_counter() - started < 0.1
     assert backend.jobs == []
+    assert admission.snapshot() == {"edge_local": {"in_progress": 1, "limit": 1, "refused": 1}}
     held.release()
     answer = await _answer(pipeline, _req("r2"))  # recovered: the place is free again
     assert answer.route is Route.EDGE_LOCAL and admission.local_gate is not None
@@ -101,9 +102,10 @@ async def test_a_full_local_gate_is_a_429_before_the_model_is_touched() -> None:
 
 async def test_a_full_hub_gate_falls_back_to_the_local_model() -> None:
     backend, hub = ScriptedBackend(words(0.2)), ScriptedHub()
-    admission = Admission(Gate("edge_local", limit=1), Gate("hub", limit=1, status=503))
+    hub_gate = Gate("hub", limit=1, status=503)
+    admission = Admission(Gate("edge_local", limit=1), hub_gate)
     pipeline = Pipeline(backend, ThresholdPolicy(0.5), hub=hub, admission=admission, draft_tokens=3)
-    held = admission.hub()
+    held = hub_gate.admit()
     answer = await _answer(pipeline, _req())  # low confidence: it would escalate
     assert answer.route is Route.EDGE_LOCAL and answer.fallback and hub.requests == []
     assert any("hub is at its limit" in s.reason for s in answer.trace)
@@ -113,9 +115,10 @@ async def test_a_full_hub_gate_falls_back_to_the_local_model() -> None:
 
 async def test_hub_and_local_model_both_full_is_a_503() -> None:
     backend, hub = ScriptedBackend(words(0.9)), ScriptedHub()
-    admission = Admission(Gate("edge_local", limit=1), Gate("hub", limit=1, status=503))
+    hub_gate = Gate("hub", limit=1, status=503)
+    admission = Admission(Gate("edge_local", limit=1), hub_gate)
     pipeline = Pipeline(backend, ThresholdPolicy(0.5), hub=hub, admission=admission)
-    hub_place, local_place = admission.hub(), admission.local()
+    hub_place, local_place = hub_gate.admit(), admission.local()
     with pytest.raises(Overloaded) as refused:
         await _answer(pipeline, _req(force="hub"))  # no draft needed, no hub place, no local place
     assert refused.value.status == 503 and refused.value.retry_after_s >= 1

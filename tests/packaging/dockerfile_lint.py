@@ -105,36 +105,51 @@ def lint(path: Path, context: Path) -> list[str]:
         return [f"{path.name}: no FROM"]
     problems: list[str] = []
     ignored = _dockerignore(context)
-    names: set[str] = set()
+    names: set[str] = set()  # stages defined so far: a reference to a later one is an error too
     for stage in stages:
-        if stage.image not in names and not _pinned(stage.image):
-            problems.append(
-                f"{path.name}:{stage.line}: base image {stage.image!r} is not pinned by tag or digest"
-            )
-        for inst in stage.instructions:
-            where = f"{path.name}:{inst.line}"
-            if inst.keyword == "ADD" and re.search(r"\bhttps?://", inst.args):
-                problems.append(f"{where}: ADD of a URL (download in RUN and verify a checksum instead)")
-            if inst.keyword == "COPY":
-                problems += _check_copy(inst, where, context, ignored, names)
-            if inst.keyword == "RUN":
-                for mount in re.findall(r"--mount=(\S+)", inst.args):
-                    opts = dict(kv.split("=", 1) for kv in mount.split(",") if "=" in kv)
-                    if "from" in opts and opts["from"] not in names:
-                        problems.append(f"{where}: mount from unknown stage {opts['from']!r}")
-                if "apt-get install" in inst.args and "--no-install-recommends" not in inst.args:
-                    problems.append(f"{where}: apt-get install without --no-install-recommends")
-                if "apt-get install" in inst.args and "rm -rf /var/lib/apt/lists" not in inst.args:
-                    problems.append(f"{where}: apt lists left in the layer")
+        problems += _check_stage(path.name, stage, context, ignored, names)
         if stage.name:
             names.add(stage.name)
-    final = stages[-1]
+    return problems + _check_final(path.name, stages[-1])
+
+
+def _check_stage(file: str, stage: Stage, context: Path, ignored: set[str], names: set[str]) -> list[str]:
+    problems = []
+    if stage.image not in names and not _pinned(stage.image):
+        problems.append(f"{file}:{stage.line}: base image {stage.image!r} is not pinned by tag or digest")
+    for inst in stage.instructions:
+        where = f"{file}:{inst.line}"
+        if inst.keyword == "ADD" and re.search(r"\bhttps?://", inst.args):
+            problems.append(f"{where}: ADD of a URL (download in RUN and verify a checksum instead)")
+        if inst.keyword == "COPY":
+            problems += _check_copy(inst, where, context, ignored, names)
+        if inst.keyword == "RUN":
+            problems += _check_run(inst, where, names)
+    return problems
+
+
+def _check_run(inst: Instruction, where: str, stages: set[str]) -> list[str]:
+    problems = []
+    for mount in re.findall(r"--mount=(\S+)", inst.args):
+        opts = dict(kv.split("=", 1) for kv in mount.split(",") if "=" in kv)
+        if "from" in opts and opts["from"] not in stages:
+            problems.append(f"{where}: mount from unknown stage {opts['from']!r}")
+    if "apt-get install" in inst.args and "--no-install-recommends" not in inst.args:
+        problems.append(f"{where}: apt-get install without --no-install-recommends")
+    if "apt-get install" in inst.args and "rm -rf /var/lib/apt/lists" not in inst.args:
+        problems.append(f"{where}: apt lists left in the layer")
+    return problems
+
+
+def _check_final(file: str, final: Stage) -> list[str]:
+    """What the stage that ships must have: a non-root user and a health check."""
+    problems = []
     users = final.all("USER")
     if not users or users[-1].args.split(":")[0] in ("root", "0"):
-        problems.append(f"{path.name}: the final stage runs as root (no non-root USER)")
+        problems.append(f"{file}: the final stage runs as root (no non-root USER)")
     checks = final.all("HEALTHCHECK")
     if not checks or checks[-1].args.upper().startswith("NONE"):
-        problems.append(f"{path.name}: the final stage has no HEALTHCHECK")
+        problems.append(f"{file}: the final stage has no HEALTHCHECK")
     return problems
 
 

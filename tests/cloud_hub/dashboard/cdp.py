@@ -125,7 +125,7 @@ class Page:
         )
         shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
         png = base64.b64decode(shot["data"])
-        path.write_bytes(png)
+        await asyncio.to_thread(path.write_bytes, png)
         return png
 
     async def close(self) -> None:
@@ -135,10 +135,31 @@ class Page:
             await self._reader
 
 
+def _devtools_port(port_file: Path) -> int | None:
+    """The port chromium wrote once its DevTools server listens; None until then."""
+    if not port_file.is_file():
+        return None
+    text = port_file.read_text()
+    # the first line is the port, complete once its newline is there
+    return int(text.splitlines()[0]) if "\n" in text else None
+
+
+async def _wait_devtools(proc: asyncio.subprocess.Process, profile: Path, log_file: Path) -> int:
+    # chromium says nothing on its own when it is ready: the port file it writes is polled
+    port_file = profile / "DevToolsActivePort"
+    end = time.monotonic() + 60
+    while (port := await asyncio.to_thread(_devtools_port, port_file)) is None:
+        if proc.returncode is not None or time.monotonic() > end:
+            log = await asyncio.to_thread(log_file.read_text, errors="replace")
+            raise RuntimeError("chromium did not start:\n" + log[-3000:])
+        await asyncio.sleep(0.05)
+    return port
+
+
 @contextlib.asynccontextmanager
 async def chromium_page(executable: str, profile: Path, log_file: Path) -> AsyncIterator[Page]:
     """A fresh headless browser with its own profile, and its first tab."""
-    profile.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(profile.mkdir, parents=True, exist_ok=True)
     cmd = [
         executable, "--headless", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
         "--disable-extensions", "--disable-background-networking", "--disable-dev-shm-usage",
@@ -147,16 +168,10 @@ async def chromium_page(executable: str, profile: Path, log_file: Path) -> Async
     ]  # fmt: skip
     if os.geteuid() == 0:
         cmd.insert(1, "--no-sandbox")  # chromium refuses to start its sandbox as root
-    with log_file.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    with log_file.open("wb") as log:  # the child holds its own copy of the descriptor
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=log, stderr=asyncio.subprocess.STDOUT)
     try:
-        port_file = profile / "DevToolsActivePort"
-        end = time.monotonic() + 60
-        while not (port_file.is_file() and port_file.read_text().count("\n") >= 1):
-            if proc.poll() is not None or time.monotonic() > end:
-                raise RuntimeError("chromium did not start:\n" + log_file.read_text(errors="replace")[-3000:])
-            await asyncio.sleep(0.05)
-        port = int(port_file.read_text().splitlines()[0])
+        port = await _wait_devtools(proc, profile, log_file)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/json/list") as resp:
                 targets = await resp.json()
@@ -170,9 +185,14 @@ async def chromium_page(executable: str, profile: Path, log_file: Path) -> Async
             finally:
                 await page.close()
     finally:
+        await _stop(proc)
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it may have exited already
         proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    try:
+        await asyncio.wait_for(proc.wait(), 10)
+    except TimeoutError:
+        proc.kill()
+        await asyncio.wait_for(proc.wait(), 10)

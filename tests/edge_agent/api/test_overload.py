@@ -89,6 +89,9 @@ def test_a_burst_past_the_local_queue_is_refused_fast_and_the_edge_recovers(agen
         after = client.post("/v1/chat/completions", json=_chat("Say hi.", 8))
     recovery_s = time.perf_counter() - started
     assert after.status_code == 200, after.text
+    with httpx.Client(base_url=agent.base_url, timeout=30) as client:
+        gate = client.get("/health").json()["admission"]["edge_local"]
+    assert gate == {"in_progress": 0, "limit": 5, "refused": len(refused)}  # every place given back
     print(
         f"\nburst {BURST}: {len(answered)} answered (slowest {max(r.seconds for r in answered):.1f} s), "
         f"{len(refused)} refused (median {statistics.median(r.seconds for r in refused) * 1000:.0f} ms, "
@@ -156,3 +159,4 @@ def test_a_long_prompt_is_refused_while_the_model_is_busy(agent: BackgroundAgent
     assert too_long.status == 400 and too_long.body["error"]["code"] == "context_length_exceeded"
     assert story.status == 200
     assert too_long.seconds < story.seconds - 1.0
+    print(f"\nover-long prompt: 400 in {too_long.seconds:.2f} s while a {story.seconds:.1f} s answer ran")

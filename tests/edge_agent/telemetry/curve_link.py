@@ -38,6 +38,7 @@ class CurveHub:
         self.lose_acks = 0
         self.ack_first: int | None = None  # acknowledge only this many batches, then persist silently
         self.batches = 0
+        self._arrived = threading.Condition()  # notified on each batch, for ``wait_batches``
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
@@ -54,6 +55,11 @@ class CurveHub:
         if self._thread is not None:
             self._thread.join(10)
             self._thread = None
+
+    def wait_batches(self, n: int, timeout_s: float) -> bool:
+        """Block until ``n`` batches have arrived (acknowledged or not); whether they did in time."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: self.batches >= n, timeout_s)
 
     def _serve(self) -> None:
         ctx = zmq.Context()
@@ -75,7 +81,9 @@ class CurveHub:
                 body = codec.decode(payload.bytes)
                 assert isinstance(body, TelemetryBatch)
                 ack = self.sink.ingest(str(payload.get("User-Id")), body)
-                self.batches += 1
+                with self._arrived:
+                    self.batches += 1
+                    self._arrived.notify_all()
                 if self.lose_acks > 0:
                     self.lose_acks -= 1
                     continue

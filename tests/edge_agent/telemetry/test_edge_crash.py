@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
-import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 from cloud_hub.telemetry.metrics import HubTelemetryMetrics
@@ -55,16 +54,15 @@ async def test_kill_9_mid_batch_then_restart_delivers_each_event_once(tmp_path: 
         spool=str(spool_path), endpoint=endpoint, secret=str(edge_secret),
         hub_public=str(hub_secret.with_suffix(".key")),
     )  # fmt: skip
-    edge = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
-                            env=os.environ.copy())  # fmt: skip
+    edge = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, env=os.environ.copy()
+    )
     assert edge.stdout is not None
-    assert edge.stdout.readline().strip() == "acked"
-    end = time.monotonic() + 30
-    while hub.batches < 4 and time.monotonic() < end:
-        time.sleep(0.05)
+    assert (await asyncio.wait_for(edge.stdout.readline(), 60)).decode().strip() == "acked"
+    await asyncio.to_thread(hub.wait_batches, 4, 30)
     assert hub.batches == 4 and store.count() == 200  # the fourth batch is stored, unacknowledged
     edge.send_signal(signal.SIGKILL)
-    edge.wait(timeout=10)
+    await asyncio.wait_for(edge.communicate(), 10)  # reads the pipe to its end, so nothing is left open
 
     spool = TelemetrySpool(spool_path)
     assert spool.stats().pending_events == 350  # acknowledged batches are gone, the rest survived

@@ -114,17 +114,17 @@ def test_kill_9_mid_batch_loses_nothing_unacknowledged(tmp_path: Path) -> None:
             time.sleep(0.001)
         """
     )
-    proc = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes the stdout pipe (else a ResourceWarning)
         [sys.executable, "-c", script],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         text=True,
         env=os.environ.copy(),
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=10)
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
     spool = TelemetrySpool(db)
     stats = spool.stats()
     remaining: set[str] = set()
