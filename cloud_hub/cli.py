@@ -2,7 +2,9 @@
 
 Each subcommand lives in its own module exposing ``HELP``, ``add_arguments(parser)`` and
 ``run(args) -> int``; adding one is one line in ``SUBCOMMANDS``. Modules are imported when the
-parser is built, so they keep heavy imports (torch, vLLM) inside ``run``.
+parser is built, so they keep heavy imports (torch, vLLM) inside ``run``; when the command line
+names a subcommand only that module is imported, so ``cloud-hub serve`` never pays for the
+benchmarks' or the demo's imports.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("revoke", "cloud_hub.commands.revoke"),
     ("edges", "cloud_hub.commands.edges"),
     ("canary", "cloud_hub.commands.canary"),
+    ("cache", "cloud_hub.commands.cache"),
     ("bench", "cloud_hub.bench.cli"),
     ("eval", "cloud_hub.evaluation.cli"),
     ("demo", "cloud_hub.demo.main"),
@@ -41,11 +44,21 @@ def _load(module_path: str) -> ModuleType | None:
         raise
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _named(argv: Sequence[str]) -> str | None:
+    """The subcommand the command line names, if it names a known one."""
+    names = {name for name, _ in SUBCOMMANDS}
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in names else None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cloud-hub", description="edgeroute cloud hub")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    only = _named(argv) if argv is not None else None
     for name, module_path in SUBCOMMANDS:
+        if only is not None and name != only:
+            continue
         module = _load(module_path)
         if module is None:
             continue
@@ -58,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -145,6 +145,8 @@ class Hub:
         assert self._socket is not None
         while True:
             frames = await self._socket.recv_multipart(copy=False)
+            if self._enrolments is not None and not self._enrolments.admits(_user_id(frames[-1])):
+                continue  # revoked since its handshake: the connection gets nothing more from this hub
             try:
                 self._on_message(frames)
             except Exception:
@@ -154,8 +156,6 @@ class Hub:
         routing_id = frames[0].bytes
         payload = frames[-1]
         edge_id = _edge_id(payload)
-        if self._enrolments is not None and not self._enrolments.admits(_user_id(payload)):
-            return  # revoked since its handshake: the connection gets nothing more from this hub
         self.edges[edge_id] = time.time()
         self._peers[edge_id] = routing_id
         if len(frames) != 2:
@@ -303,7 +303,9 @@ class Hub:
             self.undelivered["not_reading"] += 1
             n = self.undelivered["not_reading"]
             if n & (n - 1) == 0:  # 1st, 2nd, 4th, 8th, ...: a peer that never reads cannot flood the log
-                log.warning("edge is not reading; dropped a %s (%d replies dropped so far)", type(body).__name__, n)
+                log.warning(
+                    "edge is not reading; dropped a %s (%d replies dropped so far)", type(body).__name__, n
+                )
         except zmq.ZMQError as exc:
             self.undelivered["unroutable"] += 1
             log.debug("reply to a departed edge dropped: %s", exc)

@@ -27,6 +27,7 @@ from edge_agent.api.errors import ApiError, error_response, is_unicode_text, pri
 from edge_agent.api.images import add_routes as add_image_routes
 from edge_agent.api.info import feedback as feedback_handler
 from edge_agent.api.info import health, metrics, model, models
+from edge_agent.api.origin import host_refusal
 from edge_agent.api.state import (
     CONTEXT,
     REQUEST_ID,
@@ -230,8 +231,15 @@ async def _edge_middleware(request: web.Request, handler: Handler) -> web.Stream
     endpoint = _endpoint(request)
     started = time.perf_counter()
     state.metrics.in_flight.inc()
+    # a rebound DNS name or a foreign page's Origin is refused before anything else runs
+    refusal = host_refusal(
+        request.headers.get("Host"), request.headers.get("Origin"), state.settings.allowed_hosts
+    )
     try:
-        response = await _guarded(request, handler, state, request_id)
+        if refusal is not None:
+            response: web.StreamResponse = error_response(403, refusal, code="forbidden_host")
+        else:
+            response = await _guarded(request, handler, state, request_id)
     finally:
         state.metrics.in_flight.dec()
     if not response.prepared:

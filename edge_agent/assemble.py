@@ -16,6 +16,7 @@ from edge_agent.api.state import EmbeddingModel
 from edge_agent.app import ClosingResource, DeliveryResource, Managed, create_app
 from edge_agent.backends.base import LocalBackend, LocalBackendFactory
 from edge_agent.backends.locate import model_dirs
+from edge_agent.cache.embedding import MemoEmbedder
 from edge_agent.cache.service import CacheService
 from edge_agent.cache.stage import CacheStage
 from edge_agent.cache.sync import GlobalCacheFollower
@@ -34,6 +35,7 @@ from shared.backends import EDGE_BACKENDS, load_class
 from shared.config import EdgeSettings, cache_endpoints
 from shared.embedding import OnnxEmbedder
 from shared.keys import init_keys, load_public, load_secret
+from shared.routing.embed import TextEmbedder
 from shared.routing.escalation import CascadeJudge
 
 log = logging.getLogger(__name__)
@@ -62,24 +64,33 @@ def build_hub_link(settings: EdgeSettings) -> HubLink | None:
     )
 
 
-def open_embedder(settings: EdgeSettings) -> OnnxEmbedder | None:
+def open_embedder(settings: EdgeSettings, threads: int = 2) -> OnnxEmbedder | None:
     """The installed embedding model from the first models directory that has it."""
     for base in model_dirs(settings):
         try:
-            return OnnxEmbedder(artifact_path(EMBEDDING_MODEL, base))
+            return OnnxEmbedder(artifact_path(EMBEDDING_MODEL, base), threads=threads)
         except FileNotFoundError:
             continue
     return None
 
 
+def shared_embedder(service: CacheService | None) -> MemoEmbedder | None:
+    """The semantic cache's embedder, which the routing heads share so a question is embedded once."""
+    embedder = service.semantic.embedder if service is not None and service.semantic is not None else None
+    return embedder if isinstance(embedder, MemoEmbedder) else None
+
+
 def open_cache(settings: EdgeSettings) -> CacheService:
     """The edge cache; semantic lookups only when the embedding model is installed."""
     cfg = settings.cache
-    embedder = None
+    embedder: MemoEmbedder | None = None
     if cfg.semantic:
-        embedder = open_embedder(settings)
-        if embedder is None:
+        model = open_embedder(settings)
+        if model is None:
             log.warning("embedding model %s not installed: semantic cache off", EMBEDDING_MODEL)
+        else:
+            # a one-thread session of its own for indexing on spare CPU (same vectors)
+            embedder = MemoEmbedder(model, background=open_embedder(settings, threads=1))
     settings.home.mkdir(parents=True, exist_ok=True)
     return CacheService(cfg.path or settings.home / "cache.db", cfg, embedder=embedder)
 
@@ -107,19 +118,23 @@ def build_follower(settings: EdgeSettings, service: CacheService) -> GlobalCache
 def embedding_model(settings: EdgeSettings, service: CacheService | None) -> EmbeddingModel | None:
     """What ``POST /v1/embeddings`` serves: the semantic cache's embedder, already loaded, else
     the installed one; ``None`` when the model is not installed."""
-    embedder = service.semantic.embedder if service is not None and service.semantic is not None else None
+    memo = shared_embedder(service)
+    embedder = memo.inner if memo is not None else None
     if not isinstance(embedder, OnnxEmbedder):
         embedder = open_embedder(settings)
     return EmbeddingModel(EMBEDDING_MODEL, embedder) if embedder is not None else None
 
 
-def build_policy(settings: EdgeSettings, source: PolicySource | None = None) -> EscalationPolicy | None:
+def build_policy(
+    settings: EdgeSettings, source: PolicySource | None = None, embedder: TextEmbedder | None = None
+) -> EscalationPolicy | None:
     """The calibrated cascade policy when configured; ``None`` keeps the app's threshold rule.
 
-    ``source`` (the hub link) supplies the hub's routing policy and canary once it sends them."""
+    ``source`` (the hub link) supplies the hub's routing policy and canary once it sends them;
+    ``embedder``, the semantic cache's, lets the heads reuse a vector the cache already computed."""
     if settings.escalation_policy != "calibrated":
         return None
-    embedder = open_embedder(settings)
+    embedder = embedder or open_embedder(settings)
     if embedder is None:
         log.warning("embedding model %s not installed: routing heads use base rates", EMBEDDING_MODEL)
     return CalibratedPolicy(CascadeJudge.from_settings(settings, embedder), source)
@@ -152,7 +167,9 @@ async def build_app(settings: EdgeSettings) -> web.Application:
                 log.exception("edge cache unavailable: serving without it")
             else:
                 resources.append(ClosingResource(service))
-                caches.append(CacheStage(service))
+                stage = CacheStage(service, judge=hub)
+                caches.append(stage)
+                resources.append(stage)  # after the service: stops sending before the file closes
                 # after the service, so it stops before the store it writes to is closed
                 follower = build_follower(settings, service)
                 if follower is not None:
@@ -175,7 +192,7 @@ async def build_app(settings: EdgeSettings) -> web.Application:
         settings,
         backend,
         hub=hub,
-        policy=await asyncio.to_thread(build_policy, settings, hub),
+        policy=await asyncio.to_thread(build_policy, settings, hub, shared_embedder(service)),
         caches=caches,
         sink=TelemetrySink(recorder),
         feedback=recorder,

@@ -43,7 +43,7 @@ class BackgroundAgent:
         self.call(self._app[STATE].pipeline.drain(), timeout)
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(self._app, handle_signals=False)
+        self._runner = web.AppRunner(self._app, handle_signals=False, handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, 0)
         await site.start()
@@ -79,7 +79,9 @@ class BackgroundAgent:
 async def serve(settings: EdgeSettings, ready_line: str) -> None:
     """Serve until SIGINT/SIGTERM; print ``ready_line`` (with host and port) once accepting."""
     app = await build_app(settings)
-    runner = web.AppRunner(app, handle_signals=False)
+    # a client that hangs up cancels its handler, and with it the escalation and the hub's work
+    # (aiohttp would otherwise run the handler to the end for nobody)
+    runner = web.AppRunner(app, handle_signals=False, handler_cancellation=True)
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.host, settings.port)

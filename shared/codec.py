@@ -59,6 +59,9 @@ class Codec:
             raise DecodeFailure("invalid", str(exc)) from None
         except msgspec.DecodeError as exc:
             raise DecodeFailure("malformed", str(exc)) from None
+        except (ValueError, OverflowError, RecursionError) as exc:
+            # msgspec lets a str that is not UTF-8 through as UnicodeDecodeError: still a bad frame
+            raise DecodeFailure("malformed", f"{type(exc).__name__}: {exc}") from None
         if env.v != PROTOCOL_VERSION:
             raise DecodeFailure("unsupported_version", f"peer speaks v{env.v}, we speak v{PROTOCOL_VERSION}")
         return env.body

@@ -290,6 +290,9 @@ class EdgeSettings(_YamlSettings):
     home: Path = Field(default_factory=lambda: _default_home("edge"))
     host: str = "127.0.0.1"
     port: int = 8080
+    # Host names (besides IP literals and localhost) the API answers to, against DNS rebinding;
+    # ".example.com" admits subdomains, "*" turns the check off (edge_agent.api.origin)
+    allowed_hosts: list[str] = []
     models_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "edgeroute" / "models")
     local_model: LocalModelConfig = LocalModelConfig()
     hub_url: str | None = None

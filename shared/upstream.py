@@ -1,8 +1,8 @@
 """A scripted OpenAI-compatible upstream: the frontier API a hub model calls, failing on cue.
 
 Each served model name follows its own script of behaviours, one per request, the last repeated
-(``ok``, ``status:429``, ``hang``, ``malformed``, ``cut:3``, ...), so a scenario can make the
-hub's ``openai_http`` backend meet exactly the failures real providers produce: rate limits with
+(``ok``, ``status:429``, ``hang``, ``malformed``, ``cut:3``, ``redirect:URL``, ...), so a scenario
+can make the hub's ``openai_http`` backend meet exactly the failures real providers produce: rate limits with
 ``Retry-After``, 5xx, 4xx, read timeouts, a 200 whose body is not a completion, streams cut after
 some tokens, streams that carry an error event in a 200. It records every call, and which calls
 the client abandoned before they finished (a disconnect is how a cancelled hub request shows).
@@ -93,14 +93,17 @@ class ScriptedUpstream:
             return _error(401, "Incorrect API key provided")
         kind, _, arg = behaviour.partition(":")
         user = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
-        words = str(user).split(" ")
+        # "<model> says: <question>": never the text a local echo would give, so a splice shows
+        words = [body.get("model", "?"), "says:", *str(user).split(" ")]
         if kind == "status":
             headers = {"Retry-After": "1"} if arg == "429" else {}
             return _error(int(arg), f"scripted status {arg}", headers)
         if kind in ("hang", "slow"):
             await _wait_unless_gone(request, 3600.0 if kind == "hang" else float(arg))
+        if kind == "redirect":  # a provider (or a poisoned DNS answer) pointing elsewhere
+            raise web.HTTPTemporaryRedirect(location=arg)
         if kind == "malformed":
-            return web.Response(status=200, text="{\"choices\": oops", content_type="application/json")
+            return web.Response(status=200, text='{"choices": oops', content_type="application/json")
         if not call.stream:
             message = {"role": "assistant", "content": " ".join(words)}
             usage = {"prompt_tokens": len(words), "completion_tokens": len(words)}
@@ -108,7 +111,9 @@ class ScriptedUpstream:
             return web.json_response({"object": "chat.completion", "choices": [choice], "usage": usage})
         return await self._stream(request, words, kind, int(arg) if arg.isdigit() else 0)
 
-    async def _stream(self, request: web.Request, words: list[str], kind: str, after: int) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, words: list[str], kind: str, after: int
+    ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         for i, word in enumerate(words):
@@ -155,6 +160,13 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
 def model_entries(base_url: str, names: list[str], tier: str = "frontier") -> list[dict[str, Any]]:
     """Hub config entries: one ``openai_http`` model per scripted name, all on this upstream."""
     return [
-        {"name": n, "backend": "openai_http", "base_url": base_url, "api_key": KEY, "tier": tier, "served_model": n}
+        {
+            "name": n,
+            "backend": "openai_http",
+            "base_url": base_url,
+            "api_key": KEY,
+            "tier": tier,
+            "served_model": n,
+        }
         for n in names
     ]

@@ -14,6 +14,7 @@ BENCHES: tuple[tuple[str, str], ...] = (
     ("routing", "cloud_hub.bench.routing"),
     ("images", "cloud_hub.bench.images"),
     ("judge", "cloud_hub.bench.judge"),
+    ("reliability", "cloud_hub.bench.reliability"),
 )
 
 

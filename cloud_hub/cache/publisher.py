@@ -13,6 +13,7 @@ would otherwise only notice the gap at the next change, which on a quiet hub may
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -129,10 +130,9 @@ class CachePublisher:
         with self._pub_lock:
             if self._closed:
                 return
-            try:
+            # a subscriber over its high-water mark gets the next one
+            with contextlib.suppress(zmq.Again):
                 self._pub.send_multipart([TOPIC, frame], flags=zmq.NOBLOCK)
-            except zmq.Again:
-                pass  # a subscriber over its high-water mark gets the next one
 
     def _reply(self, codec: Codec, ident: bytes, body: CacheDelta | CacheSnapshotDone | Error) -> None:
         try:

@@ -2,6 +2,8 @@
 
 Prints ``hub ready on <endpoint>`` on stdout once it accepts edges (port 0 is resolved to the
 real port), which is what scripts and tests wait for. SIGHUP re-reads the enrolled keys now.
+Before it, ``enrolment on <endpoint>`` names the socket ``edge-agent join`` redeems invites at
+(``cloud_hub.enrolment``; the link's port+3 unless ``enrolment_bind`` says otherwise).
 With ``--dashboard-port`` the operator dashboard (``cloud_hub.dashboard``) starts first and its
 URL is printed as ``dashboard on <url>`` before the ready line.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cloud_hub.cache.sharing import GlobalCache
-from cloud_hub.enrolment.server import EnrolmentServer, open_enrolment
+from cloud_hub.enrolment.server import EnrolmentServer, close_enrolment, open_enrolment
 from cloud_hub.registry import ModelRegistry
 from cloud_hub.server import Hub
 from cloud_hub.sink import MemorySink, TelemetrySink
@@ -141,8 +143,6 @@ async def serve(
         endpoint = await hub.start()
         loop.add_signal_handler(signal.SIGHUP, hub.reload_enrolments)
         enrolment = await open_enrolment(settings, secret_key_file, endpoint, hub.reload_enrolments)
-        if enrolment is not None:
-            print(f"enrolment on {enrolment.endpoint}", flush=True)
         if global_cache is not None and global_cache.publisher is not None:
             pub = global_cache.publisher
             print(f"global cache on {pub.pub_endpoint} snapshots {pub.snapshot_endpoint}", flush=True)
@@ -158,8 +158,7 @@ async def serve(
     finally:
         if board is not None:
             await board.close()
-        if enrolment is not None:
-            await enrolment.close()
+        await close_enrolment(enrolment)
         await hub.close()
         await registry.close()
         if images is not None:

@@ -156,7 +156,8 @@ class EnrolmentServer:
 async def open_enrolment(
     settings: HubSettings, secret_key_file: Path, link_endpoint: str, on_enrolled: Callable[[], object]
 ) -> EnrolmentServer | None:
-    """The enrolment socket ``settings`` asks for (None when off), next to the bound link endpoint.
+    """The enrolment socket ``settings`` asks for (None when off), next to the bound link endpoint;
+    it prints ``enrolment on <endpoint>`` once open.
 
     A hub that cannot open it still serves its enrolled edges: enrolment is how edges arrive, not
     how they are answered, and ``cloud-hub enroll`` remains the way in meanwhile."""
@@ -181,4 +182,10 @@ async def open_enrolment(
     except zmq.ZMQError as exc:
         log.error('no enrolment socket on %s (set enrolment_bind, or "off"): %s', bind, exc)
         return None
+    print(f"enrolment on {server.endpoint}", flush=True)  # `cloud-hub serve`'s output, before "ready"
     return server
+
+
+async def close_enrolment(server: EnrolmentServer | None) -> None:
+    if server is not None:
+        await server.close()

@@ -11,4 +11,7 @@ SCENARIOS: dict[str, str] = {
     "T14": "cloud_hub.reliability.transport:t14_big_frame",
     "T15": "cloud_hub.reliability.peers:t15_peers",
     "T16": "cloud_hub.reliability.peers:t16_no_pickle",
+    "T17": "cloud_hub.reliability.fuzz:t17_fuzz",
+    "T30": "cloud_hub.reliability.upstream:t30_retries",
+    "T31": "cloud_hub.reliability.upstream:t31_breaker",
 }

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
 import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
@@ -129,4 +130,3 @@ def counting_logs(*names: str, level: int = logging.DEBUG) -> Iterator[LogCount]
         for lg, lvl in saved:
             lg.removeHandler(handler)
             lg.setLevel(lvl)
-

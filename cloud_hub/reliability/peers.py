@@ -157,7 +157,9 @@ async def _attack(size: Size, keys: LinkKeys, stranger_secret: Path, r: Report) 
     r.require(failed_auth, "the unknown key's handshake did not fail on authentication")
     r.require(logs.matching("DENIED") > 0, "no ZAP denial was logged")
     r.require(ready and alive, "the enrolled edge was not served while under attack")
-    r.require(zmq.zmq_version_info() >= (4, 3, 2), f"libzmq {zmq.zmq_version()} predates CVE-2019-13132's fix")
+    r.require(
+        zmq.zmq_version_info() >= (4, 3, 2), f"libzmq {zmq.zmq_version()} predates CVE-2019-13132's fix"
+    )
 
 
 async def _control(keys: LinkKeys, stranger_secret: Path, r: Report) -> None:
@@ -200,33 +202,46 @@ def _kw(node: ast.Call, name: str) -> ast.expr | None:
     return next((k.value for k in node.keywords if k.arg == name), None)
 
 
+def _call_violation(node: ast.Call) -> str | None:
+    """What is wrong with a call, if it may unpickle."""
+    if not isinstance(node.func, ast.Attribute):
+        return None
+    attr, owner = node.func.attr, node.func.value
+    base = owner.id if isinstance(owner, ast.Name) else ""
+    if attr in _BANNED_CALLS:
+        return f".{attr}()"
+    if base == "yaml" and attr in ("load", "load_all", "unsafe_load", "full_load"):
+        loader = _kw(node, "Loader")
+        safe = isinstance(loader, ast.Attribute) and loader.attr in ("SafeLoader", "CSafeLoader")
+        return None if safe else f"yaml.{attr}() without a safe loader"
+    if base == "torch" and attr == "load":
+        flag = _kw(node, "weights_only")
+        return (
+            None
+            if isinstance(flag, ast.Constant) and flag.value is True
+            else "torch.load() without weights_only=True"
+        )
+    if attr == "load" and base in ("np", "numpy"):
+        flag = _kw(node, "allow_pickle")
+        return (
+            "numpy.load(allow_pickle=True)" if isinstance(flag, ast.Constant) and flag.value is True else None
+        )
+    return None
+
+
 def pickle_violations(source: str, filename: str = "<source>") -> list[str]:
     """Every place in ``source`` that imports an unpickler or calls a loader that may unpickle."""
     found: list[str] = []
     for node in ast.walk(ast.parse(source, filename)):
         where = f"{filename}:{getattr(node, 'lineno', 0)}"
         if isinstance(node, ast.Import):
-            found += [f"{where}: import {a.name}" for a in node.names if a.name.split(".")[0] in _BANNED_MODULES]
+            found += [
+                f"{where}: import {a.name}" for a in node.names if a.name.split(".")[0] in _BANNED_MODULES
+            ]
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in _BANNED_MODULES:
             found.append(f"{where}: from {node.module} import")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            attr, owner = node.func.attr, node.func.value
-            base = owner.id if isinstance(owner, ast.Name) else ""
-            if attr in _BANNED_CALLS:
-                found.append(f"{where}: .{attr}()")
-            elif base == "yaml" and attr in ("load", "load_all", "unsafe_load", "full_load"):
-                loader = _kw(node, "Loader")
-                safe = isinstance(loader, ast.Attribute) and loader.attr in ("SafeLoader", "CSafeLoader")
-                if not safe:
-                    found.append(f"{where}: yaml.{attr}() without a safe loader")
-            elif base == "torch" and attr == "load":
-                flag = _kw(node, "weights_only")
-                if not (isinstance(flag, ast.Constant) and flag.value is True):
-                    found.append(f"{where}: torch.load() without weights_only=True")
-            elif attr == "load" and base in ("np", "numpy"):
-                flag = _kw(node, "allow_pickle")
-                if isinstance(flag, ast.Constant) and flag.value is True:
-                    found.append(f"{where}: numpy.load(allow_pickle=True)")
+        elif isinstance(node, ast.Call) and (why := _call_violation(node)) is not None:
+            found.append(f"{where}: {why}")
     return found
 
 
@@ -270,7 +285,9 @@ def _live_control(work: Path) -> bool:
     """Unpickle the payload in a throwaway interpreter: the canary appears (the payload is live)."""
     canary = work / "control-canary"
     code = "import pickle, sys; pickle.loads(sys.stdin.buffer.read())"
-    subprocess.run([sys.executable, "-c", code], input=pickle_bomb(canary), capture_output=True, check=False, timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", code], input=pickle_bomb(canary), capture_output=True, check=False, timeout=60
+    )
     return canary.exists()
 
 
@@ -312,13 +329,22 @@ def t16_no_pickle(size: Size, work: Path) -> Result:
     r.figure(files_scanned=files, pickle_sites=len(found))
     r.require(not found, "; ".join(found[:5]))
     planted = pickle_violations(
-        "import pickle\nimport yaml\nyaml.load(s)\nsock.recv_pyobj()\ntorch.load(f)\nnp.load(f, allow_pickle=True)\n"
+        "import pickle\nimport yaml\nyaml.load(s)\nsock.recv_pyobj()\n"
+        "torch.load(f)\nnp.load(f, allow_pickle=True)\n"
     )
     r.control(len(planted) == 5, "the source gate (planted unpicklers)")
     sent, refused, other, canary = asyncio.run(_runtime(work))
     live = _live_control(work)
-    r.figure(frames_sent=sent, frames_refused_typed=refused, frames_handled=other, canary_created=canary, payload_live=live)
-    r.require(refused == sent and other == 0, f"{sent - refused} hostile frames were not refused as DecodeFailure")
+    r.figure(
+        frames_sent=sent,
+        frames_refused_typed=refused,
+        frames_handled=other,
+        canary_created=canary,
+        payload_live=live,
+    )
+    r.require(
+        refused == sent and other == 0, f"{sent - refused} hostile frames were not refused as DecodeFailure"
+    )
     r.require(not canary, "the pickle payload ran: the canary file exists")
     r.control(live, "decoding by pickle (the payload unpickled in a throwaway process)")
     with contextlib.suppress(OSError):

@@ -56,8 +56,12 @@ T12_NAME = "stalled and never-reading subscribers never block the hub"
 T14_NAME = "100 MiB frame from an authenticated peer"
 
 
-def _sub(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, curve: CurveClient, rcvhwm: int) -> zmq.Socket[bytes]:
-    return open_socket(ctx, zmq.SUB, options=SocketOptions(subscribe=(TOPIC,), rcvhwm=rcvhwm), curve=curve, connect=endpoint)
+def _sub(
+    ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, curve: CurveClient, rcvhwm: int
+) -> zmq.Socket[bytes]:
+    return open_socket(
+        ctx, zmq.SUB, options=SocketOptions(subscribe=(TOPIC,), rcvhwm=rcvhwm), curve=curve, connect=endpoint
+    )
 
 
 def _read_all(sock: zmq.Socket[bytes], seqs: list[int], stop: threading.Event) -> None:
@@ -71,7 +75,9 @@ def _read_all(sock: zmq.Socket[bytes], seqs: list[int], stop: threading.Event) -
             seqs.append(body.seq)
 
 
-def _snapshot(ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, curve: CurveClient, since: int) -> tuple[set[int], int]:
+def _snapshot(
+    ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, curve: CurveClient, since: int
+) -> tuple[set[int], int]:
     codec = Codec()
     dealer = open_socket(ctx, zmq.DEALER, curve=curve, connect=endpoint)
     try:
@@ -112,7 +118,12 @@ def _publisher_part(size: Size, work: Path, keys: LinkKeys, r: Report) -> None:
     try:
         for i in range(n):
             entry = store.offer(
-                tenant="t", question=f"what is item {i}?", answer=answer, family="f", sys_hash="", passed_checks=True
+                tenant="t",
+                question=f"what is item {i}?",
+                answer=answer,
+                family="f",
+                sys_hash="",
+                passed_checks=True,
             )
             assert entry is not None
             t0 = time.perf_counter()
@@ -125,7 +136,8 @@ def _publisher_part(size: Size, work: Path, keys: LinkKeys, r: Report) -> None:
         late_stop = threading.Event()
         late_stop.set()
         _read_all(stalled, late, late_stop)
-        first_gap = next((s - 1 for i, s in enumerate(sorted(late)) if s != i + 1), len(late))
+        # the last sequence number before the first one missing: ask for everything after it
+        first_gap = next((i for i, s in enumerate(sorted(late)) if s != i + 1), len(late))
         snap, snap_seq = _snapshot(ctx, pub.snapshot_endpoint, curve, first_gap)
         recovered = set(late) | snap
     finally:
@@ -148,7 +160,9 @@ def _publisher_part(size: Size, work: Path, keys: LinkKeys, r: Report) -> None:
     r.require(p99 < 5.0, f"publish p99 {p99:.2f} ms: the publisher waited on a subscriber")
     r.require(len(set(seqs)) == n, f"the reading subscriber got {len(set(seqs))} of {n} deltas")
     r.require(len(set(late)) < n, "the stalled subscriber lost nothing: the high-water mark was never hit")
-    r.require(recovered >= set(range(1, n + 1)) and snap_seq == n, "the stalled subscriber could not catch up")
+    r.require(
+        recovered >= set(range(1, n + 1)) and snap_seq == n, "the stalled subscriber could not catch up"
+    )
 
 
 class DelayedEcho(EchoBackend):
@@ -162,7 +176,9 @@ class DelayedEcho(EchoBackend):
         await asyncio.sleep(self.delay_s)
         return await super().generate(messages, params)
 
-    async def stream(self, messages: Sequence[ChatMessage], params: SamplingParams) -> AsyncIterator[StreamItem]:
+    async def stream(
+        self, messages: Sequence[ChatMessage], params: SamplingParams
+    ) -> AsyncIterator[StreamItem]:
         await asyncio.sleep(self.delay_s)
         async for item in super().stream(messages, params):
             yield item
@@ -174,7 +190,45 @@ def _request(rid: str, model: str, words: int) -> Escalate:
     return Escalate(rid, model, msgs, SamplingParams(max_tokens=words + 1), deadline=time.time() + 60)
 
 
-async def _router_part(size: Size, keys: LinkKeys, r: Report) -> None:
+async def _beat(peer: Peer, rtts: list[float], done: asyncio.Event) -> None:
+    """Heartbeat round trips from ``peer`` until ``done``; the hub's own beats do not count."""
+    while not done.is_set():
+        t0 = time.perf_counter()
+        await peer.send(Heartbeat(sent_at=t0))
+        while True:
+            got = await peer.recv(5)
+            if got is None or (isinstance(got, Heartbeat) and not got.from_hub):
+                break
+        rtts.append(time.perf_counter() - t0)
+        await asyncio.sleep(0.01)
+
+
+async def _pour(peer: Peer, tag: str, flood: int, read: bool, done: asyncio.Event) -> None:
+    """``flood`` requests with 8 KB answers from ``peer``, its answers read or never read."""
+
+    async def drain() -> None:
+        while not done.is_set():
+            await peer.recv(0.2)
+
+    reader = asyncio.create_task(drain()) if read else None
+    for i in range(flood):
+        await peer.send(_request(f"{tag}-{i}", "echo", 1000))
+        if i % 200 == 0:
+            await asyncio.sleep(0)
+    await asyncio.sleep(0.5)
+    done.set()
+    if reader is not None:
+        await reader
+
+
+async def _rtts_under(peer: Peer, flooder: Peer, tag: str, flood: int, read: bool) -> list[float]:
+    rtts: list[float] = []
+    done = asyncio.Event()
+    await asyncio.gather(_beat(peer, rtts, done), _pour(flooder, tag, flood, read, done))
+    return rtts
+
+
+def _slow_hub(keys: LinkKeys) -> Hub:
     registry = ModelRegistry(
         [
             RegisteredModel(HubModelEntry(name="echo", backend="echo"), EchoBackend()),
@@ -182,9 +236,7 @@ async def _router_part(size: Size, keys: LinkKeys, r: Report) -> None:
         ],
         "echo",
     )
-    # enrolled before the hub starts: a handshake the allow-list refused is not retried by libzmq
-    _, other_secret = keys.another_edge(keys.hub_home.parent / "other")
-    hub = Hub(
+    return Hub(
         bind="tcp://127.0.0.1:0",
         secret_key_file=key_paths(keys.hub_home / "keys")[1],
         enrolled_dir=keys.hub_home / "enrolled",
@@ -192,53 +244,28 @@ async def _router_part(size: Size, keys: LinkKeys, r: Report) -> None:
         heartbeat_s=0.5,
         enrol_poll_s=0.1,
     )
+
+
+async def _router_part(size: Size, keys: LinkKeys, r: Report) -> None:
+    # enrolled before the hub starts: a handshake the allow-list refused is not retried by libzmq
+    _, other_secret = keys.another_edge(keys.hub_home.parent / "other")
+    hub = _slow_hub(keys)
     await hub.start()
     ctx = zmq.asyncio.Context()
+    flood = pick(size, 3000, 20000, 50000)
     try:
-        silent = Peer(ctx, hub.endpoint, keys.hub_public, keys.edge_secret_file)
-        silent.socket.rcvhwm = 10
         healthy = Peer(ctx, hub.endpoint, keys.hub_public, other_secret)
         await healthy.send(Hello("healthy"))
         if await healthy.recv(5) is None:
             r.require(False, "the healthy edge was never answered")
             return
-        flood = pick(size, 3000, 20000, 50000)
-
-        async def beat(rtts: list[float], done: asyncio.Event) -> None:
-            while not done.is_set():
-                t0 = time.perf_counter()
-                await healthy.send(Heartbeat(sent_at=t0))
-                while True:
-                    got = await healthy.recv(5)
-                    if got is None or isinstance(got, Heartbeat) and not got.from_hub:
-                        break
-                rtts.append(time.perf_counter() - t0)
-                await asyncio.sleep(0.01)
-
-        async def pour(peer: Peer, tag: str, read: bool, done: asyncio.Event) -> None:
-            async def drain() -> None:
-                while not done.is_set():
-                    await peer.recv(0.2)
-
-            reader = asyncio.create_task(drain()) if read else None
-            for i in range(flood):
-                await peer.send(_request(f"{tag}-{i}", "echo", 1000))
-                if i % 200 == 0:
-                    await asyncio.sleep(0)
-            await asyncio.sleep(0.5)
-            done.set()
-            if reader is not None:
-                await reader
-
         # the same flood twice: from an edge that reads its answers, then from one that never does
         reading = Peer(ctx, hub.endpoint, keys.hub_public, keys.edge_secret_file)
-        base: list[float] = []
-        done = asyncio.Event()
-        await asyncio.gather(beat(base, done), pour(reading, "reading", True, done))
+        base = await _rtts_under(healthy, reading, "reading", flood, True)
         reading.close()
-        rtts: list[float] = []
-        done = asyncio.Event()
-        await asyncio.gather(beat(rtts, done), pour(silent, "silent", False, done))
+        silent = Peer(ctx, hub.endpoint, keys.hub_public, keys.edge_secret_file)
+        silent.socket.rcvhwm = 10
+        rtts = await _rtts_under(healthy, silent, "silent", flood, False)
         not_reading = hub.undelivered["not_reading"]
         # a request whose edge is gone by the time the answer exists
         gone = Peer(ctx, hub.endpoint, keys.hub_public, other_secret)

@@ -58,8 +58,8 @@ CACHE_HEADER = "x-edgeroute-cache"  # "bypass": no cache read or write for this 
 
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    body = parse_json_object(await request.read())
-    _check_message_count(body, request.app[STATE].settings.max_messages)
+    limit = request.app[STATE].settings.max_messages
+    body = parse_json_object(await request.read(), lambda data: _check_message_count(data, limit))
     try:
         parsed = ChatCompletionRequest.model_validate(body)
     except ValidationError as exc:

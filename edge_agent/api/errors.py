@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -95,8 +95,10 @@ def _is_union_tag(part: object) -> bool:
 MAX_JSON_DEPTH = 64
 
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object of Unicode text, or a 400 saying why not.
+def parse_json_object(raw: bytes, first: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """The body as a JSON object of Unicode text, or a 400 saying why not. ``first`` runs on the
+    parsed object before the walk over every string below (a cheap limit, such as the message
+    count, refuses a huge body in the time it takes to parse, not to walk: 20 ms, not 100+).
 
     Refused besides malformed JSON: nesting deeper than ``MAX_JSON_DEPTH`` (the standard decoder
     recurses, so a deep enough body would exhaust the stack), the non-standard literals ``NaN``
@@ -120,6 +122,8 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise ApiError(400, str(exc), code="invalid_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
+    if first is not None:
+        first(data)
     _check_text(data)
     return data
 

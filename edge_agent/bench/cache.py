@@ -41,7 +41,8 @@ from shared.paraphrase import Pair, mrpc, qqp_split
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("part", nargs="?", choices=("quality", "lookup", "throughput", "passthrough"), default="quality")
+    parts = ("quality", "lookup", "throughput", "passthrough")
+    parser.add_argument("part", nargs="?", choices=parts, default="quality")
     parser.add_argument("--pairs", type=Path, action="append", help="JSONL(.gz) of text_a/text_b/label pairs")
     parser.add_argument("--verifier", type=Path, help="verifier weights (default: the shipped ones)")
     parser.add_argument("--min-probability", type=float, help="quality: stricter verifier threshold")

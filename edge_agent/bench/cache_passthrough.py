@@ -6,7 +6,9 @@ caches (exact + verified semantic). A load generator in its own process sends qu
 them has seen, forced to the hub, so every request misses every cache stage and is then stored,
 which is the work a cache adds to traffic it does not serve. Arms are measured in turns, round by
 round, so load from elsewhere on the host falls on all three alike; each figure is the median of
-the rounds. A last run measures the exact-hit path of the default agent: one request, repeated.
+the rounds. Before each turn the bench waits until the previous agent has gone quiet: work an
+agent does after its answers (indexing misses on spare CPU) counts against its own turn, never
+against the next agent's. A last run measures the exact-hit path of the default agent: one request, repeated.
 
 Goals: with the default caches, at least 80% of the caches-off throughput (at the highest
 concurrency) and at most 1 ms more p50 at concurrency 1; exact hits at least 1,500 req/s.
@@ -116,6 +118,32 @@ def _measure(url: str, model: str, tag: str, conc: int, seconds: float, unique: 
     }
 
 
+def _cpu_ticks(pid: int) -> int | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _settle(pid: int, timeout_s: float = 60.0) -> None:
+    """Wait until process ``pid`` uses under 5% of a core (Linux; elsewhere a fixed pause)."""
+    import os
+
+    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    end = time.monotonic() + timeout_s
+    quiet = 0
+    last = _cpu_ticks(pid)
+    while time.monotonic() < end and quiet < 2:
+        time.sleep(0.25)
+        now = _cpu_ticks(pid)
+        if last is None or now is None:
+            time.sleep(2.0)
+            return
+        quiet = quiet + 1 if (now - last) / hz < 0.05 * 0.25 else 0
+        last = now
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -184,6 +212,8 @@ def passthrough(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 for conc in concs:
                     order = list(ARMS) if r % 2 == 0 else list(reversed(ARMS))
                     for name in order:
+                        for proc, _ in agents.values():
+                            _settle(proc.pid)
                         base = agents[name][1]
                         url = f"{base}/v1/chat/completions"
                         got = _measure(url, args.model, f"r{r}c{conc}", conc, args.seconds, True)
@@ -194,7 +224,9 @@ def passthrough(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             hit_route = _post(default_base, _body(args.model, "What is the capital of France?"), {})
             if hit_route != "exact_cache":
                 raise RuntimeError(f"the repeated request was not an exact hit: {hit_route}")
-            hit = _measure(f"{default_base}/v1/chat/completions", args.model, "hit", max(concs), args.seconds, False)
+            hit = _measure(
+                f"{default_base}/v1/chat/completions", args.model, "hit", max(concs), args.seconds, False
+            )
         finally:
             for proc, _ in agents.values():
                 proc.terminate()
@@ -215,7 +247,8 @@ def _summary(
     arms: dict[str, Any] = {}
     for name, by_conc in samples.items():
         arms[name] = {
-            str(c): {k: _median(rows, k) for k in ("req_per_s", "p50_ms", "p99_ms")} for c, rows in by_conc.items()
+            str(c): {k: _median(rows, k) for k in ("req_per_s", "p50_ms", "p99_ms")}
+            for c, rows in by_conc.items()
         }
     top, low = str(max(concs)), str(min(concs))
     share = arms["default"][top]["req_per_s"] / max(arms["off"][top]["req_per_s"], 1e-9)
@@ -223,7 +256,9 @@ def _summary(
     return {
         "arms": arms,
         "default_share_of_off": round(share, 3),
-        "exact_share_of_off": round(arms["exact"][top]["req_per_s"] / max(arms["off"][top]["req_per_s"], 1e-9), 3),
+        "exact_share_of_off": round(
+            arms["exact"][top]["req_per_s"] / max(arms["off"][top]["req_per_s"], 1e-9), 3
+        ),
         "default_added_p50_ms": round(added, 3),
         "exact_hit": hit,
         "goals": {
@@ -240,7 +275,9 @@ def report(result: dict[str, Any], console: Console) -> None:
         table.add_column(col, justify="left" if col == "arm" else "right")
     for name, by_conc in result["arms"].items():
         for conc, row in by_conc.items():
-            table.add_row(name, conc, f"{row['req_per_s']:.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}")
+            table.add_row(
+                name, conc, f"{row['req_per_s']:.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}"
+            )
     console.print(table)
     console.print(
         f"default caches: {result['default_share_of_off']:.0%} of caches-off throughput, "

@@ -67,7 +67,9 @@ def put(
 ) -> None:
     """Insert or replace: the hub's latest verdict on a question wins."""
     qform = question_form(question)
-    conn.execute("DELETE FROM sem_aliases WHERE hub_key = ? OR (scope = ? AND qform = ?)", (hub_key, scope, qform))
+    conn.execute(
+        "DELETE FROM sem_aliases WHERE hub_key = ? OR (scope = ? AND qform = ?)", (hub_key, scope, qform)
+    )
     conn.execute(
         "INSERT INTO sem_aliases(scope, qform, question, answer, family, domain, hub_key, created)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

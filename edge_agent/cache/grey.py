@@ -43,7 +43,9 @@ class GreyCandidate:
 
 
 class GreyQueue:
-    def __init__(self, db: Database, hub: JudgeClient, *, capacity: int = 256, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, db: Database, hub: JudgeClient, *, capacity: int = 256, timeout_s: float = 60.0
+    ) -> None:
         self.db = db
         self.hub = hub
         self.timeout_s = timeout_s

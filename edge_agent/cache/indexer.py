@@ -8,75 +8,69 @@ the embedder only ever gets CPU that serving leaves idle. An edge that passes mo
 than it has spare CPU for fills the queue; further jobs are dropped and counted (``dropped``), never
 waited for, so a busy edge serves at full speed and indexes what it can.
 
-The embedding runs in ONNX Runtime with the interpreter lock released; the small Python steps
-around it are what keep the thread from holding that lock for long while descheduled.
+Only the embedding runs on this thread: ONNX Runtime releases the interpreter lock while it works,
+so a thread that the scheduler keeps waiting never holds that lock, nor the cache file's, over the
+event loop. What follows (the search for a grey candidate, the write) is the caller's, on its loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 LOWEST_PRIORITY = 19
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class _Job:
-    work: Callable[[], Any]
-    then: Callable[[Any], None] | None
-    loop: asyncio.AbstractEventLoop | None
+class _Job(Generic[T]):
+    work: Callable[[], T]
+    future: asyncio.Future[T | None]
+    loop: asyncio.AbstractEventLoop
 
 
 class Indexer:
-    def __init__(self, *, capacity: int = 256, nice: int = LOWEST_PRIORITY, name: str = "cache-index") -> None:
+    def __init__(self, *, capacity: int = 256, nice: int = LOWEST_PRIORITY) -> None:
         self.capacity = capacity
         self.nice = nice
-        self._jobs: queue.Queue[_Job | None] = queue.Queue(maxsize=capacity)
-        self._idle = threading.Condition()
-        self._busy = 0  # jobs taken and not yet finished
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._jobs: queue.Queue[_Job[object] | None] = queue.Queue(maxsize=capacity)
+        self._thread = threading.Thread(target=self._run, name="cache-index", daemon=True)
         self._started = False
         self._closed = False
         self.done = 0
-        self.dropped = 0
+        self.dropped = 0  # queue full (or closed): never run
         self.failed = 0
-
-    def submit(self, work: Callable[[], Any], then: Callable[[Any], None] | None = None) -> bool:
-        """Queue ``work`` for the thread; ``then(result)`` runs afterwards on the caller's event loop
-        (when submitted from one). False (and counted) when the queue is full or closed."""
-        if self._closed:
-            self.dropped += 1
-            return False
-        if not self._started:
-            self._started = True
-            self._thread.start()
-        try:
-            loop = asyncio.get_running_loop() if then is not None else None
-        except RuntimeError:
-            loop = None
-        with self._idle:
-            self._busy += 1
-        try:
-            self._jobs.put_nowait(_Job(work, then, loop))
-        except queue.Full:
-            with self._idle:
-                self._busy -= 1
-            self.dropped += 1
-            return False
-        return True
 
     @property
     def pending(self) -> int:
-        with self._idle:
-            return self._busy
+        return self._jobs.qsize()
+
+    async def run(self, work: Callable[[], T]) -> T | None:
+        """``work()``'s result, computed on the low-priority thread; ``None`` when it was dropped
+        (queue full, indexer closed) or failed (logged). Never raises."""
+        if self._closed:
+            self.dropped += 1
+            return None
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T | None] = loop.create_future()
+        try:
+            self._jobs.put_nowait(_Job(work, future, loop))  # type: ignore[arg-type]
+        except queue.Full:
+            self.dropped += 1
+            return None
+        return await future
 
     def _run(self) -> None:
         self._lower_priority()
@@ -84,37 +78,14 @@ class Indexer:
             job = self._jobs.get()
             if job is None:
                 return
+            result: object = None
             try:
                 result = job.work()
+                self.done += 1
             except Exception:
                 self.failed += 1
                 log.exception("background cache indexing failed")
-                self._finished()
-                continue
-            if job.then is None:
-                self._finished()
-            elif job.loop is None:
-                self._then(job.then, result)
-            else:
-                try:
-                    job.loop.call_soon_threadsafe(self._then, job.then, result)
-                except RuntimeError:  # the loop closed while this job ran
-                    self._finished()
-
-    def _then(self, then: Callable[[Any], None], result: Any) -> None:
-        try:
-            then(result)
-        except Exception:
-            self.failed += 1
-            log.exception("background cache indexing failed")
-        finally:
-            self._finished()
-
-    def _finished(self) -> None:
-        with self._idle:
-            self._busy -= 1
-            self.done += 1
-            self._idle.notify_all()
+            _resolve(job, result)
 
     def _lower_priority(self) -> None:
         try:  # Linux: a thread id names the thread alone, so only this one is deprioritised
@@ -122,18 +93,8 @@ class Indexer:
         except (AttributeError, OSError) as exc:
             log.debug("cache indexer keeps normal priority: %s", exc)
 
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until every submitted job has finished (its ``then`` included)."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._busy == 0, timeout)
-
-    async def drain(self) -> None:
-        """Wait, without blocking the loop, until every submitted job has finished."""
-        while self.pending:
-            await asyncio.sleep(0.005)
-
     def close(self) -> None:
-        """Stop after the job in hand; queued jobs are dropped. Idempotent."""
+        """Stop after the job in hand; jobs still queued are dropped (their callers get ``None``)."""
         if self._closed:
             return
         self._closed = True
@@ -146,7 +107,15 @@ class Indexer:
                 break
             if left is not None:
                 self.dropped += 1
-                with self._idle:
-                    self._busy -= 1
+                _resolve(left, None)
         self._jobs.put(None)
         self._thread.join(timeout=10)
+
+
+def _resolve(job: _Job[object], result: object) -> None:
+    def settle() -> None:
+        if not job.future.done():
+            job.future.set_result(result)
+
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody is waiting
+        job.loop.call_soon_threadsafe(settle)

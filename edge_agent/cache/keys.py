@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import msgspec
@@ -44,7 +45,8 @@ class CacheRequest:
     standalone: str | None = None
     now: float = field(default_factory=time.time)
 
-    @property
+    # derived once per request: the lookup and the store of one request share this object
+    @cached_property
     def family(self) -> str:
         return model_family(self.model)
 
@@ -52,7 +54,7 @@ class CacheRequest:
     def system_prompts(self) -> list[str]:
         return [m.content for m in self.messages if m.role in ("system", "developer")]
 
-    @property
+    @cached_property
     def sys_hash(self) -> str:
         return system_hash(self.system_prompts)
 
@@ -67,11 +69,11 @@ class CacheRequest:
                 return m.content
         return ""
 
-    @property
+    @cached_property
     def time_sensitive(self) -> bool:
         return any(is_time_sensitive(m.content) for m in self.conversation if m.role == "user")
 
-    @property
+    @cached_property
     def tenant_scope(self) -> str:
         return tenant_hash(self.tenant)
 

@@ -34,7 +34,7 @@ from edge_agent.cache.db import Connection, Database, OperationalError
 from edge_agent.cache.exact import add_repeats_column, pool_ready, pool_target
 from edge_agent.cache.keys import GLOBAL_TENANT, CacheRequest, semantic_eligibility, semantic_scope
 from edge_agent.cache.mirror import BitMirror
-from edge_agent.cache.verifier import Verdict, Verifier
+from edge_agent.cache.verifier import Decision, Verdict, Verifier
 from shared.cache_text import GlobalEntry, question_form
 from shared.config import CacheSettings
 from shared.taxonomy import Route
@@ -159,6 +159,7 @@ class SemanticCache:
         elig = semantic_eligibility(req)
         if not elig.ok:
             return Lookup(None, f"ineligible:{elig.reason}", _ms(t0))
+        self.audit.refresh(self.verifier)  # an audit may have moved this domain's point
         qform = question_form(elig.question)
         own = semantic_scope(req.tenant_scope, req.family, req.sys_hash)
         shared = semantic_scope(GLOBAL_TENANT, req.family, req.sys_hash)
@@ -169,19 +170,22 @@ class SemanticCache:
                 " WHERE scope IN (?, ?) AND qform = ? AND expires > ? ORDER BY scope = ? DESC LIMIT 1",
                 (own, shared, qform, req.now, own),
             ).fetchone()
-            alias = aliases.find(conn, own, qform) if row is None else None
+            alias = aliases.find(conn, own, qform)
         if row is not None:
             cand = Candidate(int(row[0]), 1.0, str(row[1]), str(row[2]), str(row[3]), str(row[4]))
             answer = self._pick_answer(cand, req, req.now)
             if answer is not None:
                 hit = CachedAnswer(
-                    cand.entry_id, answer, cand.model, Route.SEMANTIC_CACHE, 1.0, 1.0, cand.origin, cand.question
-                )
+                    cand.entry_id, answer, cand.model, Route.SEMANTIC_CACHE, verifier=1.0,
+                    origin=cand.origin, matched=cand.question,
+                )  # fmt: skip
                 return Lookup(hit, "identical", _ms(t0), point)
-        elif alias is not None:
+        # the question's own pool may still be filling: the judged answer is one to serve meanwhile
+        if alias is not None:
             hit = CachedAnswer(
-                alias.alias_id, alias.answer, alias.family, Route.SEMANTIC_CACHE, 1.0, None, "alias", alias.question
-            )
+                alias.alias_id, alias.answer, alias.family, Route.SEMANTIC_CACHE,
+                origin="alias", matched=alias.question,
+            )  # fmt: skip
             return Lookup(hit, "alias", _ms(t0), point)
         reason = "no_identical_form" if self.verifier.serves_paraphrases(req.domain) else "identical_only"
         return Lookup(None, reason, _ms(t0), point)
@@ -201,45 +205,51 @@ class SemanticCache:
             semantic_scope(GLOBAL_TENANT, req.family, req.sys_hash),
         ]
         candidates = self.search(scopes, query, k=10, now=req.now)
-        best: dict[str, float | str | int] = {}
+        found, best = self._decide(candidates, elig.question, req.domain, serve)
+        if found is None:
+            reason = "no_verified_match" if candidates else "no_candidate"
+            return Lookup(None, reason, _ms(t0), best, query)
+        cand, decision = found
+        answer = self._pick_answer(cand, req, req.now)
+        if answer is None:
+            return Lookup(None, "pool_filling", _ms(t0), best, query)
+        if self.settings.audit_log:
+            self._log_hit(req, cand, elig.question, decision.probability)
+        hit = CachedAnswer(
+            entry_id=cand.entry_id,
+            text=answer,
+            model=cand.model,
+            stage=Route.SEMANTIC_CACHE,
+            similarity=cand.cosine,
+            verifier=decision.probability,
+            origin=cand.origin,
+            matched=cand.question,
+        )
+        detail: dict[str, Scalar] = {"candidates": len(candidates), "operating_point": decision.point}
+        return Lookup(hit, "verified", _ms(t0), detail, query)
+
+    def _decide(
+        self, candidates: list[Candidate], question: str, domain: str, serve: bool
+    ) -> tuple[tuple[Candidate, Decision] | None, dict[str, Scalar]]:
+        """The first accepted candidate (none when not ``serve``), and what the trace says of the
+        best one and of the first grey one."""
+        best: dict[str, Scalar] = {}
         for rank, cand in enumerate(candidates):
             if not serve and rank >= GREY_LOOKS:
                 break
-            decision = self.verifier.decide(cand.cosine, cand.question, elig.question, req.domain)
-            prob = decision.probability
+            decision = self.verifier.decide(cand.cosine, cand.question, question, domain)
             if not best:
-                best = {
-                    "best_cosine": round(cand.cosine, 4),
-                    "best_reason": decision.reason,
-                    "best_entry": cand.entry_id,
-                }
+                best = {"best_cosine": round(cand.cosine, 4), "best_reason": decision.reason}
+                best["best_entry"] = cand.entry_id
             if decision.verdict is Verdict.GREY and "grey_entry" not in best:
                 # not served: the candidate a stronger judge could still approve
-                best.update(grey_entry=cand.entry_id, grey_probability=round(prob, 4))
-                best.update(grey_cosine=round(cand.cosine, 4))
+                best.update(grey_entry=cand.entry_id, grey_probability=round(decision.probability, 4))
+                best["grey_cosine"] = round(cand.cosine, 4)
                 if not serve:
                     break
-            if not decision.accepted or not serve:
-                continue
-            answer = self._pick_answer(cand, req, req.now)
-            if answer is None:
-                return Lookup(None, "pool_filling", _ms(t0), dict(best), query)
-            if self.settings.audit_log:
-                self._log_hit(req, cand, elig.question, prob)
-            hit = CachedAnswer(
-                entry_id=cand.entry_id,
-                text=answer,
-                model=cand.model,
-                stage=Route.SEMANTIC_CACHE,
-                similarity=cand.cosine,
-                verifier=prob,
-                origin=cand.origin,
-                matched=cand.question,
-            )
-            detail: dict[str, Scalar] = {"candidates": len(candidates), "operating_point": decision.point}
-            return Lookup(hit, "verified", _ms(t0), detail, query)
-        reason = "no_verified_match" if candidates else "no_candidate"
-        return Lookup(None, reason, _ms(t0), dict(best), query)
+            if decision.accepted and serve:
+                return (cand, decision), best
+        return None, best
 
     def _log_hit(self, req: CacheRequest, cand: Candidate, query: str, prob: float) -> None:
         try:

@@ -5,24 +5,41 @@ turns an ``InferenceRequest`` into the ``CacheRequest`` the service keys on, so 
 change without touching the routing code. Chat requests only: a legacy completion is a raw text
 continuation, not a question.
 
-The exact stage is one indexed SQLite read (tens of microseconds), so it runs on the event loop:
-a hop to a worker thread would cost more than the read. The semantic stage embeds text and scans
-vectors, so it runs in a worker thread, one at a time, as do stores. A store reuses the vector
-its own lookup embedded the question into.
+What runs where, so that a request the caches cannot answer costs it almost nothing:
 
-Stores run after the client has its answer. A request that repeats one whose store is still
-running waits for that store first, so asking again right away still finds the answer.
+* on the event loop, before the answer: the exact read, then the semantic stage's form read (the
+  same question stored, or an alias from the hub's judge): indexed reads of tens of microseconds,
+  cheaper than a hop to a thread. At the shipped safe point that is the whole semantic lookup.
+* in a worker thread, before the answer, only for a domain relaxed to serve paraphrases: embed,
+  search and verify. Reads go through per-thread snapshots, so no lookup waits for a store.
+* after the answer (the pipeline's background bookkeeping): the exact store, on the loop; the
+  semantic store straight away when the lookup embedded the question, else on spare CPU
+  (``edge_agent.cache.indexer``), which also looks for a grey-zone candidate; grey candidates go
+  to the hub's judge (``edge_agent.cache.grey``).
+
+The exact store is one short write that runs to its end in the bookkeeping task's first step,
+so a repeat asked once that task has run finds the answer whatever the indexer is still doing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 
-from edge_agent.cache.keys import CacheRequest
+from edge_agent.cache import aliases
+from edge_agent.cache.base import Vectors
+from edge_agent.cache.embedding import MemoEmbedder
+from edge_agent.cache.grey import GreyCandidate, GreyQueue, JudgeClient
+from edge_agent.cache.keys import CacheRequest, semantic_eligibility, semantic_scope
 from edge_agent.cache.service import CacheService
 from edge_agent.request import Answer, CacheHit, CacheLookup, InferenceRequest
 from shared.taxonomy import Route
-from shared.wire import TraceStep
+from shared.wire import CacheJudgeRequest, Scalar, TraceStep
+
+log = logging.getLogger(__name__)
 
 _CACHE_ROUTES = {Route.EXACT_CACHE.value: Route.EXACT_CACHE, Route.SEMANTIC_CACHE.value: Route.SEMANTIC_CACHE}
 
@@ -34,46 +51,136 @@ def cache_request(req: InferenceRequest) -> CacheRequest | None:
     return CacheRequest(tenant=req.ctx.tenant, model=req.model, messages=req.messages, params=req.params)
 
 
+@dataclass(frozen=True, eq=False)
+class StageLookup(CacheLookup):
+    """A lookup that also carries what it keyed the request on, so its store need not key it again."""
+
+    key: CacheRequest | None = None
+
+
+def grey_detail(steps: Sequence[TraceStep]) -> dict[str, Scalar] | None:
+    """The grey-zone candidate a semantic step found, if any (``grey_entry`` and its scores)."""
+    for step in steps:
+        if step.stage == Route.SEMANTIC_CACHE and "grey_entry" in step.detail:
+            return dict(step.detail)
+    return None
+
+
 class CacheStage:
-    def __init__(self, service: CacheService) -> None:
+    def __init__(self, service: CacheService, judge: JudgeClient | None = None) -> None:
         self.service = service
-        self._lock = asyncio.Lock()
-        # exact keys whose store is still running, each with the event its store sets when done
-        self._storing: dict[str, asyncio.Event] = {}
+        settings = service.settings
+        self.grey: GreyQueue | None = None
+        if judge is not None and settings.hub_judge and service.semantic is not None:
+            self.grey = GreyQueue(service.db, judge, capacity=settings.judge_queue)
 
     async def lookup(self, req: InferenceRequest) -> CacheLookup:
         key = cache_request(req)
         if key is None:
             skipped = TraceStep(Route.EXACT_CACHE, "skip", "text completions are not cached")
             return CacheLookup(None, [skipped])
-        if self._storing:
-            pending = self._storing.get(self.service.exact.key(key))
-            if pending is not None:
-                await pending.wait()
-        result = self.service.lookup_exact(key)
-        if not result.hit and self.service.semantic_blocks:
-            async with self._lock:
-                result = await asyncio.to_thread(self.service.lookup_semantic, key, result)
-        elif not result.hit and self.service.settings.enabled:
-            result = self.service.lookup_semantic(key, result)
+        service = self.service
+        result = service.lookup_exact(key)
+        if not result.hit and service.settings.enabled:
+            result = service.semantic_form(key, result)
+            if not result.hit and service.semantic_meaning_applies(key):
+                result.trace.pop()  # replaced by the meaning step's own
+                result = await asyncio.to_thread(service.semantic_meaning, key, result)
         found = result.answer
         if found is None:
-            return CacheLookup(None, result.trace, result.embedding)
+            return StageLookup(None, result.trace, result.embedding, key)
         route = _CACHE_ROUTES.get(found.stage, Route.EXACT_CACHE)
-        return CacheLookup(CacheHit(found.text, found.model, route), result.trace, result.embedding)
+        return StageLookup(CacheHit(found.text, found.model, route), result.trace, result.embedding, key)
 
     async def store(self, req: InferenceRequest, answer: Answer, looked: CacheLookup | None) -> None:
-        key = cache_request(req)
+        key = looked.key if isinstance(looked, StageLookup) and looked.key is not None else cache_request(req)
         # a fallback answer is what the policy judged not good enough: never make it reusable
         if key is None or answer.fallback:
             return
-        exact = self.service.exact.key(key)
-        done = self._storing[exact] = asyncio.Event()
-        embedding = looked.embedding if looked is not None else None
+        if self.service.store_exact(key, answer.text, answer.model):
+            await self._index(key, answer, looked)
+
+    async def _index(self, key: CacheRequest, answer: Answer, looked: CacheLookup | None) -> None:
+        """The semantic entry: now when the lookup embedded the question, else once the indexer
+        embedded it on spare CPU (this bookkeeping task waits for that; the answer is long out)."""
+        sem, indexer = self.service.semantic, self.service.indexer
+        if sem is None or indexer is None or not semantic_eligibility(key).ok:
+            return
+        vector = looked.embedding if looked is not None else None
+        if vector is not None:
+            self._put(key, answer, vector, grey_detail(looked.steps) if looked is not None else None)
+            return
+        question = semantic_eligibility(key).question
+        embedder = sem.embedder
+        embed = embedder.embed_spare if isinstance(embedder, MemoEmbedder) else embedder.embed
+        vector = await indexer.run(partial(_embed_one, embed, question))
+        if vector is None or self.service.semantic is None:
+            return  # dropped (the edge is busier than its spare CPU) or failed (logged)
+        self._indexed(key, answer, vector)
+
+    def _indexed(self, key: CacheRequest, answer: Answer, vector: Vectors) -> None:
+        """Back on the loop with the question's vector: find a grey candidate, then store."""
+        sem = self.service.semantic
+        assert sem is not None
+        grey = None
+        if self.grey is not None:
+            grey = grey_detail([sem.get(key, vector, serve=False).trace(Route.SEMANTIC_CACHE)])
+        self._put(key, answer, vector, grey)
+
+    def _put(
+        self, key: CacheRequest, answer: Answer, vector: Vectors, grey: dict[str, Scalar] | None
+    ) -> None:
+        sem = self.service.semantic
+        assert sem is not None
         try:
-            async with self._lock:
-                await asyncio.to_thread(self.service.store, key, answer.text, answer.model, embedding)
-        finally:
-            if self._storing.get(exact) is done:
-                del self._storing[exact]
-            done.set()
+            sem.put(key, answer.text, answer.model, vector)
+        except Exception:
+            self.service.store_failures += 1
+            log.exception("semantic cache store failed")
+        if grey is not None:
+            self._offer(key, grey)
+
+    def _offer(self, key: CacheRequest, grey: dict[str, Scalar]) -> None:
+        sem = self.service.semantic
+        if self.grey is None or sem is None:
+            return
+        material = sem.judge_material(int(grey["grey_entry"] or 0), key.now)
+        if material is None:
+            return
+        cached_question, cached_answer, _domain = material
+        question = semantic_eligibility(key).question
+        scope = semantic_scope(key.tenant_scope, key.family, key.sys_hash)
+        request = CacheJudgeRequest(
+            judge_id=self.grey.next_id(),
+            tenant=key.tenant_scope,
+            family=key.family,
+            sys_hash=key.sys_hash,
+            question=question,
+            cached_question=cached_question,
+            answer=cached_answer,
+            domain=key.domain,
+            cosine=float(grey.get("grey_cosine") or 0.0),
+            probability=float(grey.get("grey_probability") or 0.0),
+        )
+        self.grey.offer(
+            GreyCandidate(aliases.pair_id(scope, question, cached_question, cached_answer), request)
+        )
+
+    async def drain(self) -> None:
+        """Wait until every grey candidate offered so far has its verdict (indexing is part of
+        each answer's bookkeeping, which the pipeline's own ``drain`` waits for)."""
+        if self.grey is not None:
+            await self.grey.drain()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        """Stop sending grey candidates (the app closes this before the service it writes to)."""
+        if self.grey is not None:
+            await self.grey.aclose()
+
+
+def _embed_one(embed: Callable[[list[str]], Vectors], question: str) -> Vectors:
+    row: Vectors = embed([question])[0]
+    return row

@@ -340,8 +340,7 @@ class HubLink:
         elif isinstance(body, ReplyChunk | Reply):
             self._deliver(body.request_id, body)
         elif isinstance(body, MediaStatus | MediaChunk):
-            if (media := self._media.get(body.request_id)) is not None and not media.done():
-                media.set_result(body)
+            self._settle_media(body)
         elif isinstance(body, TelemetryAck):
             ack = self._acks.get(body.batch_id)
             if ack is not None and not ack.done():
@@ -353,6 +352,10 @@ class HubLink:
             self._on_error(body)
         else:
             log.warning("ignoring unexpected %s from the hub", type(body).__name__)
+
+    def _settle_media(self, body: MediaStatus | MediaChunk) -> None:
+        if (media := self._media.get(body.request_id)) is not None and not media.done():
+            media.set_result(body)
 
     def current_policy(self) -> PolicyUpdate | None:
         return self.policy

@@ -78,7 +78,9 @@ class Follower:
         """(sequence number applied, hash of the hub keys held)."""
         assert self.service is not None and self.service.semantic is not None
         with self.service.db.read() as conn:
-            keys = sorted(str(k) for (k,) in conn.execute("SELECT hub_key FROM sem_entries WHERE hub_key IS NOT NULL"))
+            keys = sorted(
+                str(k) for (k,) in conn.execute("SELECT hub_key FROM sem_entries WHERE hub_key IS NOT NULL")
+            )
         return self.service.semantic.hub_seq(), hashlib.sha256("\n".join(keys).encode()).hexdigest()
 
     def partition(self) -> None:

@@ -84,7 +84,7 @@ async def _steady(
 
 async def _t6(size: Size, work: Path, r: Report) -> None:
     rate = 20.0
-    base_s, down_s, after_s = pick(size, (2.0, 4.0, 2.0), (5.0, 20.0, 5.0), (10.0, 60.0, 10.0))
+    base_s, down_s, after_s = pick(size, (2.0, 4.0, 2.0), (5.0, 15.0, 5.0), (10.0, 60.0, 10.0))
     keys = LinkKeys.make(work / "keys")
     hub = HubServer(keys)
     await asyncio.to_thread(hub.start)

@@ -162,7 +162,10 @@ def t1_crash(size: Size, work: Path) -> Result:
             result.vec_rows,
             max(worst.spool_missing, result.spool_missing),
         )
-        r.require(result.sem_rows == result.vec_rows, f"semantic rows {result.sem_rows} != vec rows {result.vec_rows}")
+        r.require(
+            result.sem_rows == result.vec_rows,
+            f"semantic rows {result.sem_rows} != vec rows {result.vec_rows}",
+        )
         start += per_round
     r.figure(
         rounds=rounds,

@@ -25,6 +25,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
+from edge_agent.api.state import STATE
 from edge_agent.app import ClosingResource, DeliveryResource, Managed, create_app
 from edge_agent.backends.base import GenerationEnd, GenerationEvent, GenerationJob, TokenStep
 from edge_agent.cache.service import CacheService
@@ -63,10 +64,15 @@ class HashEmbedder:
 class EchoModel:
     """A ``LocalBackend`` answering the last user turn; ``prob`` is every token's probability."""
 
-    def __init__(self, *, token_delay_s: float = 0.0, prob: float = 0.99, workers: int = 1) -> None:
+    def __init__(
+        self, *, token_delay_s: float = 0.0, prob: float = 0.99, workers: int = 1, tag: bool = False
+    ) -> None:
         self.token_delay_s = token_delay_s
+        # tag: end each answer with " #<generation number>", so every generated answer is unique
+        self.tag = tag
         self.prob = prob
         self._slots = asyncio.Semaphore(workers)
+        self.concurrency = workers  # read by the admission gate, as llama.cpp's one worker is
         self.calls = 0
         self.active = 0
         self.peak = 0
@@ -88,6 +94,8 @@ class EchoModel:
                 text = m.content
                 break
         words = text.split(" ")[: job.params.max_tokens]
+        if self.tag:
+            words.append(f"#{self.calls}")
         async with self._slots:
             self.active += 1
             self.peak = max(self.peak, self.active)
@@ -126,6 +134,7 @@ class HubAccess:
 @dataclass
 class EdgeOptions:
     tenants: dict[str, str] = field(default_factory=dict)  # name → API key
+    budgets: dict[str, float] = field(default_factory=dict)  # name → USD per window
     cache: bool = True
     embedder: Embedder | None = None  # with one, the semantic cache is on
     threshold: float = 0.0  # 0: every draft is kept; above the model's prob: every draft escalates
@@ -159,7 +168,10 @@ class RunningEdge:
 
 
 async def start_edge(home: Path, backend: EchoModel, opts: EdgeOptions) -> RunningEdge:
-    tenants = [TenantConfig(name=n, api_key=SecretStr(k)) for n, k in opts.tenants.items()]
+    tenants = [
+        TenantConfig(name=n, api_key=SecretStr(k), budget_usd=opts.budgets.get(n))
+        for n, k in opts.tenants.items()
+    ]
     settings = EdgeSettings(
         home=home,
         confidence_threshold=opts.threshold,
@@ -206,7 +218,8 @@ async def start_edge(home: Path, backend: EchoModel, opts: EdgeOptions) -> Runni
         resources=resources,
         owns_backend=False,
     )
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # as ``edge_agent.serving`` runs it: a client hanging up cancels its handler
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, handler_cancellation=True)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
@@ -332,3 +345,15 @@ async def post_stream(
             if isinstance(chunk.get("edgeroute"), dict):
                 routes.add(str(chunk["edgeroute"].get("route", "")))
     return Streamed(200, "".join(pieces), done, errors, routes - {""}, loop.time() - started)
+
+
+async def settle(edge: RunningEdge, timeout_s: float = 30.0) -> None:
+    """Wait until every answer's bookkeeping is done, background semantic indexing included."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout_s
+    while True:
+        await edge.app[STATE].pipeline.drain()
+        indexer = edge.cache.indexer if edge.cache is not None else None
+        if indexer is None or not indexer.pending or loop.time() > end:
+            return
+        await asyncio.sleep(0.02)

@@ -153,7 +153,7 @@ async def _worker(
 
 
 async def _t10(size: Size, work: Path, r: Report) -> None:
-    duration = pick(size, 15.0, 120.0, 300.0)
+    duration = pick(size, 15.0, 75.0, 300.0)
     keys = LinkKeys.make(work / "keys")
     hub = HubServer(keys)
     await asyncio.to_thread(hub.start)
@@ -265,7 +265,7 @@ async def _saturate(
 async def _t11(size: Size, work: Path, r: Report) -> None:
     beat = pick(size, 0.5, 1.0, 1.0)
     budget = 3 * beat + beat  # three silent intervals, plus one of jitter
-    trials = pick(size, 2, 3, 5)
+    trials = pick(size, 1, 3, 5)
     keys = LinkKeys.make(work / "keys")
     hub = HubServer(keys, heartbeat_s=beat, extra={"max_frame_bytes": 8 * 1024 * 1024})
     await asyncio.to_thread(hub.start)
@@ -301,7 +301,7 @@ async def _t11(size: Size, work: Path, r: Report) -> None:
         )
         await busy.start()
         await wait_link(busy)
-        phase_s = pick(size, 6.0, 15.0, 30.0)
+        phase_s = pick(size, 4.0, 10.0, 30.0)
         up = await _saturate(busy, phase_s, int(4 * beat * bps), 8)
         half = int(beat * bps / 2)
         both = await _saturate(busy, phase_s, half, half // 10)

@@ -45,7 +45,9 @@ def small_disk(path: Path, size: str = "4m") -> Iterator[str]:
     mounted = False
     if os.geteuid() == 0 and shutil.which("mount"):
         done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, check=False
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+            check=False,
         )
         mounted = done.returncode == 0
     try:

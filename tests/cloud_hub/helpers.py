@@ -25,7 +25,7 @@ from shared.config import CostModel, HubModelEntry
 from shared.keys import enroll_public_key, init_keys, load_public, load_secret
 from shared.procs import ChildProcess
 from shared.taxonomy import Tier
-from shared.wire import Body, ChatMessage, SamplingParams
+from shared.wire import Body, ChatMessage, Heartbeat, SamplingParams
 
 HUB_CLI = Path(sys.executable).with_name("cloud-hub")
 
@@ -167,10 +167,17 @@ class RawClient:
         # a DEALER whose handshake was refused has no peer left and would block forever
         await asyncio.wait_for(self.socket.send_multipart(frames), timeout)
 
-    async def recv(self, timeout: float = 3.0) -> Body | None:
-        if not await self.socket.poll(int(timeout * 1000)):
-            return None
-        return self.codec.decode(await self.socket.recv())
+    async def recv(self, timeout: float = 3.0, *, hub_beats: bool = False) -> Body | None:
+        """The next frame from the hub; the hub's own liveness beats are skipped unless asked for,
+        since they arrive whenever the hub's beat timer fires, between any two replies."""
+        end = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = end - asyncio.get_running_loop().time()
+            if left <= 0 or not await self.socket.poll(int(left * 1000)):
+                return None
+            body = self.codec.decode(await self.socket.recv())
+            if hub_beats or not (isinstance(body, Heartbeat) and body.from_hub):
+                return body
 
     def close(self) -> None:
         self.socket.close(linger=0)

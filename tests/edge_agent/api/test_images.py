@@ -30,7 +30,7 @@ from edge_agent.app import ClosingResource, create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.hub_link import HubLink
 from edge_agent.images.gateway import ImageGateway
-from edge_agent.images.store import EdgeAssetStore
+from edge_agent.images.store import EdgeAssetStore, StoredAsset, request_key
 from edge_agent.serving import BackgroundAgent
 from edge_agent.telemetry.metrics import EdgeMetrics
 from edge_agent.telemetry.recorder import TelemetryRecorder
@@ -390,3 +390,27 @@ def test_without_a_reachable_hub_images_are_refused_with_retry_after(
                 assert resp.json()["error"]["type"] == "service_unavailable"
         finally:
             agent.stop()
+    # what the edge's own store holds still serves exact_ok with the hub away; the rest is refused
+    home = tmp_path / "edge-stocked"
+    stock = EdgeAssetStore(home / "images.db")
+    png = Image.new("RGB", (32, 32), "teal")
+    buf = io.BytesIO()
+    png.save(buf, format="PNG")
+    data = buf.getvalue()
+    asset = StoredAsset(
+        "a1", "image", 32, 32, 1, "image/png", data, hashlib.sha256(data).hexdigest(), 3, STEPS, "m"
+    )
+    stock.put("acme", request_key("a teal square"), asset)
+    stock.close()
+    away = HubLink("tcp://127.0.0.1:9", keys.hub_public, keys.edge_secret_file, heartbeat_s=0.3)
+    agent, _spool = _agent(home, away, smollm_backend)
+    try:
+        headers = {"Authorization": f"Bearer {KEYS['acme']}"}
+        body = {"prompt": "a teal square", "size": SIZE, "reuse": "exact_ok", "response_format": "b64_json"}
+        served = httpx.post(f"{agent.base_url}/v1/images/generations", json=body, headers=headers)
+        assert served.status_code == 200 and served.headers["x-edgeroute-route"] == "asset_reuse"
+        assert base64.b64decode(served.json()["data"][0]["b64_json"]) == data
+        again = httpx.post(f"{agent.base_url}/v1/images/generations", json=body, headers=headers)
+        assert again.status_code == 503  # that user has it; a new one needs the hub
+    finally:
+        agent.stop()

@@ -62,7 +62,9 @@ def test_a_reviewed_wrong_hit_raises_the_threshold_across_restarts(
     with CacheService(db_path, SETTINGS, embedder=embedder) as svc:
         assert svc.semantic is not None and svc.semantic.verifier.threshold("general") == raised["general"]
         res = svc.lookup(req(ASKED))
-        assert res.answer is None and res.trace[-1].detail["best_reason"] == "grey_zone"
+        # nothing audited was clean: the domain now serves identical questions only
+        assert res.answer is None and res.trace[-1].reason == "identical_only"
+        assert res.trace[-1].detail["operating_point"] == "audited:general"
         assert svc.semantic.verifier.point("general") == "audited:general"
         assert svc.semantic.verifier.threshold("code") == Verifier.load().default_threshold  # untouched
 
@@ -78,7 +80,8 @@ def test_a_running_cache_takes_an_audit_without_restart(tmp_path: Path, embedder
             (row,) = audit.sample(10)
             audit.apply(load_verifier(SETTINGS), [replace(row, correct=False)], 0.0)
         res = svc.lookup(req(ASKED))
-        assert res.answer is None and res.trace[-1].detail["best_reason"] == "grey_zone"
+        assert res.answer is None and res.trace[-1].reason == "identical_only"
+        assert res.trace[-1].detail["operating_point"] == "audited:general"
 
 
 def test_unusable_review_files_are_refused_with_the_line(tmp_path: Path, embedder: Embedder) -> None:

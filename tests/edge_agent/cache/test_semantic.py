@@ -50,13 +50,20 @@ def test_the_safe_default_leaves_a_paraphrase_in_the_grey_zone(tmp_path: Path, e
     with CacheService(tmp_path / "safe.db", CacheSettings(), embedder=embedder) as svc:
         assert svc.semantic is not None
         entry = svc.semantic.put(req("How do I reverse a list in Python?"), "Use lst[::-1].", "m")
-        res = svc.lookup(req("how can I reverse a python list"))
-        assert res.answer is None
-        step = res.trace[-1]
+        asked = req("how can I reverse a python list")
+        res = svc.lookup(asked)
+        # the safe point can serve no paraphrase, so the request path does not even embed it
+        assert res.answer is None and res.embedding is None and res.trace[-1].reason == "identical_only"
+        # off the request path, the same question finds its grey-zone candidate for the hub's judge
+        step = svc.semantic.get(asked, serve=False).trace("semantic_cache")
         assert (step.reason, step.detail["best_reason"], step.detail["grey_entry"]) == (
             "no_verified_match", "grey_zone", entry,
         )  # fmt: skip
         assert 0.0 < float(step.detail["grey_probability"]) < 1.0  # type: ignore[arg-type]
+        assert entry is not None
+        assert svc.semantic.judge_material(entry, asked.now) == (
+            "How do I reverse a list in Python?", "Use lst[::-1].", "general",
+        )  # fmt: skip
         same = svc.lookup(req("how do i reverse a list in python"))  # identical forms are always served
         assert same.answer is not None and same.trace[-1].detail["operating_point"] == "safe"
 

@@ -1,0 +1,413 @@
+"""T33 (budgets under concurrency), T35 (open-loop load) and T37 (3x overload).
+
+The agent runs on its own event loop in a thread, the load generator on another, so the figures
+are the agent's and not a shared loop's. T35 sends Poisson arrivals at a fixed rate (open loop:
+the next request leaves when its time comes, answered or not) to each route: exact-cache hits,
+semantic-cache hits (real ONNX embedder) and escalations to a hub process. T37 offers three
+times what the local model can serve: the excess must be refused at once with ``Retry-After``,
+the answered requests must not queue without bound, and the agent must serve again within 10 s
+of the overload ending; the control runs the same load with admission control off. T33 gives a
+tenant a budget and fires 100 mixed requests at once (streams, cache hits, escalations): the
+spend must stay within the budget plus one request's reservation, and nothing may be served
+once it is exhausted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+
+from edge_agent.api.state import STATE
+from edge_agent.cache.embedding import load_embedder
+from edge_agent.reliability.harness import (
+    Answered,
+    EchoModel,
+    EdgeOptions,
+    HubAccess,
+    RunningEdge,
+    chat,
+    post_chat,
+    post_stream,
+    settle,
+    start_edge,
+    wait_connected,
+)
+from edge_agent.request import InferenceRequest
+from edge_agent.tenancy import RequestContext
+from shared.hubproc import HubServer, LinkKeys
+from shared.paths import models_dir
+from shared.reliability import Report, Result, Size, percentile, pick
+from shared.wire import ChatMessage, SamplingParams
+
+T = TypeVar("T")
+T33_NAME = "spend within budget under 100 concurrent requests"
+T35_NAME = "open-loop load on exact-hit, semantic-hit and escalation paths"
+T37_NAME = "3x overload: fast refusals and recovery"
+
+
+class EdgeThread:
+    """An agent on a private event loop in a thread; ``run`` executes coroutines there."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="edge-under-load", daemon=True)
+        self._thread.start()
+        self.edge: RunningEdge | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float = 600) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout_s)
+
+    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def stop(self) -> None:
+        if self.edge is not None:
+            self.run(self.edge.close())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+@dataclass
+class Load:
+    sent: int = 0
+    statuses: dict[int, int] = field(default_factory=dict)
+    latency: dict[int, list[float]] = field(default_factory=dict)
+    routes: dict[str, int] = field(default_factory=dict)
+    retry_after_missing: int = 0
+    seconds: float = 0.0
+
+    def add(self, got: Answered) -> None:
+        self.statuses[got.status] = self.statuses.get(got.status, 0) + 1
+        self.latency.setdefault(got.status, []).append(got.seconds)
+        self.routes[got.route] = self.routes.get(got.route, 0) + 1
+        if got.status in (429, 503) and "Retry-After" not in got.headers:
+            self.retry_after_missing += 1
+
+    def ok(self) -> list[float]:
+        return self.latency.get(200, [])
+
+
+async def open_loop(
+    rate: float, seconds: float, make: Callable[[int], Awaitable[Answered]], rng: random.Random
+) -> Load:
+    """Poisson arrivals at ``rate`` per second for ``seconds``; waits for the stragglers."""
+    out = Load()
+    tasks: set[asyncio.Task[None]] = set()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    due = start
+
+    async def one(n: int) -> None:
+        try:
+            out.add(await make(n))
+        except (TimeoutError, aiohttp.ClientError):
+            out.statuses[0] = out.statuses.get(0, 0) + 1
+
+    while due - start < seconds:
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        task = asyncio.create_task(one(out.sent))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        out.sent += 1
+        due += rng.expovariate(rate)
+    out.seconds = loop.time() - start
+    if tasks:
+        await asyncio.wait(tasks)
+    return out
+
+
+def _figures(r: Report, prefix: str, load: Load, rate: float) -> tuple[float, int]:
+    ok = load.ok()
+    p99 = percentile(ok, 99) * 1000
+    errors = load.sent - len(ok)
+    r.figure(
+        **{
+            f"{prefix}_offered_rps": rate,
+            f"{prefix}_achieved_rps": len(ok) / load.seconds if load.seconds else 0.0,
+            f"{prefix}_sent": load.sent,
+            f"{prefix}_errors": errors,
+            f"{prefix}_p50_ms": percentile(ok, 50) * 1000,
+            f"{prefix}_p99_ms": p99,
+        }
+    )
+    return p99, errors
+
+
+async def _t35(size: Size, work: Path, r: Report) -> None:
+    seconds = pick(size, 4.0, 20.0, 300.0)
+    exact_rate, sem_rate, esc_rate = pick(
+        size, (150.0, 20.0, 20.0), (500.0, 50.0, 50.0), (500.0, 50.0, 100.0)
+    )
+    primed = pick(size, 100, 1000, 10_000)
+    rng = random.Random(35)
+    keys = LinkKeys.make(work / "keys")
+    hub = HubServer(keys)
+    await asyncio.to_thread(hub.start)
+    side = EdgeThread()
+    embedder = load_embedder(models_dir())
+    opts = EdgeOptions(
+        embedder=embedder, hub=HubAccess(hub.endpoint, keys), settings={"admission": {"hub_in_flight": 512}}
+    )
+    try:
+        edge = side.edge = side.run(start_edge(work / "edge", EchoModel(), opts))
+        side.run(wait_connected(edge))
+        questions = [f"What is the melting point of alloy number {i}?" for i in range(primed)]
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            # one at a time: the local model's admission gate refuses a burst, and a refused
+            # priming request would leave its question out of the cache
+            for q in questions:
+                got = await post_chat(http, edge.base_url, chat(q))
+                assert got.status == 200, got.status
+            await side.arun(settle(edge))
+            exact = await open_loop(
+                exact_rate,
+                seconds,
+                lambda n: post_chat(http, edge.base_url, chat(rng.choice(questions))),
+                rng,
+            )
+            semantic = await open_loop(
+                sem_rate,
+                seconds,
+                lambda n: post_chat(http, edge.base_url, chat(rng.choice(questions).lower())),
+                rng,
+            )
+            hub_hdr = {"x-edgeroute-route": "hub"}
+            escalation = await open_loop(
+                esc_rate,
+                seconds,
+                lambda n: post_chat(http, edge.base_url, chat(f"fresh question {n} {rng.random()}"), hub_hdr),
+                rng,
+            )
+    finally:
+        side.stop()
+        await asyncio.to_thread(hub.stop)
+    r.figure(primed_entries=primed, seconds_per_route=seconds)
+    exact99, exact_err = _figures(r, "exact", exact, exact_rate)
+    sem99, sem_err = _figures(r, "semantic", semantic, sem_rate)
+    _, esc_err = _figures(r, "escalation", escalation, esc_rate)
+    r.figure(
+        exact_hits=exact.routes.get("exact_cache", 0),
+        semantic_hits=semantic.routes.get("semantic_cache", 0),
+        escalations_answered_by_hub=escalation.routes.get("hub_oss", 0),
+    )
+    r.require(
+        exact_err + sem_err + esc_err == 0, f"{exact_err + sem_err + esc_err} requests failed under load"
+    )
+    r.require(exact.routes.get("exact_cache", 0) == exact.sent, "exact-route requests missed the cache")
+    r.require(
+        semantic.routes.get("semantic_cache", 0) == semantic.sent, "semantic-route requests missed the cache"
+    )
+    r.require(exact99 < 25.0, f"exact hits p99 {exact99:.1f} ms at {exact_rate:.0f} req/s (target < 25 ms)")
+    r.require(sem99 < 100.0, f"semantic hits p99 {sem99:.1f} ms at {sem_rate:.0f} req/s (target < 100 ms)")
+
+
+def t35_load(size: Size, work: Path) -> Result:
+    r = Report("T35", T35_NAME)
+    asyncio.run(_t35(size, work, r))
+    return r.result()
+
+
+# --- T37 --------------------------------------------------------------------------------------
+
+SERVICE_S = 0.1  # one local answer: 10 words at 10 ms each, one at a time
+PROMPT = " ".join(f"w{i}" for i in range(10))
+
+
+async def _overload(
+    work: Path, *, admission: bool, seconds: float, timeout_s: float
+) -> tuple[Load, float | None]:
+    side = EdgeThread()
+    backend = EchoModel(token_delay_s=SERVICE_S / 10)
+    opts = EdgeOptions(cache=False, settings={"admission": {"enabled": admission}})
+    try:
+        edge = side.edge = side.run(start_edge(work, backend, opts))
+        rng = random.Random(37)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            capacity = 1 / SERVICE_S
+            load = await open_loop(
+                3 * capacity,
+                seconds,
+                lambda n: post_chat(http, edge.base_url, chat(PROMPT), timeout_s=timeout_s),
+                rng,
+            )
+            ended = time.monotonic()
+            recovered: float | None = None
+            while time.monotonic() - ended < 10.0:
+                got = await post_chat(http, edge.base_url, chat(PROMPT), timeout_s=10)
+                if got.status == 200:
+                    recovered = time.monotonic() - ended
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        side.stop()
+    return load, recovered
+
+
+async def _t37(size: Size, work: Path, r: Report) -> None:
+    seconds = pick(size, 5.0, 20.0, 60.0)
+    load, recovered = await _overload(work / "gated", admission=True, seconds=seconds, timeout_s=30)
+    refused = load.statuses.get(429, 0) + load.statuses.get(503, 0)
+    fast = load.latency.get(429, []) + load.latency.get(503, [])
+    refuse99 = percentile(fast, 99) * 1000
+    ok = load.ok()
+    # control: admission off, the same offered load; clients give up after 3 s
+    control, _ = await _overload(work / "open", admission=False, seconds=min(seconds, 4.0), timeout_s=3.0)
+    control_ok = control.ok()
+    r.figure(
+        capacity_rps=1 / SERVICE_S,
+        offered_rps=3 / SERVICE_S,
+        sent=load.sent,
+        answered=len(ok),
+        refused_fast=refused,
+        refusals_without_retry_after=load.retry_after_missing,
+        refusal_p99_ms=refuse99,
+        answered_p99_ms=percentile(ok, 99) * 1000,
+        answered_max_ms=max(ok, default=0.0) * 1000,
+        other_failures=load.sent - len(ok) - refused,
+        recovery_s=recovered,
+        control_refused=control.statuses.get(429, 0) + control.statuses.get(503, 0),
+        control_timed_out=control.statuses.get(0, 0),
+        control_answered_p99_ms=percentile(control_ok, 99) * 1000,
+    )
+    r.require(refused > 0, "nothing was refused at three times capacity")
+    r.require(load.retry_after_missing == 0, "a refusal came without Retry-After")
+    r.require(refuse99 < 10.0, f"refusals took {refuse99:.1f} ms at p99 (target < 10 ms)")
+    # admitted requests wait behind at most the gate's queue: a bound, not the whole backlog
+    r.require(max(ok, default=0.0) < 10 * SERVICE_S + 1.0, "answered requests queued without bound")
+    r.require(load.sent == len(ok) + refused, "requests failed other than by a fast refusal")
+    r.require(recovered is not None and recovered < 10.0, "the agent did not recover within 10 s")
+    r.control(control.statuses.get(0, 0) > 0 and not control.statuses.get(429, 0), "admission control")
+
+
+def t37_overload(size: Size, work: Path) -> Result:
+    r = Report("T37", T37_NAME)
+    asyncio.run(_t37(size, work, r))
+    return r.result()
+
+
+# --- T33 --------------------------------------------------------------------------------------
+
+# completion tokens only, the same on every route: a request's reservation (its max_tokens at this
+# price) is then close to what it really costs, so the burst can run the budget down to nothing
+PRICE = {"usd_per_1k_completion": 0.03}
+MAX_TOKENS = 8
+
+
+def _words(tag: str, rng: random.Random) -> str:
+    return " ".join([tag, *(f"{rng.getrandbits(20):05x}" for _ in range(MAX_TOKENS - 1))])
+
+
+async def _t33(size: Size, work: Path, r: Report) -> None:
+    budget = 0.01
+    key = "sk-capped-0001"
+    keys = LinkKeys.make(work / "keys")
+    hub = HubServer(keys, models=[{"name": "echo", "backend": "echo", "cost": PRICE}])
+    await asyncio.to_thread(hub.start)
+    settings = {"hub_price_ceiling": PRICE, "local_model": {"cost": PRICE}, "admission": {"local_queue": 400}}
+    tenants = {"capped": key, "free": "sk-free-0002"}
+    opts = EdgeOptions(
+        tenants=tenants, budgets={"capped": budget}, hub=HubAccess(hub.endpoint, keys), settings=settings
+    )
+    edge = await start_edge(work / "edge", EchoModel(), opts)
+    auth = {"Authorization": f"Bearer {key}"}
+    rng = random.Random(33)
+    try:
+        await wait_connected(edge)
+        budgets = edge.app[STATE].pipeline.budgets
+        assert budgets is not None
+        local_hold = budgets.max_cost(_probe_request(chat("x", max_tokens=MAX_TOKENS)), False)
+        reservation = budgets.max_cost(_probe_request(chat("x", max_tokens=MAX_TOKENS)), True)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            cached = [_words(f"cached{i}", rng) for i in range(10)]
+            for q in cached:
+                await post_chat(http, edge.base_url, chat(q, max_tokens=MAX_TOKENS), auth)
+            await settle(edge)
+            served_after = bursts = 0
+            exhausted = False
+            for _ in range(pick(size, 30, 60, 120)):
+                jobs: list[Awaitable[Any]] = []
+                for i in range(100):
+                    if i % 3 == 0:
+                        body = chat(_words("escalate", rng), max_tokens=MAX_TOKENS)
+                        jobs.append(
+                            post_chat(http, edge.base_url, body, {**auth, "x-edgeroute-route": "hub"})
+                        )
+                    elif i % 3 == 1:
+                        body = chat(_words("stream", rng), max_tokens=MAX_TOKENS)
+                        jobs.append(post_stream(http, edge.base_url, body, auth))
+                    else:
+                        jobs.append(
+                            post_chat(
+                                http, edge.base_url, chat(rng.choice(cached), max_tokens=MAX_TOKENS), auth
+                            )
+                        )
+                bursts += 1
+                results = await asyncio.gather(*jobs)
+                if exhausted:
+                    served_after += sum(getattr(x, "status", 0) == 200 for x in results)
+                    break
+                spent, held = await asyncio.to_thread(budgets.ledger.usage, "capped", 24 * 3600.0)
+                # exhausted: not even the cheapest request of this shape fits in what is left
+                exhausted = budget - spent < local_hold
+            spent, held = await asyncio.to_thread(budgets.ledger.usage, "capped", 24 * 3600.0)
+            after = [
+                await post_chat(http, edge.base_url, chat(q, max_tokens=MAX_TOKENS), auth) for q in cached[:3]
+            ]
+            after.append(
+                await post_chat(http, edge.base_url, chat(_words("late", rng), max_tokens=MAX_TOKENS), auth)
+            )
+            # control: the same burst from a tenant without a cap spends past the capped one's budget
+            free = {"Authorization": "Bearer sk-free-0002", "x-edgeroute-route": "hub"}
+            burst = [
+                post_chat(http, edge.base_url, chat(_words("free", rng), max_tokens=MAX_TOKENS), free)
+                for _ in range(100)
+            ]
+            free_spent = sum(
+                float(a.body.get("edgeroute", {}).get("cost_usd", 0.0)) for a in await asyncio.gather(*burst)
+            )
+    finally:
+        await edge.close()
+        await asyncio.to_thread(hub.stop)
+    refused_after = sum(
+        a.status == 429 and a.body.get("error", {}).get("code") == "budget_exceeded" for a in after
+    )
+    r.figure(
+        budget_usd=budget,
+        bursts_of_100=bursts,
+        spent_usd=spent,
+        held_usd=held,
+        max_reservation_usd=reservation,
+        over_budget_usd=max(0.0, spent - budget),
+        exhausted=exhausted,
+        served_after_exhaustion=served_after,
+        probes_after_refused=refused_after,
+        probes_after=len(after),
+        control_uncapped_spent_usd=free_spent,
+    )
+    r.require(spent <= budget + reservation, f"spent ${spent:.6f} on a ${budget:.6f} budget")
+    r.require(exhausted, "the budget was never exhausted: nothing was tested")
+    r.require(served_after == 0, f"{served_after} requests were served after the budget ran out")
+    r.require(refused_after == len(after), "a request was served after exhaustion (cache hit or local)")
+    r.control(free_spent > budget, "the budget (an uncapped tenant's burst)")
+
+
+def _probe_request(body: dict[str, Any]) -> InferenceRequest:
+    msgs = tuple(ChatMessage(role=m["role"], content=m["content"]) for m in body["messages"])
+    return InferenceRequest(
+        RequestContext("probe", "capped"), "auto", msgs, SamplingParams(max_tokens=body["max_tokens"])
+    )
+
+
+def t33_budgets(size: Size, work: Path) -> Result:
+    r = Report("T33", T33_NAME)
+    asyncio.run(_t33(size, work, r))
+    return r.result()
