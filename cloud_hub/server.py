@@ -167,27 +167,15 @@ class Hub:
             log.info("bad frame from edge %s: %s", edge_id, exc)
             self._reply(routing_id, Error("", exc.code, exc.message))
             return
+        self._dispatch(body, edge_id, routing_id)
+
+    def _dispatch(self, body: Body, edge_id: str, routing_id: bytes) -> None:
         if isinstance(body, Heartbeat):
             self._reply(routing_id, Heartbeat(sent_at=body.sent_at))
         elif isinstance(body, Hello):
-            log.info("edge %s connected (agent %s)", edge_id, body.agent_version)
-            self._reply(routing_id, Ready(HUB_VERSION, self._heartbeat_s, self.registry.names))
-            if self._policy is not None and self._policy.current is not None:
-                self._reply(routing_id, self._policy.current)
+            self._greet(body, edge_id, routing_id)
         elif isinstance(body, Escalate):
-            if self._inflight >= self._max_inflight:
-                busy = f"the hub is at its limit of {self._max_inflight} requests in flight"
-                self._reply(routing_id, Error(body.request_id, "overloaded", busy, retryable=True))
-                return
-            key = (edge_id, body.request_id)
-            if key in self._work:
-                message = f"request {body.request_id!r} is already in progress"
-                self._reply(routing_id, Error(body.request_id, "duplicate_request", message))
-                return
-            self._inflight += 1  # counted now: the task may not start before the next frame is read
-            task = self._spawn(self._escalation(body, edge_id, routing_id))
-            self._work[key] = task
-            task.add_done_callback(lambda _t: self._work.pop(key, None))
+            self._admit(body, edge_id, routing_id)
         elif isinstance(body, Cancel):
             # keyed by the authenticated edge: an edge can only cancel its own work
             if (work := self._work.get((edge_id, body.request_id))) is not None:
@@ -197,15 +185,38 @@ class Hub:
         elif isinstance(body, CacheJudgeRequest):
             self._spawn(self._judge_candidate(body, edge_id, routing_id))
         elif isinstance(body, MediaJob | MediaPoll | MediaFetch):
-            if self.media is None:
-                self._reply(
-                    routing_id, Error(body.request_id, "unknown_model", "this hub serves no images or video")
-                )
-            else:
-                self._spawn(self.media.handle(edge_id, body, lambda out: self._send(routing_id, out)))
+            self._media(body, edge_id, routing_id)
         else:
             message = f"the hub does not accept {type(body).__name__} messages"
             self._reply(routing_id, Error(_request_id(body), "unexpected_message", message))
+
+    def _greet(self, body: Hello, edge_id: str, routing_id: bytes) -> None:
+        log.info("edge %s connected (agent %s)", edge_id, body.agent_version)
+        self._reply(routing_id, Ready(HUB_VERSION, self._heartbeat_s, self.registry.names))
+        if self._policy is not None and self._policy.current is not None:
+            self._reply(routing_id, self._policy.current)
+
+    def _admit(self, body: Escalate, edge_id: str, routing_id: bytes) -> None:
+        if self._inflight >= self._max_inflight:
+            busy = f"the hub is at its limit of {self._max_inflight} requests in flight"
+            self._reply(routing_id, Error(body.request_id, "overloaded", busy, retryable=True))
+            return
+        key = (edge_id, body.request_id)
+        if key in self._work:
+            message = f"request {body.request_id!r} is already in progress"
+            self._reply(routing_id, Error(body.request_id, "duplicate_request", message))
+            return
+        self._inflight += 1  # counted now: the task may not start before the next frame is read
+        task = self._spawn(self._escalation(body, edge_id, routing_id))
+        self._work[key] = task
+        task.add_done_callback(lambda _t: self._work.pop(key, None))
+
+    def _media(self, body: MediaJob | MediaPoll | MediaFetch, edge_id: str, routing_id: bytes) -> None:
+        if self.media is None:
+            refusal = Error(body.request_id, "unknown_model", "this hub serves no images or video")
+            self._reply(routing_id, refusal)
+        else:
+            self._spawn(self.media.handle(edge_id, body, lambda out: self._send(routing_id, out)))
 
     def _on_revoked(self, keys: frozenset[bytes]) -> None:
         """Stop serving revoked edges now: their work in flight, their policy pushes, and their

@@ -44,7 +44,7 @@ from edge_agent.pipeline import Pipeline
 from edge_agent.policies import PolicySource, ThresholdPolicy
 from edge_agent.request import AnswerCache, EscalationPolicy, HubClient, OutcomeSink
 from edge_agent.telemetry.delivery import TelemetryDeliverer
-from edge_agent.tenancy import AuthError, Tenancy, request_id_from
+from edge_agent.tenancy import AuthError, RequestContext, Tenancy, request_id_from
 from shared.config import EdgeSettings
 
 log = logging.getLogger(__name__)
@@ -252,13 +252,10 @@ async def _edge_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def _guarded(
     request: web.Request, handler: Handler, state: AgentState, request_id: str
 ) -> web.StreamResponse:
+    """Run the handler; every failure becomes an OpenAI error body with no internal text."""
     try:
         if request.path.startswith("/v1/"):
-            authorization = request.headers.get("Authorization")
-            if state.tenancy.enforced and authorization is not None and not is_unicode_text(authorization):
-                # undecodable bytes: no key has them, and comparing them would raise
-                raise AuthError("malformed Authorization header: expected 'Bearer <key>' in UTF-8")
-            request[CONTEXT] = state.tenancy.context(request_id, authorization)
+            request[CONTEXT] = _tenant_context(request, state, request_id)
         return await handler(request)
     except AuthError as exc:
         return error_response(401, str(exc), code="invalid_api_key")
@@ -270,25 +267,40 @@ async def _guarded(
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        if exc.status >= 500:
-            return _server_error(exc.status, request_id, None)
-        template = _STATUS_TEXT.get(exc.status, "{reason}")
-        message = template.format(
-            method=request.method,
-            path=printable(request.path),
-            limit=state.settings.max_body_bytes,
-            reason=exc.reason,
-        )
-        code = {404: "unknown_url", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
-        response = error_response(exc.status, message, code=code)
-        if "Allow" in exc.headers:  # a 405 names the methods the path takes
-            response.headers["Allow"] = exc.headers["Allow"]
-        return response
+        return _http_error(request, exc, state, request_id)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("request %s failed", request_id)
         return _server_error(500, request_id, None)
+
+
+def _tenant_context(request: web.Request, state: AgentState, request_id: str) -> RequestContext:
+    authorization = request.headers.get("Authorization")
+    if state.tenancy.enforced and authorization is not None and not is_unicode_text(authorization):
+        # undecodable bytes: no key has them, and comparing them would raise
+        raise AuthError("malformed Authorization header: expected 'Bearer <key>' in UTF-8")
+    return state.tenancy.context(request_id, authorization)
+
+
+def _http_error(
+    request: web.Request, exc: web.HTTPException, state: AgentState, request_id: str
+) -> web.Response:
+    """aiohttp's own 4xx/5xx (no route, wrong method, body too large) in the OpenAI error shape."""
+    if exc.status >= 500:
+        return _server_error(exc.status, request_id, None)
+    template = _STATUS_TEXT.get(exc.status, "{reason}")
+    message = template.format(
+        method=request.method,
+        path=printable(request.path),
+        limit=state.settings.max_body_bytes,
+        reason=exc.reason,
+    )
+    code = {404: "unknown_url", 405: "method_not_allowed", 413: "request_too_large"}.get(exc.status)
+    response = error_response(exc.status, message, code=code)
+    if "Allow" in exc.headers:  # a 405 names the methods the path takes
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
 
 
 def _server_error(

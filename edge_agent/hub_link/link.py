@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 import zmq
@@ -46,6 +47,7 @@ from shared.wire import (
     TelemetryBatch,
 )
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "edgeroute-edge/0.1"
@@ -206,37 +208,13 @@ class HubLink:
                 self._cancel_remote(req.request_id)
 
     async def send_telemetry(self, batch: TelemetryBatch, timeout: float) -> TelemetryAck:
-        if batch.batch_id in self._acks:
-            raise ValueError(f"telemetry batch {batch.batch_id!r} is already in flight")
-        if not self.connected:
-            raise HubUnavailable(f"hub at {self.url} is not connected")
-        future: asyncio.Future[TelemetryAck] = asyncio.get_running_loop().create_future()
-        self._acks[batch.batch_id] = future
-        try:
-            await self._send(batch)
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            raise HubTimeout(f"no ack for telemetry batch {batch.batch_id} within {timeout:.1f}s") from None
-        finally:
-            self._acks.pop(batch.batch_id, None)
+        what = f"an ack for telemetry batch {batch.batch_id}"
+        return await self._exchange(self._acks, batch.batch_id, batch, timeout, what)
 
     async def judge(self, req: CacheJudgeRequest, timeout: float) -> CacheJudgeVerdict:
         """The hub judge's verdict on a grey-zone cache candidate; raises as ``send_telemetry`` does."""
-        if req.judge_id in self._verdicts:
-            raise ValueError(f"cache candidate {req.judge_id!r} is already being judged")
-        if not self.connected:
-            raise HubUnavailable(f"hub at {self.url} is not connected")
-        future: asyncio.Future[CacheJudgeVerdict] = asyncio.get_running_loop().create_future()
-        self._verdicts[req.judge_id] = future
-        try:
-            await self._send(req)
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            raise HubTimeout(f"no verdict on cache candidate {req.judge_id} within {timeout:.0f}s") from None
-        finally:
-            self._verdicts.pop(req.judge_id, None)
+        what = f"a verdict on cache candidate {req.judge_id}"
+        return await self._exchange(self._verdicts, req.judge_id, req, timeout, what)
 
     @property
     def max_frame(self) -> int:
@@ -248,20 +226,27 @@ class HubLink:
     ) -> MediaStatus | MediaChunk:
         """One image/video exchange (``edge_agent.hub_link.media`` drives them): a job submitted,
         polled, or a chunk of its result fetched; raises as ``escalate`` does."""
-        if body.request_id in self._media:
-            raise ValueError(f"request {body.request_id!r} is already in flight")
+        what = f"an answer to {body.request_id}"
+        return await self._exchange(self._media, body.request_id, body, timeout, what)
+
+    async def _exchange(
+        self, waiting: dict[str, asyncio.Future[T]], key: str, body: Body, timeout: float, what: str
+    ) -> T:
+        """Send one message and wait for the single answer ``_dispatch`` files under ``key``."""
+        if key in waiting:
+            raise ValueError(f"{key!r} is already in flight")
         if not self.connected:
             raise HubUnavailable(f"hub at {self.url} is not connected")
-        future: asyncio.Future[MediaStatus | MediaChunk] = asyncio.get_running_loop().create_future()
-        self._media[body.request_id] = future
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        waiting[key] = future
         try:
             await self._send(body)
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError:
-            raise HubTimeout(f"no answer from the hub to {body.request_id} within {timeout:.0f}s") from None
+            raise HubTimeout(f"no {what} within {timeout:.1f}s") from None
         finally:
-            self._media.pop(body.request_id, None)
+            waiting.pop(key, None)
 
     def _cancel_remote(self, request_id: str) -> None:
         """Tell the hub to stop work nobody will read; best effort, never raises or waits."""
@@ -334,28 +319,24 @@ class HubLink:
         elif isinstance(body, Ready):
             self.hub_models, self.hub_version = list(body.models), body.hub_version
         elif isinstance(body, PolicyUpdate):
-            if body != self.policy:
-                log.info("hub routing policy %s (canary %s)", body.version, body.canary_version or "none")
-            self.policy = body
+            self._on_policy(body)
         elif isinstance(body, ReplyChunk | Reply):
             self._deliver(body.request_id, body)
         elif isinstance(body, MediaStatus | MediaChunk):
-            self._settle_media(body)
+            _settle(self._media.get(body.request_id), body)
         elif isinstance(body, TelemetryAck):
-            ack = self._acks.get(body.batch_id)
-            if ack is not None and not ack.done():
-                ack.set_result(body)
+            _settle(self._acks.get(body.batch_id), body)
         elif isinstance(body, CacheJudgeVerdict):
-            if (verdict := self._verdicts.get(body.judge_id)) is not None and not verdict.done():
-                verdict.set_result(body)
+            _settle(self._verdicts.get(body.judge_id), body)
         elif isinstance(body, Error):
             self._on_error(body)
         else:
             log.warning("ignoring unexpected %s from the hub", type(body).__name__)
 
-    def _settle_media(self, body: MediaStatus | MediaChunk) -> None:
-        if (media := self._media.get(body.request_id)) is not None and not media.done():
-            media.set_result(body)
+    def _on_policy(self, body: PolicyUpdate) -> None:
+        if body != self.policy:
+            log.info("hub routing policy %s (canary %s)", body.version, body.canary_version or "none")
+        self.policy = body
 
     def current_policy(self) -> PolicyUpdate | None:
         return self.policy
@@ -376,28 +357,18 @@ class HubLink:
     def _on_error(self, err: Error) -> None:
         if err.request_id in self._calls or err.request_id in self._streams:
             self._deliver(err.request_id, _failure(err))
-        elif (ack := self._acks.get(err.request_id)) is not None and not ack.done():
-            ack.set_exception(_failure(err))
-        elif (media := self._media.get(err.request_id)) is not None and not media.done():
-            media.set_exception(_failure(err))
-        elif (verdict := self._verdicts.get(err.request_id)) is not None and not verdict.done():
-            verdict.set_exception(_failure(err))
-        else:
-            log.warning("hub reported %s: %s", err.code, err.message)
+            return
+        for waiting in (self._acks, self._media, self._verdicts):
+            if (waiter := waiting.get(err.request_id)) is not None and not waiter.done():
+                waiter.set_exception(_failure(err))
+                return
+        log.warning("hub reported %s: %s", err.code, err.message)
 
     def _fail_all(self, exc: HubUnavailable) -> None:
-        for call in self._calls.values():
-            if not call.done():
-                call.set_exception(exc)
-        for ack in self._acks.values():
-            if not ack.done():
-                ack.set_exception(exc)
-        for media in self._media.values():
-            if not media.done():
-                media.set_exception(exc)
-        for verdict in self._verdicts.values():
-            if not verdict.done():
-                verdict.set_exception(exc)
+        waiters: list[asyncio.Future[Any]] = [*self._calls.values(), *self._acks.values()]
+        for waiter in [*waiters, *self._media.values(), *self._verdicts.values()]:
+            if not waiter.done():
+                waiter.set_exception(exc)
         for queue in self._streams.values():
             queue.put_nowait(exc)
 
@@ -415,3 +386,9 @@ class HubLink:
         self._fail_all(HubUnavailable("hub link closed"))
         if self._context is not None:
             self._context.term()
+
+
+def _settle(waiter: asyncio.Future[Any] | None, body: Body) -> None:
+    """Answer the caller waiting on this id, unless it already gave up."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(body)
