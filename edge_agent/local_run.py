@@ -16,12 +16,12 @@ from dataclasses import replace
 
 from edge_agent.admission import Releasable
 from edge_agent.backends.base import (
-    BackendError,
     Confidence,
     GenerationEnd,
     GenerationEvent,
     GenerationJob,
     LocalBackend,
+    LocalBackendError,
     TokenStep,
 )
 from edge_agent.request import Answer, Draft
@@ -68,7 +68,7 @@ class LocalRun:
         try:
             event = await anext(self._events)
         except StopAsyncIteration:
-            raise BackendError("the local model stopped without finishing its answer") from None
+            raise LocalBackendError("the local model stopped without finishing its answer") from None
         if isinstance(event, TokenStep):
             self.tokens.append(event.token)
             self.confidence.add(event.logprob)

@@ -46,19 +46,12 @@ from edge_agent.request import (
 from shared.cache_text import model_family
 from shared.config import CostModel
 from shared.errors import StreamInterrupted
-from shared.taxonomy import HUB_ROUTES, Route
+from shared.taxonomy import Route, hub_route
 from shared.wire import Classification, Escalate, Reply, ReplyChunk, Scalar, TraceStep, Usage
 
 log = logging.getLogger(__name__)
 
-_HUB_ROUTE_VALUES = frozenset(r.value for r in HUB_ROUTES)
-
 Event = Delta | Answer
-
-
-def _hub_route(value: str) -> Route:
-    """The hub tier a reply or chunk names; anything else (an older hub sends "") is the OSS tier."""
-    return Route(value) if value in _HUB_ROUTE_VALUES else Route.HUB_OSS
 
 
 @dataclass
@@ -332,7 +325,7 @@ class Pipeline:
                         reply = item
                     elif item.delta:
                         streamed.append(item.delta)
-                        yield Delta(item.delta, _hub_route(item.route), item.model)
+                        yield Delta(item.delta, hub_route(item.route), item.model)
             if reply is None:
                 raise StreamInterrupted("the hub's stream ended without a final reply")
         else:
@@ -380,7 +373,7 @@ class Pipeline:
         started: float,
         streamed: str,
     ) -> Answer:
-        route = _hub_route(reply.route)
+        route = hub_route(reply.route)
         draft_cost = self.local_cost.estimate(0, len(run.tokens)) if run is not None else 0.0
         trace = flight.trace
         trace.extend(reply.trace)

@@ -47,6 +47,11 @@ ROUTE_ORDER: tuple[Route, ...] = (
 HUB_ROUTES: frozenset[Route] = frozenset({Route.HUB_OSS, Route.HUB_FINETUNED, Route.FRONTIER})
 
 
+def hub_route(value: str) -> Route:
+    """The hub tier a reply names; anything else (an older hub sends "") is the OSS tier."""
+    return next((r for r in HUB_ROUTES if r.value == value), Route.HUB_OSS)
+
+
 class Modality(StrEnum):
     TEXT = "text"
     IMAGE = "image"
