@@ -114,7 +114,9 @@ async def serve(
     cache_cfg = settings.global_cache
     global_cache = None
     if cache_cfg.enabled:  # the judge's models load here, off the event loop
-        global_cache = await asyncio.to_thread(GlobalCache.open, cache_cfg, settings.home, settings.models_dir)
+        global_cache = await asyncio.to_thread(
+            GlobalCache.open, cache_cfg, settings.home, settings.models_dir
+        )
     images: ImageHosting | None = None
     if settings.images.enabled:
         from cloud_hub.images.hosting import open_images
