@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import zmq.asyncio
 from zmq.auth.asyncio import AsyncioAuthenticator
@@ -21,6 +22,28 @@ from zmq.auth.asyncio import AsyncioAuthenticator
 log = logging.getLogger(__name__)
 
 Snapshot = tuple[tuple[str, int, int], ...]
+
+
+class Authenticator(Protocol):
+    """What the hub needs from its allow-list; ``Enrolments`` is the one the hub ships with."""
+
+    def start(self) -> None: ...
+
+    def reload(self) -> int: ...
+
+    def admits(self, user_id: str) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class AuthenticatorFactory(Protocol):
+    def __call__(
+        self,
+        context: zmq.asyncio.Context,
+        enrolled_dir: Path,
+        poll_s: float = ...,
+        on_revoked: Callable[[frozenset[bytes]], object] | None = ...,
+    ) -> Authenticator: ...
 
 
 class Enrolments:

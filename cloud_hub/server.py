@@ -20,7 +20,7 @@ import zmq
 import zmq.asyncio
 
 from cloud_hub import HUB_VERSION
-from cloud_hub.auth import Enrolments
+from cloud_hub.auth import Authenticator, AuthenticatorFactory, Enrolments
 from cloud_hub.cache.judging import Overloaded as JudgeOverloaded
 from cloud_hub.cache.sharing import GlobalCache
 from cloud_hub.dispatch import Dispatcher
@@ -71,6 +71,7 @@ class Hub:
         max_inflight: int = 256,
         global_cache: GlobalCache | None = None,
         media: MediaJobs | None = None,
+        authenticator: AuthenticatorFactory = Enrolments,
     ) -> None:
         self._bind = bind
         self._public, self._secret = load_secret(secret_key_file)
@@ -90,7 +91,8 @@ class Hub:
         self._codec = Codec(max_frame)
         self._context: zmq.asyncio.Context | None = None
         self._socket: zmq.asyncio.Socket | None = None
-        self._enrolments: Enrolments | None = None
+        self._authenticator = authenticator
+        self._enrolments: Authenticator | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._work: dict[tuple[str, str], asyncio.Task[None]] = {}  # (edge id, request id) → task
@@ -105,7 +107,7 @@ class Hub:
         if self._context is not None:
             raise RuntimeError("hub already started")
         self._context = zmq.asyncio.Context()
-        self._enrolments = Enrolments(
+        self._enrolments = self._authenticator(
             self._context, self._enrolled_dir, self._enrol_poll_s, on_revoked=self._on_revoked
         )
         self._enrolments.start()

@@ -17,6 +17,7 @@ import zmq
 import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
+from cloud_hub.auth import AuthenticatorFactory, Enrolments
 from cloud_hub.backends.echo import EchoBackend
 from cloud_hub.registry import ModelRegistry, RegisteredModel
 from cloud_hub.server import Hub
@@ -31,7 +32,13 @@ def echo_registry() -> ModelRegistry:
     return ModelRegistry([RegisteredModel(HubModelEntry(name="echo", backend="echo"), EchoBackend())], "echo")
 
 
-async def start_hub(keys: LinkKeys, *, max_frame: int = 4 * 1024 * 1024, heartbeat_s: float = 0.5) -> Hub:
+async def start_hub(
+    keys: LinkKeys,
+    *,
+    max_frame: int = 4 * 1024 * 1024,
+    heartbeat_s: float = 0.5,
+    authenticator: AuthenticatorFactory = Enrolments,
+) -> Hub:
     hub = Hub(
         bind="tcp://127.0.0.1:0",
         secret_key_file=key_paths(keys.hub_home / "keys")[1],
@@ -40,6 +47,7 @@ async def start_hub(keys: LinkKeys, *, max_frame: int = 4 * 1024 * 1024, heartbe
         heartbeat_s=heartbeat_s,
         max_frame=max_frame,
         enrol_poll_s=0.1,
+        authenticator=authenticator,
     )
     await hub.start()
     return hub

@@ -26,7 +26,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from unittest import mock
 
 import zmq
 import zmq.asyncio
@@ -166,15 +165,14 @@ async def _control(keys: LinkKeys, stranger_secret: Path, r: Report) -> None:
     """The same stranger against the same hub with no authenticator: it must get through."""
     ctx = zmq.asyncio.Context()
     try:
-        with mock.patch("cloud_hub.server.Enrolments", _NoAuthenticator):
-            hub = await start_hub(keys)
-            try:
-                peer = Peer(ctx, hub.endpoint, keys.hub_public, stranger_secret)
-                back = await _probe(peer)
-                peer.close()
-                reached = bool(hub.edges)
-            finally:
-                await hub.close()
+        hub = await start_hub(keys, authenticator=_NoAuthenticator)
+        try:
+            peer = Peer(ctx, hub.endpoint, keys.hub_public, stranger_secret)
+            back = await _probe(peer)
+            peer.close()
+            reached = bool(hub.edges)
+        finally:
+            await hub.close()
     finally:
         ctx.term()
     r.figure(control_frames_back=back, control_reached_handler=reached)
