@@ -99,6 +99,7 @@ class Hub:
         self.edges: dict[str, float] = {}  # edge id → wall-clock time last heard from
         # replies that never left: "not_reading" (the edge's queue was full), "unroutable" (gone)
         self.undelivered: dict[str, int] = {"not_reading": 0, "unroutable": 0}
+        self.bad_frames = 0  # frames refused by the codec, from any edge
         self.endpoint = ""
         self._closed = False
 
@@ -166,7 +167,7 @@ class Hub:
         try:
             body = self._codec.decode(payload.buffer)
         except DecodeFailure as exc:
-            log.info("bad frame from edge %s: %s", edge_id, exc)
+            self._bad_frame(edge_id, exc)
             self._reply(routing_id, Error("", exc.code, exc.message))
             return
         self._dispatch(body, edge_id, routing_id)
@@ -299,6 +300,12 @@ class Hub:
 
     def _reply(self, routing_id: bytes, body: Body) -> None:
         self._spawn(self._send(routing_id, body))
+
+    def _bad_frame(self, edge_id: str, exc: DecodeFailure) -> None:
+        self.bad_frames += 1
+        n = self.bad_frames
+        if n & (n - 1) == 0:  # 1st, 2nd, 4th, ...: a fuzzing or broken peer cannot fill the log
+            log.info("bad frame from edge %s: %s (%d bad frames so far)", edge_id, exc, n)
 
     async def _send(self, routing_id: bytes, body: Body) -> None:
         if self._socket is None or self._closed:

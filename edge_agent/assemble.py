@@ -18,6 +18,7 @@ from edge_agent.backends.base import LocalBackend, LocalBackendFactory
 from edge_agent.backends.locate import model_dirs
 from edge_agent.cache.embedding import MemoEmbedder
 from edge_agent.cache.service import CacheService
+from edge_agent.cache.spare import SpareEmbedder
 from edge_agent.cache.stage import CacheStage
 from edge_agent.cache.sync import GlobalCacheFollower
 from edge_agent.hub_link import HubLink
@@ -33,7 +34,7 @@ from edge_agent.telemetry.spool import TelemetrySpool
 from models.manifest import artifact_path
 from shared.backends import EDGE_BACKENDS, load_class
 from shared.config import EdgeSettings, cache_endpoints
-from shared.embedding import OnnxEmbedder
+from shared.embedding import Embedder, EmbedderClosed, OnnxEmbedder
 from shared.keys import init_keys, load_public, load_secret
 from shared.routing.embed import TextEmbedder
 from shared.routing.escalation import CascadeJudge
@@ -74,6 +75,20 @@ def open_embedder(settings: EdgeSettings, threads: int = 2) -> OnnxEmbedder | No
     return None
 
 
+def open_spare_embedder(settings: EdgeSettings) -> Embedder | None:
+    """The semantic index's embedder on spare CPU: a child process at the lowest priority, or
+    ``None`` (indexing then shares the agent's own session) when one cannot start."""
+    for base in model_dirs(settings):
+        path = artifact_path(EMBEDDING_MODEL, base)
+        if path.is_dir():
+            try:
+                return SpareEmbedder(path)
+            except (EmbedderClosed, OSError) as exc:
+                log.warning("semantic index embeds in the agent's process: %s", exc)
+                return None
+    return None
+
+
 def shared_embedder(service: CacheService | None) -> MemoEmbedder | None:
     """The semantic cache's embedder, which the routing heads share so a question is embedded once."""
     embedder = service.semantic.embedder if service is not None and service.semantic is not None else None
@@ -89,8 +104,7 @@ def open_cache(settings: EdgeSettings) -> CacheService:
         if model is None:
             log.warning("embedding model %s not installed: semantic cache off", EMBEDDING_MODEL)
         else:
-            # a one-thread session of its own for indexing on spare CPU (same vectors)
-            embedder = MemoEmbedder(model, background=open_embedder(settings, threads=1))
+            embedder = MemoEmbedder(model, background=open_spare_embedder(settings))
     settings.home.mkdir(parents=True, exist_ok=True)
     return CacheService(cfg.path or settings.home / "cache.db", cfg, embedder=embedder)
 

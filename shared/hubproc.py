@@ -133,3 +133,18 @@ class HubServer(ChildProcess):
 
     def stored_event_ids(self) -> list[str]:
         return [e for e, _ in self.stored_events()]
+
+    def store_counts(self) -> dict[str, int]:
+        """Request events by route, plus ``rejects``: events the hub quarantined as invalid."""
+        if not self.telemetry_db.exists():
+            return {}
+        conn = sqlite3.connect(f"file:{self.telemetry_db}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute("SELECT route, count(*) FROM events WHERE kind = 'request' GROUP BY route")
+            counts = {str(route): int(n) for route, n in rows}
+            counts["rejects"] = int(conn.execute("SELECT count(*) FROM rejects").fetchone()[0])
+            return counts
+        except sqlite3.OperationalError:
+            return {}
+        finally:
+            conn.close()

@@ -98,6 +98,9 @@ class ScriptedUpstream:
         if kind == "status":
             headers = {"Retry-After": "1"} if arg == "429" else {}
             return _error(int(arg), f"scripted status {arg}", headers)
+        if kind == "lag":  # a slow failure: the worst kind for whoever waits on it
+            await _wait_unless_gone(request, float(arg))
+            return _error(503, f"scripted 503 after {arg} s")
         if kind in ("hang", "slow"):
             await _wait_unless_gone(request, 3600.0 if kind == "hang" else float(arg))
         if kind == "redirect":  # a provider (or a poisoned DNS answer) pointing elsewhere

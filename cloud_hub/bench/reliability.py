@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     wanted = {s.strip().upper() for s in args.only.split(",") if s.strip()}
     entries = [e for e in CATALOGUE if not wanted or e.id in wanted]
     unknown = wanted - {e.id for e in CATALOGUE}
-    console = Console()
+    # a log or a pipe gets the whole table, not 80 columns of it
+    console = Console() if sys.stdout.isatty() else Console(width=170)
     if unknown:
         console.print(f"[red]not in the catalogue: {', '.join(sorted(unknown))}[/]")
         return 2

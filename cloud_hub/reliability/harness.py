@@ -100,6 +100,16 @@ class Peer:
             wait_s = 0.0
         return self.events
 
+    async def wait_event(self, event: int, timeout_s: float) -> bool:
+        """Whether the monitor reports ``event`` (``zmq.EVENT_*``) within ``timeout_s``."""
+        end = asyncio.get_running_loop().time() + timeout_s
+        while event not in self.events:
+            left = end - asyncio.get_running_loop().time()
+            if left <= 0:
+                return False
+            await self.drain_events(left)
+        return True
+
     def close(self) -> None:
         self.socket.disable_monitor()
         self.monitor.close(linger=0)

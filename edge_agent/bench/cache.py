@@ -9,6 +9,8 @@ lookup      top-10 latency and recall@10 of the cache's bit-prefilter + float re
 throughput  requests/s and p99 of the agent's exact-hit HTTP path under a loopback load generator
 passthrough caches off / exact only / defaults side by side on forced-hub misses, concurrency 1
             and 32, plus the exact-hit path (see ``cache_passthrough``)
+stream      a question stream with paraphrase repeats through a live edge and hub judge, against a
+            cosine-0.8 cache on the same stream (see ``cache_stream``)
 
 The last line printed is one JSON object with the figures.
 """
@@ -25,7 +27,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
-from edge_agent.bench import cache_passthrough
+from edge_agent.bench import cache_passthrough, cache_stream
 from edge_agent.bench.cache_quality import PairSet, judge_probabilities, load_set, score_pairs
 from edge_agent.cache.db import Database
 from edge_agent.cache.embedding import load_embedder
@@ -41,7 +43,7 @@ from shared.paraphrase import Pair, mrpc, qqp_split
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parts = ("quality", "lookup", "throughput", "passthrough")
+    parts = ("quality", "lookup", "throughput", "passthrough", "stream")
     parser.add_argument("part", nargs="?", choices=parts, default="quality")
     parser.add_argument("--pairs", type=Path, action="append", help="JSONL(.gz) of text_a/text_b/label pairs")
     parser.add_argument("--verifier", type=Path, help="verifier weights (default: the shipped ones)")
@@ -60,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--model", default="smollm2-135m-instruct", help="throughput: the local model")
     cache_passthrough.add_arguments(parser)
+    cache_stream.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.part == "passthrough":
         result = cache_passthrough.passthrough(args, console)
         cache_passthrough.report(result, console)
+    elif args.part == "stream":
+        result = cache_stream.stream(args, console)
+        cache_stream.report(result, console)
     else:
         result = throughput(args, console)
     print(json.dumps(result))

@@ -16,12 +16,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from shared.embedding import Embedder, OnnxEmbedder, Vectors
 
 ARTIFACT = "minilm-l6-v2-onnx"
+
+
+@runtime_checkable
+class SupportsClose(Protocol):
+    def close(self) -> None: ...
 
 
 def load_embedder(models_dir: Path, threads: int = 2) -> Embedder:
@@ -32,9 +38,10 @@ def load_embedder(models_dir: Path, threads: int = 2) -> Embedder:
 class MemoEmbedder:
     """An ``Embedder`` that remembers the vectors of the last ``size`` texts; thread-safe.
 
-    ``background``, when given, is a second session of the same model used by ``embed_spare``:
-    work done there never queues behind (or in front of) a request's own embedding. The two give
-    identical rows (ONNX Runtime's thread count does not change the arithmetic of this graph).
+    ``background``, when given, is a second session of the same model used by ``embed_spare``
+    (in the agent, a child process at the lowest CPU priority): work done there never queues
+    behind, or in front of, a request's own embedding. The two give identical rows (ONNX Runtime's
+    thread count does not change the arithmetic of this graph).
     """
 
     def __init__(self, inner: Embedder, *, size: int = 512, background: Embedder | None = None) -> None:
@@ -71,6 +78,11 @@ class MemoEmbedder:
     def embed_spare(self, texts: Sequence[str]) -> Vectors:
         """``embed`` on the background session: for work nobody is waiting on."""
         return self._embed(texts, self.background)
+
+    def close_background(self) -> None:
+        """Stop the background session when it is a process of its own (``spare.SpareEmbedder``)."""
+        if self.background is not self.inner and isinstance(self.background, SupportsClose):
+            self.background.close()
 
     def _embed(self, texts: Sequence[str], model: Embedder) -> Vectors:
         out = np.empty((len(texts), self.dim), dtype=np.float32)

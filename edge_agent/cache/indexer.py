@@ -2,15 +2,13 @@
 
 At the shipped safe point a miss costs the request path no embedding at all, but its question
 still has to be embedded (about 5 ms of CPU on a small host) to be stored and to find a grey-zone
-candidate for the hub's judge. That work runs here: one thread, a bounded queue, and on Linux the
-thread's own scheduling priority lowered to the minimum (``os.setpriority`` on its thread id), so
-the embedder only ever gets CPU that serving leaves idle. An edge that passes more unique misses
-than it has spare CPU for fills the queue; further jobs are dropped and counted (``dropped``), never
-waited for, so a busy edge serves at full speed and indexes what it can.
+candidate for the hub's judge. This thread takes those jobs from a bounded queue, one at a time,
+and hands each to the embedder it is given: in the agent, ``edge_agent.cache.spare``'s child
+process at the lowest CPU priority, so this thread only waits on a pipe. An edge that passes more
+unique misses than it has spare CPU for fills the queue; further jobs are dropped and counted
+(``dropped``), never waited for, so a busy edge serves at full speed and indexes what it can.
 
-Only the embedding runs on this thread: ONNX Runtime releases the interpreter lock while it works,
-so a thread that the scheduler keeps waiting never holds that lock, nor the cache file's, over the
-event loop. What follows (the search for a grey candidate, the write) is the caller's, on its loop.
+What follows an embedding (the search for a grey candidate, the write) is the caller's, on its loop.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import queue
 import threading
 from collections.abc import Callable
@@ -27,7 +24,6 @@ from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
-LOWEST_PRIORITY = 19
 T = TypeVar("T")
 
 
@@ -39,9 +35,8 @@ class _Job(Generic[T]):
 
 
 class Indexer:
-    def __init__(self, *, capacity: int = 256, nice: int = LOWEST_PRIORITY) -> None:
+    def __init__(self, *, capacity: int = 256) -> None:
         self.capacity = capacity
-        self.nice = nice
         self._jobs: queue.Queue[_Job[object] | None] = queue.Queue(maxsize=capacity)
         self._thread = threading.Thread(target=self._run, name="cache-index", daemon=True)
         self._started = False
@@ -73,7 +68,6 @@ class Indexer:
         return await future
 
     def _run(self) -> None:
-        self._lower_priority()
         while True:
             job = self._jobs.get()
             if job is None:
@@ -86,12 +80,6 @@ class Indexer:
                 self.failed += 1
                 log.exception("background cache indexing failed")
             _resolve(job, result)
-
-    def _lower_priority(self) -> None:
-        try:  # Linux: a thread id names the thread alone, so only this one is deprioritised
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
-        except (AttributeError, OSError) as exc:
-            log.debug("cache indexer keeps normal priority: %s", exc)
 
     def close(self) -> None:
         """Stop after the job in hand; jobs still queued are dropped (their callers get ``None``)."""

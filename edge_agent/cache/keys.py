@@ -77,6 +77,21 @@ class CacheRequest:
     def tenant_scope(self) -> str:
         return tenant_hash(self.tenant)
 
+    @cached_property
+    def eligibility(self) -> Eligibility:
+        """``semantic_eligibility`` of this request, worked out once."""
+        return semantic_eligibility(self)
+
+    @cached_property
+    def own_scope(self) -> str:
+        """The semantic partition of this tenant, model family and system prompt."""
+        return semantic_scope(self.tenant_scope, self.family, self.sys_hash)
+
+    @cached_property
+    def shared_scope(self) -> str:
+        """The partition of the hub's shared answers for the same family and system prompt."""
+        return semantic_scope(GLOBAL_TENANT, self.family, self.sys_hash)
+
 
 def time_bucket(now: float, bucket_s: float) -> int:
     return int(now // bucket_s)

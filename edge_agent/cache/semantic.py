@@ -32,7 +32,7 @@ from edge_agent.cache.audit import HitAudit
 from edge_agent.cache.base import CachedAnswer, Embedder, Lookup, Vectors
 from edge_agent.cache.db import Connection, Database, OperationalError
 from edge_agent.cache.exact import add_repeats_column, pool_ready, pool_target
-from edge_agent.cache.keys import GLOBAL_TENANT, CacheRequest, semantic_eligibility, semantic_scope
+from edge_agent.cache.keys import GLOBAL_TENANT, CacheRequest, semantic_scope
 from edge_agent.cache.mirror import BitMirror
 from edge_agent.cache.verifier import Decision, Verdict, Verifier
 from shared.cache_text import GlobalEntry, question_form
@@ -91,6 +91,7 @@ END;
 HUB_EXPIRES = 1e18
 # off the request path, the nearest few candidates are enough to find one worth a judge's time
 GREY_LOOKS = 3
+GREY_RESCORE = 16
 
 
 @dataclass(frozen=True)
@@ -156,13 +157,12 @@ class SemanticCache:
         """A hit without embedding: the same question stored (this tenant's, then the hub's), else
         this tenant's alias of it. A miss says whether the domain could still match by meaning."""
         t0 = time.perf_counter()
-        elig = semantic_eligibility(req)
+        elig = req.eligibility
         if not elig.ok:
             return Lookup(None, f"ineligible:{elig.reason}", _ms(t0))
         self.audit.refresh(self.verifier)  # an audit may have moved this domain's point
         qform = question_form(elig.question)
-        own = semantic_scope(req.tenant_scope, req.family, req.sys_hash)
-        shared = semantic_scope(GLOBAL_TENANT, req.family, req.sys_hash)
+        own, shared = req.own_scope, req.shared_scope
         point: dict[str, Scalar] = {"operating_point": self.verifier.point(req.domain)}
         with self.db.snapshot() as conn:
             row = conn.execute(
@@ -194,17 +194,16 @@ class SemanticCache:
         """Match by meaning. ``query``: the question's vector when already known. ``serve`` off:
         decide only (no answer picked, nothing logged), to find a grey-zone candidate."""
         t0 = time.perf_counter()
-        elig = semantic_eligibility(req)
+        elig = req.eligibility
         if not elig.ok:
             return Lookup(None, f"ineligible:{elig.reason}", _ms(t0))
         self.audit.refresh(self.verifier)
         if query is None:
             query = self.embedder.embed([elig.question])[0]
-        scopes = [
-            semantic_scope(req.tenant_scope, req.family, req.sys_hash),
-            semantic_scope(GLOBAL_TENANT, req.family, req.sys_hash),
-        ]
-        candidates = self.search(scopes, query, k=10, now=req.now)
+        scopes = [req.own_scope, req.shared_scope]
+        # off the request path only the nearest few are looked at: fewer float rows to read
+        rescore = self.rescore if serve else GREY_RESCORE
+        candidates = self.search(scopes, query, k=10, now=req.now, rescore=rescore)
         found, best = self._decide(candidates, elig.question, req.domain, serve)
         if found is None:
             reason = "no_verified_match" if candidates else "no_candidate"
@@ -262,10 +261,12 @@ class SemanticCache:
             # the answer is already verified; an audit row lost to a busy disk is not worth a miss
             log.warning("semantic hit not logged for audit", exc_info=True)
 
-    def search(self, scopes: list[str], query: Vectors, *, k: int, now: float) -> list[Candidate]:
+    def search(
+        self, scopes: list[str], query: Vectors, *, k: int, now: float, rescore: int | None = None
+    ) -> list[Candidate]:
         """Top-``k`` live entries by exact cosine among the bit-prefiltered candidates of ``scopes``."""
         q = np.ascontiguousarray(query, dtype=np.float32)
-        ids = self.mirror.search(scopes, q, self.rescore)
+        ids = self.mirror.search(scopes, q, self.rescore if rescore is None else rescore)
         if not ids:
             return []
         with self.db.snapshot() as conn:
@@ -319,11 +320,11 @@ class SemanticCache:
         """Store an answer for an eligible request; returns the entry id (None when ineligible).
 
         ``embedding`` is the question's vector from this request's own ``get``, when it ran."""
-        elig = semantic_eligibility(req)
+        elig = req.eligibility
         if not elig.ok or not answer.strip():
             return None
         emb = embedding if embedding is not None else self.embedder.embed([elig.question])[0]
-        scope = semantic_scope(req.tenant_scope, req.family, req.sys_hash)
+        scope = req.own_scope
         with self._write() as conn:
             entry_id = self._upsert(
                 conn,

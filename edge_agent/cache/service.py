@@ -12,9 +12,10 @@ from pathlib import Path
 
 from edge_agent.cache.base import CachedAnswer, Embedder, Vectors
 from edge_agent.cache.db import Database
+from edge_agent.cache.embedding import MemoEmbedder
 from edge_agent.cache.exact import ExactCache
 from edge_agent.cache.indexer import Indexer
-from edge_agent.cache.keys import CacheRequest, semantic_eligibility
+from edge_agent.cache.keys import CacheRequest
 from edge_agent.cache.semantic import SemanticCache
 from edge_agent.cache.verifier import Verifier, load_verifier
 from shared.config import CacheSettings
@@ -101,7 +102,7 @@ class CacheService:
         return (
             self.semantic is not None
             and self.semantic.verifier.serves_paraphrases(req.domain)
-            and semantic_eligibility(req).ok
+            and req.eligibility.ok
         )
 
     def semantic_meaning(self, req: CacheRequest, result: CacheResult) -> CacheResult:
@@ -145,6 +146,8 @@ class CacheService:
         self._closed = True
         if self.indexer is not None:
             self.indexer.close()  # before the file it writes to closes
+        if self.semantic is not None and isinstance(self.semantic.embedder, MemoEmbedder):
+            self.semantic.embedder.close_background()
         self.db.close()
 
     def __enter__(self) -> CacheService:

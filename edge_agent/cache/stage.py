@@ -33,7 +33,7 @@ from edge_agent.cache import aliases
 from edge_agent.cache.base import Vectors
 from edge_agent.cache.embedding import MemoEmbedder
 from edge_agent.cache.grey import GreyCandidate, GreyQueue, JudgeClient
-from edge_agent.cache.keys import CacheRequest, semantic_eligibility, semantic_scope
+from edge_agent.cache.keys import CacheRequest
 from edge_agent.cache.service import CacheService
 from edge_agent.request import Answer, CacheHit, CacheLookup, InferenceRequest
 from shared.taxonomy import Route
@@ -102,54 +102,51 @@ class CacheStage:
 
     async def _index(self, key: CacheRequest, answer: Answer, looked: CacheLookup | None) -> None:
         """The semantic entry: now when the lookup embedded the question, else once the indexer
-        embedded it on spare CPU (this bookkeeping task waits for that; the answer is long out)."""
+        embedded it on spare CPU (this bookkeeping task waits for that; the answer is long out).
+        The search for a grey candidate and the write (about a millisecond together) then run on
+        the loop: in a worker thread they would contend with it for the interpreter lock, which
+        measured slower for the requests being served."""
         sem, indexer = self.service.semantic, self.service.indexer
-        if sem is None or indexer is None or not semantic_eligibility(key).ok:
+        if sem is None or indexer is None or not key.eligibility.ok:
             return
         vector = looked.embedding if looked is not None else None
-        if vector is not None:
-            self._put(key, answer, vector, grey_detail(looked.steps) if looked is not None else None)
-            return
-        question = semantic_eligibility(key).question
-        embedder = sem.embedder
-        embed = embedder.embed_spare if isinstance(embedder, MemoEmbedder) else embedder.embed
-        vector = await indexer.run(partial(_embed_one, embed, question))
-        if vector is None or self.service.semantic is None:
-            return  # dropped (the edge is busier than its spare CPU) or failed (logged)
-        self._indexed(key, answer, vector)
+        grey = grey_detail(looked.steps) if looked is not None and vector is not None else None
+        if vector is None:
+            embedder = sem.embedder
+            embed = embedder.embed_spare if isinstance(embedder, MemoEmbedder) else embedder.embed
+            vector = await indexer.run(partial(_embed_one, embed, key.eligibility.question))
+            if vector is None:
+                return  # dropped (the edge is busier than its spare CPU) or failed (logged)
+        # a lookup that embedded the question also searched: its grey candidate is known already
+        search = self.grey is not None and (looked is None or looked.embedding is None)
+        candidate = self._store_semantic(key, answer, vector, grey, search)
+        if candidate is not None and self.grey is not None:
+            self.grey.offer(candidate)
 
-    def _indexed(self, key: CacheRequest, answer: Answer, vector: Vectors) -> None:
-        """Back on the loop with the question's vector: find a grey candidate, then store."""
+    def _store_semantic(
+        self, key: CacheRequest, answer: Answer, vector: Vectors, grey: dict[str, Scalar] | None, search: bool
+    ) -> GreyCandidate | None:
+        """Find the grey candidate (unless the lookup did), store, and say what to send the judge."""
         sem = self.service.semantic
         assert sem is not None
-        grey = None
-        if self.grey is not None:
+        if search:
             grey = grey_detail([sem.get(key, vector, serve=False).trace(Route.SEMANTIC_CACHE)])
-        self._put(key, answer, vector, grey)
-
-    def _put(
-        self, key: CacheRequest, answer: Answer, vector: Vectors, grey: dict[str, Scalar] | None
-    ) -> None:
-        sem = self.service.semantic
-        assert sem is not None
         try:
             sem.put(key, answer.text, answer.model, vector)
         except Exception:
             self.service.store_failures += 1
             log.exception("semantic cache store failed")
-        if grey is not None:
-            self._offer(key, grey)
+        return self._candidate(key, grey) if grey is not None else None
 
-    def _offer(self, key: CacheRequest, grey: dict[str, Scalar]) -> None:
+    def _candidate(self, key: CacheRequest, grey: dict[str, Scalar]) -> GreyCandidate | None:
         sem = self.service.semantic
         if self.grey is None or sem is None:
-            return
+            return None
         material = sem.judge_material(int(grey["grey_entry"] or 0), key.now)
         if material is None:
-            return
+            return None
         cached_question, cached_answer, _domain = material
-        question = semantic_eligibility(key).question
-        scope = semantic_scope(key.tenant_scope, key.family, key.sys_hash)
+        question = key.eligibility.question
         request = CacheJudgeRequest(
             judge_id=self.grey.next_id(),
             tenant=key.tenant_scope,
@@ -162,8 +159,8 @@ class CacheStage:
             cosine=float(grey.get("grey_cosine") or 0.0),
             probability=float(grey.get("grey_probability") or 0.0),
         )
-        self.grey.offer(
-            GreyCandidate(aliases.pair_id(scope, question, cached_question, cached_answer), request)
+        return GreyCandidate(
+            aliases.pair_id(key.own_scope, question, cached_question, cached_answer), request
         )
 
     async def drain(self) -> None:

@@ -46,9 +46,10 @@ class LineReader:
         self._thread.start()
 
     def _run(self) -> None:
-        for raw in self._out:
-            if raw.endswith(b"\n"):  # a line cut by the kill was never acknowledged
-                self.lines.put(raw.decode(errors="replace").strip())
+        with self._out:
+            for raw in self._out:
+                if raw.endswith(b"\n"):  # a line cut by the kill was never acknowledged
+                    self.lines.put(raw.decode(errors="replace").strip())
         self.lines.put(None)
 
     def get(self, timeout_s: float) -> str | None:

@@ -132,7 +132,7 @@ async def _worker(
     n = 0
     retry = False
     prompt = ""
-    while not stop.is_set():
+    while not stop.is_set() or retry:  # a refused request is asked again even after the stop
         if not retry:
             n += 1
             prompt = f"request {worker}-{n} nonce {rng.getrandbits(48):012x}"

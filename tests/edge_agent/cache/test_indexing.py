@@ -1,0 +1,88 @@
+"""Indexing on spare CPU with the real embedding model: one embedding per question whoever asks
+for it, a child process at the lowest priority giving the agent's own rows, and a bounded queue
+that drops rather than waits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.cache.embedding import ARTIFACT, MemoEmbedder
+from edge_agent.cache.indexer import Indexer
+from edge_agent.cache.spare import SpareEmbedder
+from shared.embedding import Embedder, EmbedderClosed, Vectors
+
+QUESTIONS = ["How do I reverse a list in Python?", "What is the capital of France?", "hi"]
+
+
+class Counting:
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.texts: list[str] = []
+
+    @property
+    def dim(self) -> int:
+        return self.inner.dim
+
+    def embed(self, texts: list[str]) -> Vectors:
+        self.texts.extend(texts)
+        return self.inner.embed(texts)
+
+
+@pytest.fixture(scope="module")
+def spare(models_dir: Path) -> Iterator[SpareEmbedder]:
+    s = SpareEmbedder(models_dir / ARTIFACT)
+    yield s
+    s.close()
+
+
+def test_a_question_is_embedded_once_for_every_part_that_reads_it(embedder: Embedder) -> None:
+    counted = Counting(embedder)
+    memo = MemoEmbedder(counted, size=2)
+    first = memo.embed([QUESTIONS[0]])  # the routing heads before the draft
+    again = memo.embed([QUESTIONS[0]])  # ... after it
+    stored = memo.embed_spare([QUESTIONS[0]])  # the semantic store
+    assert counted.texts == [QUESTIONS[0]] and memo.reused == 2
+    assert np.array_equal(first, again) and np.array_equal(first, stored)
+    memo.embed([QUESTIONS[1]])
+    memo.embed([QUESTIONS[2]])  # the memo holds two: the first question is gone
+    memo.embed([QUESTIONS[0]])
+    assert counted.texts.count(QUESTIONS[0]) == 2
+
+
+def test_the_spare_process_gives_the_agents_rows_at_the_lowest_priority(
+    spare: SpareEmbedder, embedder: Embedder
+) -> None:
+    rows = spare.embed(QUESTIONS)
+    alone = np.stack([embedder.embed([q])[0] for q in QUESTIONS])
+    assert rows.shape == (3, embedder.dim) and np.array_equal(rows, alone)
+    assert spare.pid is not None and os.getpriority(os.PRIO_PROCESS, spare.pid) == 19
+
+
+def test_a_closed_spare_process_refuses_work(models_dir: Path) -> None:
+    s = SpareEmbedder(models_dir / ARTIFACT)
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(EmbedderClosed):
+        s.embed(["anything"])
+
+
+async def test_a_full_queue_drops_and_a_closed_indexer_answers_none() -> None:
+    indexer = Indexer(capacity=1)
+    gate = threading.Event()
+    running = asyncio.ensure_future(indexer.run(lambda: gate.wait(10)))  # occupies the thread
+    await asyncio.sleep(0.05)
+    queued = asyncio.ensure_future(indexer.run(lambda: "queued"))
+    await asyncio.sleep(0.05)
+    assert await indexer.run(lambda: "third") is None and indexer.dropped == 1  # the queue is full
+    gate.set()
+    assert await running is True and await queued == "queued"
+    assert await indexer.run(lambda: 1 / 0) is None and indexer.failed == 1  # logged, never raised
+    indexer.close()
+    assert await indexer.run(lambda: "late") is None and indexer.dropped == 2
