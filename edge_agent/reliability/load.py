@@ -210,9 +210,13 @@ async def _t35(size: Size, work: Path, r: Report) -> None:
         semantic.routes.get("semantic_cache", 0) == semantic.sent, "semantic-route requests missed the cache"
     )
     target = f"target < {25 * slack:.0f} ms"
-    r.latency(size, exact99 < 25.0 * slack, f"exact hits p99 {exact99:.1f} ms at {exact_rate:.0f} req/s ({target})")
+    r.latency(
+        size, exact99 < 25.0 * slack, f"exact hits p99 {exact99:.1f} ms at {exact_rate:.0f} req/s ({target})"
+    )
     target = f"target < {100 * slack:.0f} ms"
-    r.latency(size, sem99 < 100.0 * slack, f"semantic hits p99 {sem99:.1f} ms at {sem_rate:.0f} req/s ({target})")
+    r.latency(
+        size, sem99 < 100.0 * slack, f"semantic hits p99 {sem99:.1f} ms at {sem_rate:.0f} req/s ({target})"
+    )
 
 
 def t35_load(size: Size, work: Path) -> Result:
