@@ -195,7 +195,8 @@ class Hub:
 
     def _greet(self, body: Hello, edge_id: str, routing_id: bytes) -> None:
         log.info("edge %s connected (agent %s)", edge_id, body.agent_version)
-        self._reply(routing_id, Ready(HUB_VERSION, self._heartbeat_s, self.registry.names))
+        media = self.media.models if self.media is not None else []
+        self._reply(routing_id, Ready(HUB_VERSION, self._heartbeat_s, self.registry.names, media))
         if self._policy is not None and self._policy.current is not None:
             self._reply(routing_id, self._policy.current)
 

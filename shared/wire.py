@@ -68,7 +68,9 @@ class Hello(msgspec.Struct, tag="hello", frozen=True):
 class Ready(msgspec.Struct, tag="ready", frozen=True):
     hub_version: str
     heartbeat_s: float
-    models: list[str] = []
+    models: list[str] = []  # text models an Escalate may name
+    # image and video models a MediaJob runs on, kept apart so chat never routes there
+    media_models: list[str] = []
 
 
 class Heartbeat(msgspec.Struct, tag="heartbeat", frozen=True):

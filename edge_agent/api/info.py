@@ -30,6 +30,9 @@ def _listed(state: AgentState) -> list[dict[str, Any]]:
     if state.hub is not None:
         data.append(entry(HUB_MODEL, "hub"))
         data.extend(entry(name, "hub") for name in state.hub_models())
+        text = set(state.hub_models())
+        media = dict.fromkeys(m for m in state.media_models() if m not in text)  # one entry per name
+        data.extend(entry(name, "hub") for name in media)
     return data
 
 

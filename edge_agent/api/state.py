@@ -110,6 +110,10 @@ class AgentState:
         """Model names the hub announced (none without a hub)."""
         return list(self.hub.hub_models) if self.hub is not None else []
 
+    def media_models(self) -> list[str]:
+        """Image and video models the hub announced: listed and retrievable, not chat targets."""
+        return list(self.hub.media_models) if self.hub is not None else []
+
 
 STATE = web.AppKey("edge_state", AgentState)
 CONTEXT = web.RequestKey("edge_context", RequestContext)

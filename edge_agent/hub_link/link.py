@@ -93,6 +93,7 @@ class HubLink:
         self._verdicts: dict[str, asyncio.Future[CacheJudgeVerdict]] = {}
         self._last_seen: float | None = None  # monotonic time of the last valid frame from the hub
         self.hub_models: list[str] = []
+        self.media_models: list[str] = []  # listed by /v1/models; never a chat target
         self.hub_version = ""
         self.rtt_s: float | None = None  # from the last heartbeat echo
         self.policy: PolicyUpdate | None = None  # the hub's routing policy, once it sent one
@@ -318,6 +319,7 @@ class HubLink:
                 self.rtt_s = max(0.0, time.time() - body.sent_at)
         elif isinstance(body, Ready):
             self.hub_models, self.hub_version = list(body.models), body.hub_version
+            self.media_models = list(body.media_models)
         elif isinstance(body, PolicyUpdate):
             self._on_policy(body)
         elif isinstance(body, ReplyChunk | Reply):

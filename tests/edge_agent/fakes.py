@@ -108,6 +108,7 @@ class ScriptedHub:
         self.break_after = break_after
         self.log = log if log is not None else []
         self.hub_models: list[str] = ["hub-model"]
+        self.media_models: list[str] = []
         self.requests: list[Escalate] = []
 
     def _reply(self, request: Escalate) -> Reply:

@@ -414,3 +414,14 @@ def test_without_a_reachable_hub_images_are_refused_with_retry_after(
         assert again.status_code == 503  # that user has it; a new one needs the hub
     finally:
         agent.stop()
+
+
+def test_the_hubs_image_and_video_models_are_listed_but_chat_cannot_use_them(dep: Deployment) -> None:
+    client = openai.OpenAI(base_url=f"{dep.url}/v1", api_key=KEYS["acme"], max_retries=0)
+    listed = [m.id for m in client.models.list()]
+    media = [m for m in listed if m.startswith("tiny-")]  # the hub names its pipelines after the config
+    assert len(media) == 2 and len(set(listed)) == len(listed), listed
+    for name in media:
+        assert client.models.retrieve(name).owned_by == "hub"
+        with pytest.raises(openai.NotFoundError):
+            client.chat.completions.create(model=name, messages=[{"role": "user", "content": "hi"}])
