@@ -8,7 +8,9 @@ next one immediately with ``Overloaded``, which the API turns into a 429 (local 
 recovers the moment holders leave, without a restart.
 
 The local gate is held for a whole local run (draft and rest); the backend's own worker queue
-orders the admitted runs. The hub gate is held while an escalation is on the link.
+orders the admitted runs. The hub gate is held while an escalation is on the link. The media
+gate is held by image requests while they are on the hub and by video jobs until the hub reports
+them ended; it refuses with a 429, since images have no other route to overflow to.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from shared.config import AdmissionSettings
 
 LOCAL = "edge_local"
 HUB = "hub"
+MEDIA = "hub_media"
 _MAX_RETRY_AFTER_S = 60
 _SMOOTHING = 0.2  # weight of the newest hold in the running mean
 
@@ -131,9 +134,10 @@ class _Open:
 class Admission:
     """The gates of one agent; a route without a gate admits everything."""
 
-    def __init__(self, local: Gate | None = None, hub: Gate | None = None) -> None:
+    def __init__(self, local: Gate | None = None, hub: Gate | None = None, media: Gate | None = None) -> None:
         self.local_gate = local
         self.hub_gate = hub
+        self.media_gate = media
 
     @classmethod
     def from_settings(cls, settings: AdmissionSettings, backend: object) -> Admission:
@@ -145,11 +149,12 @@ class Admission:
         queue = 4 * concurrency if settings.local_queue is None else settings.local_queue
         local = Gate(LOCAL, concurrency + queue, concurrency, status=429)
         hub = Gate(HUB, settings.hub_in_flight, settings.hub_in_flight, status=503)
-        return cls(local, hub)
+        media = Gate(MEDIA, settings.media_in_flight, settings.media_in_flight, status=429)
+        return cls(local, hub, media)
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         """Each bounded route's places in use, its limit and how many it refused so far."""
-        gates = [g for g in (self.local_gate, self.hub_gate) if g is not None]
+        gates = [g for g in (self.local_gate, self.hub_gate, self.media_gate) if g is not None]
         return {g.route: {"in_progress": g.held, "limit": g.limit, "refused": g.refused} for g in gates}
 
     def local(self, *, fallback: bool = False) -> Slot | _Open:
@@ -172,3 +177,7 @@ class Admission:
             return self.hub_gate.admit(), ""
         except Overloaded as exc:
             return None, f"{exc.message}: answering locally"
+
+    def media(self) -> Slot | _Open:
+        """A place at the media gate, or ``Overloaded`` (429) when image and video work is full."""
+        return _Open() if self.media_gate is None else self.media_gate.admit()

@@ -40,6 +40,7 @@ from edge_agent.api.state import (
 from edge_agent.backends.base import LocalBackend
 from edge_agent.budgets import BudgetLedger, Budgets
 from edge_agent.images.gateway import ImageGateway
+from edge_agent.images.metering import MediaMeter
 from edge_agent.pipeline import Pipeline
 from edge_agent.policies import PolicySource, ThresholdPolicy
 from edge_agent.request import AnswerCache, EscalationPolicy, HubClient, OutcomeSink
@@ -123,15 +124,16 @@ def create_app(
     ``resources`` (telemetry delivery, cache files, ...) start after the hub link and close
     before it, in reverse order. Pass the ``registry`` other components registered series in.
     ``embeddings`` serves ``POST /v1/embeddings`` (404 for every model without it). ``images``
-    serves the image and video routes (``edge_agent.api.images``; generation runs on the hub).
+    serves the image and video routes (``edge_agent.api.images``; generation runs on the hub),
+    metered by the same budgets and admission as text (``edge_agent.images.metering``).
     """
     registry = registry or CollectorRegistry()
     parts = list(resources)
-    if images is not None:  # its store closes with the app
-        parts.append(ClosingResource(images))
     if budgets is None and any(t.budget_usd is not None for t in settings.tenants):
         budgets = open_budgets(settings)
         parts.append(ClosingResource(budgets))
+    if images is not None:  # closes before the budgets: its running videos settle their holds
+        parts.append(images)
     source = hub if isinstance(hub, PolicySource) else None  # the hub's policy and canary, when sent
     pipeline = Pipeline(
         backend,
@@ -166,6 +168,7 @@ def create_app(
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
     if images is not None:  # /v1/images/..., /v1/videos/...: generated on the hub
+        images.use_meter(MediaMeter.from_settings(settings.images, budgets, pipeline.admission))
         add_image_routes(app, images)
     app.cleanup_ctx.append(_lifecycle(pipeline, hub, parts, backend if owns_backend else None))
     return app

@@ -225,12 +225,17 @@ class Budgets:
 
     async def reserve(self, req: InferenceRequest, may_escalate: bool) -> Hold | None:
         """The request's hold, ``None`` when its tenant has no cap; ``BudgetExceeded`` if over."""
-        cap = self._caps.get(req.ctx.tenant)
+        if req.ctx.tenant not in self._caps:
+            return None
+        return await self.reserve_usd(req.ctx.tenant, self.max_cost(req, may_escalate))
+
+    async def reserve_usd(self, tenant: str, amount_usd: float) -> Hold | None:
+        """Hold ``amount_usd`` (a request's maximum cost, priced by its caller) for ``tenant``."""
+        cap = self._caps.get(tenant)
         if cap is None or cap.budget_usd is None:
             return None
-        amount = self.max_cost(req, may_escalate)
         return await asyncio.to_thread(
-            self.ledger.reserve, cap.name, cap.budget_usd, cap.budget_window_s, amount
+            self.ledger.reserve, cap.name, cap.budget_usd, cap.budget_window_s, amount_usd
         )
 
     async def settle(self, hold: Hold, cost_usd: float) -> None:

@@ -68,6 +68,8 @@ class AdmissionSettings(BaseModel):
     # local runs waiting behind those the model runs at once; None: 4 per run it can run at once
     local_queue: int | None = Field(default=None, ge=0)
     hub_in_flight: int = Field(default=64, ge=1)  # escalations on the link at once
+    # image requests and running video jobs on the hub at once (the hub's own default max_jobs)
+    media_in_flight: int = Field(default=16, ge=1)
 
 
 class CacheSettings(BaseModel):
@@ -195,6 +197,15 @@ class EdgeImageSettings(BaseModel):
     path: Path | None = None  # delivered and cached assets, video jobs; default <home>/images.db
     max_assets: int = Field(default=2000, ge=1)  # cached assets kept, oldest dropped first
     timeout_s: float = Field(default=300.0, gt=0.0)  # one image request, or one video fetch, at most
+    # what a tenant's budget reserves per hub job: steps (the request's, else these defaults) ×
+    # usd_per_step; spend stays within the cap while these are at least the hub's own
+    # (HubSettings.images.{image,video}.{default_steps,usd_per_step})
+    image_usd_per_step: float = Field(default=0.00001, ge=0.0)
+    image_default_steps: int = Field(default=20, ge=1, le=1000)
+    video_usd_per_step: float = Field(default=0.002, ge=0.0)
+    video_default_steps: int = Field(default=20, ge=1, le=1000)
+    # a video job keeps its admission place and budget hold until the hub says it ended, this long at most
+    video_hold_s: float = Field(default=3600.0, gt=0.0)
 
 
 def available_cores() -> int:

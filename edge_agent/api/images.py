@@ -16,6 +16,10 @@ Both request bodies also take ``reuse`` (``exact_ok`` | ``variation`` (default) 
 ``x-edgeroute-route`` (``asset_reuse`` whenever anything was reused, ``hub_oss`` for a fresh
 generation on the hub) and the reuse trace in the body's ``edgeroute`` field. Unknown fields are
 refused by name, as for text.
+
+Generation on the hub is refused as text is, with ``Retry-After``: a 429 ``overloaded`` when the
+media gate is full (image requests on the hub and video jobs still running), a 429
+``budget_exceeded`` when the tenant's budget cannot cover the job's maximum cost.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from typing import Any, Literal, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from edge_agent.admission import Overloaded
 from edge_agent.api.errors import ApiError, from_validation, parse_json_object
 from edge_agent.api.state import CONTEXT
+from edge_agent.budgets import BudgetExceeded
 from edge_agent.hub_link.errors import HubRefused
 from edge_agent.images.gateway import (
     ImageGateway,
@@ -141,6 +147,12 @@ def _ask(body: _MediaBody, n: int = 1, frames: int = 1) -> MediaAsk:
 
 
 def _failure(exc: Exception) -> ApiError:
+    if isinstance(exc, Overloaded):
+        retry = {"Retry-After": str(exc.retry_after_s)}
+        return ApiError(exc.status, exc.message, code="overloaded", headers=retry)
+    if isinstance(exc, BudgetExceeded):
+        retry = {"Retry-After": str(exc.retry_after_s)}
+        return ApiError(429, exc.message, code="budget_exceeded", headers=retry)
     if isinstance(exc, MediaUnavailable):
         retry = {"Retry-After": str(exc.retry_after_s)}
         return ApiError(503, str(exc), code="hub_unavailable", headers=retry)
@@ -163,7 +175,7 @@ async def image_generations(request: web.Request) -> web.Response:
     ask = _ask(body, n=body.n or 1)
     try:
         answer = await _gateway(request).images(request[CONTEXT], ask)
-    except (MediaUnavailable, HubRefused) as exc:
+    except (MediaUnavailable, HubRefused, Overloaded, BudgetExceeded) as exc:
         raise _failure(exc) from None
     base = str(request.url.origin())
     data: list[dict[str, str]] = []
@@ -237,7 +249,7 @@ async def video_generations(request: web.Request) -> web.Response:
     ask = _ask(body, frames=frames)
     try:
         job = await _gateway(request).submit_video(request[CONTEXT], ask)
-    except (MediaUnavailable, HubRefused) as exc:
+    except (MediaUnavailable, HubRefused, Overloaded, BudgetExceeded) as exc:
         raise _failure(exc) from None
     return _video_response(job)
 
