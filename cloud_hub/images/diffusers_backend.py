@@ -21,9 +21,6 @@ none, so ``step_cache`` is refused here and measured on the Wan video backend in
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 import time
 from typing import Any
 
@@ -32,33 +29,12 @@ import torch
 
 from cloud_hub.images import tiny
 from cloud_hub.images.base import F32, Latent, Rendered, RenderSpec, lib
-from cloud_hub.images.schedules import SchedulerKind, begin_at, schedule_for
-from cloud_hub.images.step_cache import StepCacheConfig, apply_step_cache
+from cloud_hub.images.diffusers_common import DiffusersBackend, latent_of, to_u8
+from cloud_hub.images.schedules import SchedulerKind, schedule_for
+from cloud_hub.images.step_cache import StepCacheConfig
 
 
-def default_threads() -> int:
-    """Leave one core to the event loop, the embedder and the link: two torch threads on a
-    two-core machine that is doing anything else are several times slower than one."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
-
-
-def latent_fingerprint(vae: Any, scheduler: Any, kind: str) -> str:
-    """Same VAE weights and config plus same noise schedule ⇒ latents are interchangeable."""
-    # keys starting with "_" record where a config came from, not what it is
-    vae_config = {k: v for k, v in dict(vae.config).items() if not k.startswith("_")}
-    h = hashlib.sha256(json.dumps(vae_config, sort_keys=True, default=str).encode())
-    first = next(vae.parameters()).detach().to("cpu", torch.float32).contiguous()
-    h.update(first.numpy().tobytes())
-    sched = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
-    h.update(json.dumps({"kind": kind, **sched}, sort_keys=True, default=str).encode())
-    return f"{kind}:{h.hexdigest()[:16]}"
-
-
-class DiffusersImageBackend:
+class DiffusersImageBackend(DiffusersBackend):
     """One ``StableDiffusionPipeline``; every method blocks (callers run it in a worker thread)."""
 
     def __init__(
@@ -73,17 +49,17 @@ class DiffusersImageBackend:
     ) -> None:
         if scheduler not in ("ddim", "euler"):
             raise ValueError("the image backend runs DDIM or Euler")
-        if pipe.device.type == "cpu":
-            torch.set_num_threads(threads or default_threads())
-        if step_cache is not None:
-            apply_step_cache(pipe.unet, step_cache)  # raises for a UNet: see the module doc
-        pipe.set_progress_bar_config(disable=True)
-        self._pipe = pipe
-        self._name = name
+        super().__init__(
+            pipe,
+            name=name,
+            kind=scheduler,
+            schedule=schedule_for(scheduler),
+            denoiser=pipe.unet,  # a step cache raises for a UNet: see the module doc
+            default_steps=default_steps,
+            threads=threads,
+            step_cache=step_cache,
+        )
         self._kind: SchedulerKind = scheduler
-        self._schedule = schedule_for(scheduler)
-        self._default_steps = default_steps
-        self._latent_space = latent_fingerprint(pipe.vae, pipe.scheduler, scheduler)
 
     @classmethod
     def tiny(
@@ -138,92 +114,29 @@ class DiffusersImageBackend:
             pipe, name=name or model, scheduler=scheduler, default_steps=default_steps, threads=threads
         )
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def latent_space(self) -> str:
-        return self._latent_space
-
-    @property
-    def default_steps(self) -> int:
-        return self._default_steps
-
-    @property
-    def pipeline(self) -> Any:
-        return self._pipe
-
-    def levels(self, steps: int) -> list[float]:
-        self._pipe.scheduler.set_timesteps(steps, device=self._pipe.device)
-        return self._schedule.levels(self._pipe.scheduler)
-
     # --- generation ---------------------------------------------------------------------------
 
     def fresh(self, spec: RenderSpec) -> Rendered:
         began = time.perf_counter()
         levels = self.levels(spec.steps)
-        wanted = set(spec.harvest)
-        harvested: list[Latent] = []
-
         stop = spec.stop_at if 0 < spec.stop_at < spec.steps else 0
-        if stop:
-            wanted.add(stop)
-
-        def keep(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            done = i + 1
-            if done in wanted:
-                harvested.append(self._latent(kwargs["latents"], done, spec.steps, levels[done]))
-            if done == stop:
-                pipe._interrupt = True  # the pipeline skips the remaining steps
-            return kwargs
-
-        with torch.inference_mode():
-            out = self._pipe(
-                spec.prompt,
-                negative_prompt=spec.negative_prompt or None,
-                height=spec.height,
-                width=spec.width,
-                num_inference_steps=spec.steps,
-                guidance_scale=spec.guidance_scale,
-                generator=self._generator(spec.seed),
-                output_type="latent" if stop else "np",
-                callback_on_step_end=keep,
-                callback_on_step_end_tensor_inputs=["latents"],
-            )
-        pixels = np.zeros((0,), np.uint8) if stop else _to_u8(out.images[0])
+        out, harvested = self._run_pipeline(spec, levels, stop, output_type="latent" if stop else "np")
+        pixels = np.zeros((0,), np.uint8) if stop else to_u8(out.images[0])
         return Rendered(pixels, tuple(harvested), stop or spec.steps, time.perf_counter() - began)
-
-    def resume(self, spec: RenderSpec, source: Latent, start: int) -> Rendered:
-        return self._loop(spec, source, start, None, None)
-
-    def recompose(self, spec: RenderSpec, source: Latent, known: Latent, keep: F32, start: int) -> Rendered:
-        return self._loop(spec, source, start, known, keep)
 
     def _loop(
         self, spec: RenderSpec, source: Latent, start: int, known: Latent | None, keep: F32 | None
     ) -> Rendered:
-        if not 0 <= start < spec.steps:
-            raise ValueError(f"start {start} outside 0..{spec.steps - 1}")
         began = time.perf_counter()
         pipe, device = self._pipe, self._pipe.device
-        levels = self.levels(spec.steps)
+        levels, gen = self._begin(spec, start)
         sched = pipe.scheduler
-        begin_at(sched, start)
-        gen = self._generator(spec.seed)
         dtype = pipe.unet.dtype
         with torch.inference_mode():
             cfg = spec.guidance_scale > 1.0
             cond, uncond = pipe.encode_prompt(spec.prompt, device, 1, cfg, spec.negative_prompt or None)
             embeds = torch.cat([uncond, cond]) if cfg else cond
-            x = torch.from_numpy(source.data).to(device, torch.float32)
-            noise = torch.randn(x.shape, generator=gen, device=gen.device).to(device)
-            x = self._schedule.renoise(x, source.level, levels[start], noise)
-            pin = None if keep is None else torch.from_numpy(keep).to(device, torch.float32)
-            clean = None if known is None else torch.from_numpy(known.data).to(device, torch.float32)
-            pin_noise = torch.randn(x.shape, generator=gen, device=gen.device).to(device)
-            if pin is not None and clean is not None:
-                x = pin * self._schedule.noised(clean, levels[start], pin_noise) + (1 - pin) * x
+            x, pin = self._start_latent(source, levels[start], gen, known, keep)
             harvested: list[Latent] = []
             timesteps = sched.timesteps
             for i in range(start, spec.steps):
@@ -235,15 +148,14 @@ class DiffusersImageBackend:
                     e_u, e_c = eps.chunk(2)
                     eps = e_u + spec.guidance_scale * (e_c - e_u)
                 x = sched.step(eps, t, x, generator=gen, return_dict=False, **self._step_kwargs(spec))[0]
-                if pin is not None and clean is not None:
-                    x = pin * self._schedule.noised(clean, levels[i + 1], pin_noise) + (1 - pin) * x
+                x = pin(x, levels[i + 1])
                 if i + 1 in spec.harvest:
-                    harvested.append(self._latent(x, i + 1, spec.steps, levels[i + 1]))
+                    harvested.append(latent_of(x, i + 1, spec.steps, levels[i + 1]))
             image = pipe.vae.decode(x.to(pipe.vae.dtype) / pipe.vae.config.scaling_factor, return_dict=False)[
                 0
             ]
             pixels = pipe.image_processor.postprocess(image, output_type="np")[0]
-        return Rendered(_to_u8(pixels), tuple(harvested), spec.steps - start, time.perf_counter() - began)
+        return Rendered(to_u8(pixels), tuple(harvested), spec.steps - start, time.perf_counter() - began)
 
     def encode_image(self, pixels: np.ndarray) -> F32:
         """The clean latent of an image (used to reuse an asset stored without latents)."""
@@ -257,20 +169,3 @@ class DiffusersImageBackend:
 
     def _step_kwargs(self, spec: RenderSpec) -> dict[str, Any]:
         return {"eta": spec.eta} if self._kind == "ddim" else {}
-
-    def _latent(self, x: torch.Tensor, step: int, of: int, level: float) -> Latent:
-        data: F32 = x.detach().to("cpu", torch.float32).numpy().copy()
-        return Latent(step=step, of_steps=of, level=level, data=data)
-
-    def _generator(self, seed: int) -> torch.Generator:
-        # CPU generators give the same noise on every device: a seed means one picture everywhere
-        return torch.Generator("cpu").manual_seed(seed)
-
-    def close(self) -> None:
-        self._pipe = None
-
-
-def _to_u8(img: Any) -> np.ndarray:
-    arr = np.asarray(img, dtype=np.float32)
-    out: np.ndarray = np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
-    return out

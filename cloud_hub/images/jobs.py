@@ -35,10 +35,10 @@ from cloud_hub.images.service import ImageService
 from cloud_hub.images.store import AssetStore
 from shared.images import (
     REUSE_MODES,
+    GeneratedImage,
+    GeneratedVideo,
     ImageRequest,
     ImageRequestError,
-    ReuseMode,
-    ReuseTrace,
     VideoRequest,
     trace_step,
     validate_image_request,
@@ -161,35 +161,11 @@ class MediaJobs:
     def _request(self, edge_id: str, body: MediaJob) -> ImageRequest | VideoRequest:
         if body.reuse not in REUSE_MODES:
             raise ImageRequestError(f"reuse must be one of {', '.join(REUSE_MODES)}", "reuse")
-        reuse: ReuseMode = body.reuse  # narrowed by the check above
-        tenant = f"{edge_id}:{body.tenant}"
-        if body.kind == "image":
-            return ImageRequest(
-                body.prompt,
-                tenant,
-                body.user,
-                n=body.n,
-                width=body.width,
-                height=body.height,
-                steps=body.steps,
-                seed=body.seed,
-                negative_prompt=body.negative_prompt,
-                reuse=reuse,
-                model=body.model,
-            )
-        return VideoRequest(
-            body.prompt,
-            tenant,
-            body.user,
-            frames=body.frames,
-            width=body.width,
-            height=body.height,
-            steps=body.steps,
-            seed=body.seed,
-            negative_prompt=body.negative_prompt,
-            reuse=reuse,
-            model=body.model,
-        )
+        kind: type[ImageRequest | VideoRequest] = ImageRequest if body.kind == "image" else VideoRequest
+        # each request type takes the job's fields of the same names (``n`` for images, ``frames``
+        # for videos); the tenant is scoped to the edge that proved its key
+        request = msgspec.convert(body, kind, from_attributes=True)
+        return msgspec.structs.replace(request, tenant=f"{edge_id}:{body.tenant}")
 
     async def _run(self, job: _Job, request: ImageRequest | VideoRequest, received: list[str]) -> None:
         job.state = "running"
@@ -219,46 +195,31 @@ class MediaJobs:
             asset = self._store.get(asset_id, with_latents=False)
             if asset is not None and asset.tenant == request.tenant:
                 self._store.deliver(request.tenant, request.user, asset_id, asset.thumb)
-        items: list[tuple[str, bytes, str, int, int, int, ReuseTrace, int]] = []
+        made: list[tuple[GeneratedImage | GeneratedVideo, bytes, str, int]]  # result, bytes, type, frames
         if isinstance(request, ImageRequest):
-            result = self._service.generate_sync(request)
-            for img in result.images:
-                items.append(
-                    (img.asset_id, img.png, "image/png", img.width, img.height, img.seed, img.trace, 1)
-                )
+            images = self._service.generate_sync(request).images
+            made = [(img, img.png, "image/png", 1) for img in images]
         else:
             video = self._service.generate_video_sync(request).video
-            data = encode_apng(video.frames_png, self._fps)
-            frames = len(video.frames_png)
-            items.append(
-                (
-                    video.asset_id,
-                    data,
-                    "image/apng",
-                    video.width,
-                    video.height,
-                    video.seed,
-                    video.trace,
-                    frames,
-                )
-            )
+            apng = encode_apng(video.frames_png, self._fps)
+            made = [(video, apng, "image/apng", len(video.frames_png))]
         assets = [
             MediaAsset(
-                asset_id=asset_id,
+                asset_id=item.asset_id,
                 content_type=content_type,
                 size=len(data),
                 sha256=hashlib.sha256(data).hexdigest(),
-                width=width,
-                height=height,
-                seed=seed,
-                trace=trace_step(trace),
-                steps_total=trace.steps_total,
-                steps_run=trace.steps_run,
+                width=item.width,
+                height=item.height,
+                seed=item.seed,
+                trace=trace_step(item.trace),
+                steps_total=item.trace.steps_total,
+                steps_run=item.trace.steps_run,
                 frames=frames,
             )
-            for asset_id, data, content_type, width, height, seed, trace, frames in items
+            for item, data, content_type, frames in made
         ]
-        return _Rendered(assets, [item[1] for item in items], sum(t[6].steps_run for t in items))
+        return _Rendered(assets, [data for _, data, _, _ in made], sum(a.steps_run for a in assets))
 
     # --- answers ------------------------------------------------------------------------------
 

@@ -141,45 +141,52 @@ async def _measure(args: argparse.Namespace, tmp: Path, progress: Progress) -> d
         raw_endpoint = await asyncio.to_thread(_wait_line, raw, "raw ready on ")
         hub_endpoint = await asyncio.to_thread(_wait_line, hub, "hub ready on ")
 
+        # destroy() closes the context's sockets too, so a failed round trip leaves none open
         ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        sock = _raw_client(ctx, raw_endpoint, hub_pub, edge_secret)
-        task = progress.add_task("raw pyzmq", total=n + warmup)
-        samples: list[int] = []
-        for i in range(n + warmup):
-            t0 = time.perf_counter_ns()
-            sock.send(frame)
-            sock.recv()
-            if i >= warmup:
-                samples.append(time.perf_counter_ns() - t0)
-            progress.advance(task)
-        results["raw pyzmq (blocking)"] = samples
-        sock.close()
-        ctx.term()
+        try:
+            sock = _raw_client(ctx, raw_endpoint, hub_pub, edge_secret)
+            task = progress.add_task("raw pyzmq", total=n + warmup)
+            samples: list[int] = []
+            for i in range(n + warmup):
+                t0 = time.perf_counter_ns()
+                sock.send(frame)
+                sock.recv()
+                if i >= warmup:
+                    samples.append(time.perf_counter_ns() - t0)
+                progress.advance(task)
+            results["raw pyzmq (blocking)"] = samples
+        finally:
+            ctx.destroy(linger=0)
 
         actx = zmq.asyncio.Context()
-        asock = _raw_client(actx, raw_endpoint, hub_pub, edge_secret)
+        try:
+            asock = _raw_client(actx, raw_endpoint, hub_pub, edge_secret)
 
-        async def raw_async(_i: int) -> object:
-            await asock.send(frame)
-            return await asock.recv()
+            async def raw_async(_i: int) -> object:
+                await asock.send(frame)
+                return await asock.recv()
 
-        results["raw pyzmq (asyncio)"] = await _time_async(
-            "raw pyzmq asyncio", raw_async, n, warmup, progress
-        )
-        asock.close()
-        actx.term()
+            results["raw pyzmq (asyncio)"] = await _time_async(
+                "raw pyzmq asyncio", raw_async, n, warmup, progress
+            )
+        finally:
+            actx.destroy(linger=0)
 
         link = HubLink(hub_endpoint, hub_pub, edge_secret, heartbeat_s=1.0)
         await link.start()
-        await _until_connected(link)
-        results["HubLink → hub (echo)"] = await _time_async(
-            "HubLink", lambda i: link.escalate(_request(i, text)), n, warmup, progress
-        )
-        await link.close()
+        try:
+            await _until_connected(link)
+            results["HubLink → hub (echo)"] = await _time_async(
+                "HubLink", lambda i: link.escalate(_request(i, text)), n, warmup, progress
+            )
+        finally:
+            await link.close()
     finally:
         for proc in (raw, hub):
             proc.terminate()
             await asyncio.to_thread(proc.wait, 30)
+            assert proc.stdout is not None
+            proc.stdout.close()
     return results
 
 

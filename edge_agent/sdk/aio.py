@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -14,38 +13,27 @@ from edge_agent.sdk.types import (
     CacheChoice,
     ChatDelta,
     ChatResult,
-    EdgeAPIError,
     Embeddings,
     Health,
     Messages,
     ModelInfo,
     RouteChoice,
-    StreamState,
+    StreamView,
     chat_payload,
     chat_result,
+    connection_error,
     embeddings_payload,
     embeddings_result,
+    health_result,
+    http_options,
     model_info,
     raise_for_error,
+    stream_request,
 )
 
 
-class AsyncChatStream:
+class AsyncChatStream(StreamView):
     """``async for`` the ``ChatDelta``s; then ``result`` holds route, trace and usage."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._response = response
-        self._state = StreamState(
-            response.headers.get("x-edgeroute-route", ""), response.headers.get("x-request-id", "")
-        )
-
-    @property
-    def route(self) -> str:
-        return self._state.route
-
-    @property
-    def result(self) -> ChatResult:
-        return self._state.finish_stream()
 
     async def __aiter__(self) -> AsyncIterator[ChatDelta]:
         try:
@@ -72,14 +60,13 @@ class AsyncChatStream:
 
 class AsyncEdgeClient:
     def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 120.0) -> None:
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+        self._http = httpx.AsyncClient(**http_options(base_url, api_key, timeout))
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> tuple[httpx.Response, Any]:
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise EdgeAPIError(0, "connection_error", str(exc)) from exc
+            raise connection_error(exc) from exc
         raise_for_error(response, response.content)
         return response, response.json()
 
@@ -108,12 +95,10 @@ class AsyncEdgeClient:
         **options: Any,
     ) -> AsyncChatStream:
         payload = chat_payload(messages, model=model, stream=True, route=route, cache=cache, options=options)
-        request = self._http.build_request("POST", "/v1/chat/completions", content=json.dumps(payload))
-        request.headers["Content-Type"] = "application/json"
         try:
-            response = await self._http.send(request, stream=True)
+            response = await self._http.send(stream_request(self._http, payload), stream=True)
         except httpx.HTTPError as exc:
-            raise EdgeAPIError(0, "connection_error", str(exc)) from exc
+            raise connection_error(exc) from exc
         if response.status_code >= 400:
             body = await response.aread()
             await response.aclose()
@@ -136,8 +121,7 @@ class AsyncEdgeClient:
 
     async def health(self) -> Health:
         _, body = await self._request("GET", "/health")
-        rest = {k: v for k, v in body.items() if k not in ("status", "model", "hub")}
-        return Health(body["status"], body.get("model", ""), body.get("hub", ""), rest)
+        return health_result(body)
 
     async def aclose(self) -> None:
         await self._http.aclose()

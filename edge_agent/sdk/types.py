@@ -217,3 +217,44 @@ class StreamState:
         if self.result is None:
             raise EdgeAPIError(0, "stream_error", "the stream ended without its final chunk")
         return self.result
+
+
+class StreamView:
+    """What both clients' chat streams show besides their deltas: the route, known from the
+    response header before the first delta, and at the end the whole ``ChatResult``."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._state = StreamState(
+            response.headers.get("x-edgeroute-route", ""), response.headers.get("x-request-id", "")
+        )
+
+    @property
+    def route(self) -> str:
+        return self._state.route
+
+    @property
+    def result(self) -> ChatResult:
+        return self._state.finish_stream()
+
+
+def http_options(base_url: str, api_key: str | None, timeout: float) -> dict[str, Any]:
+    """The arguments of both clients' ``httpx`` client."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    return {"base_url": base_url.rstrip("/"), "headers": headers, "timeout": timeout}
+
+
+def stream_request(http: httpx.Client | httpx.AsyncClient, payload: Mapping[str, Any]) -> httpx.Request:
+    """The streaming chat request, built by hand so that it can be sent with ``stream=True``."""
+    request = http.build_request("POST", "/v1/chat/completions", content=json.dumps(payload))
+    request.headers["Content-Type"] = "application/json"
+    return request
+
+
+def connection_error(exc: httpx.HTTPError) -> EdgeAPIError:
+    return EdgeAPIError(0, "connection_error", str(exc))
+
+
+def health_result(body: Mapping[str, Any]) -> Health:
+    rest = {k: v for k, v in body.items() if k not in ("status", "model", "hub")}
+    return Health(body["status"], body.get("model", ""), body.get("hub", ""), rest)

@@ -17,10 +17,11 @@ import zmq.asyncio
 
 from cloud_hub.backends import Completion, HubBackendError, StreamItem
 from cloud_hub.backends.echo import EchoBackend
+from cloud_hub.cache.sharing import GlobalCache
 from cloud_hub.registry import ModelRegistry, RegisteredModel
 from cloud_hub.server import Hub
 from cloud_hub.sink import TelemetrySink
-from shared.codec import Codec
+from shared.codec import DEFAULT_MAX_FRAME, Codec
 from shared.config import CostModel, HubModelEntry
 from shared.keys import enroll_public_key, init_keys, load_public, load_secret
 from shared.procs import ChildProcess
@@ -124,15 +125,17 @@ def build_registry(slow_s: float = 0.3) -> ModelRegistry:
     )
 
 
-async def start_hub(
+def build_hub(
     keys: Keys,
     *,
     sink: TelemetrySink | None = None,
-    max_frame: int = 64 * 1024,
+    max_frame: int = DEFAULT_MAX_FRAME,
     heartbeat_s: float = 0.2,
     max_inflight: int = 256,
+    global_cache: GlobalCache | None = None,
 ) -> Hub:
-    hub = Hub(
+    """A hub on a free loopback port serving ``build_registry()`` to the enrolled edge; not started."""
+    return Hub(
         bind="tcp://127.0.0.1:0",
         secret_key_file=keys.hub_secret_file,
         enrolled_dir=keys.enrolled_dir,
@@ -142,7 +145,19 @@ async def start_hub(
         max_frame=max_frame,
         enrol_poll_s=0.1,
         max_inflight=max_inflight,
+        global_cache=global_cache,
     )
+
+
+async def start_hub(
+    keys: Keys,
+    *,
+    sink: TelemetrySink | None = None,
+    max_frame: int = 64 * 1024,
+    heartbeat_s: float = 0.2,
+    max_inflight: int = 256,
+) -> Hub:
+    hub = build_hub(keys, sink=sink, max_frame=max_frame, heartbeat_s=heartbeat_s, max_inflight=max_inflight)
     await hub.start()
     return hub
 
@@ -153,11 +168,15 @@ class RawClient:
     def __init__(self, endpoint: str, hub_public: bytes, secret_file: Path) -> None:
         self.context = zmq.asyncio.Context()
         self.socket = self.context.socket(zmq.DEALER)
-        self.socket.curve_serverkey = hub_public
-        self.socket.curve_publickey, self.socket.curve_secretkey = load_secret(secret_file)
-        self.socket.linger = 0
-        self.socket.reconnect_ivl = 50
-        self.socket.connect(endpoint)
+        try:
+            self.socket.linger = 0
+            self.socket.curve_serverkey = hub_public
+            self.socket.curve_publickey, self.socket.curve_secretkey = load_secret(secret_file)
+            self.socket.reconnect_ivl = 50
+            self.socket.connect(endpoint)
+        except BaseException:
+            self.close()  # a half-built client would otherwise be left to the garbage collector
+            raise
         self.codec = Codec(max_frame=1 << 24)
 
     async def send(self, body: Body, timeout: float = 3.0) -> None:

@@ -223,10 +223,6 @@ async def test_close_is_idempotent_and_frees_the_port(keys: Keys) -> None:
     endpoint = hub.endpoint
     await hub.close()
     await hub.close()
-    ctx = zmq.Context()
-    try:
-        sock = ctx.socket(zmq.ROUTER)
+    with zmq.Context() as ctx, ctx.socket(zmq.ROUTER) as sock:
+        sock.linger = 0
         sock.bind(endpoint)  # would raise EADDRINUSE if the hub still held it
-        sock.close(linger=0)
-    finally:
-        ctx.term()

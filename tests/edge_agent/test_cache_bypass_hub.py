@@ -5,8 +5,6 @@ after one tenant) and a real agent; the hub's cache records the ``Escalate`` fra
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +15,6 @@ import pytest
 
 from cloud_hub.cache.sharing import GlobalCache
 from cloud_hub.cache.store import GlobalCacheStore
-from cloud_hub.server import Hub
 from edge_agent.app import create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.hub_link import HubLink
@@ -25,7 +22,8 @@ from edge_agent.serving import BackgroundAgent
 from shared.cache_text import GlobalEntry
 from shared.config import EdgeSettings, GlobalCacheSettings
 from shared.wire import Escalate, Reply
-from tests.cloud_hub.helpers import build_registry, make_keys
+from tests.cloud_hub.helpers import build_hub, make_keys
+from tests.edge_agent.live import hub_in_thread, wait_hub
 
 
 class ObservedCache(GlobalCache):
@@ -50,38 +48,12 @@ def deployment(
         min_tenants=1, pub_bind="tcp://127.0.0.1:0", snapshot_bind="tcp://127.0.0.1:0"
     )
     cache = ObservedCache(GlobalCacheStore(root / "global.db", min_tenants=1), settings)
-    hub = Hub(
-        bind="tcp://127.0.0.1:0",
-        secret_key_file=keys.hub_secret_file,
-        enrolled_dir=keys.enrolled_dir,
-        registry=build_registry(),
-        heartbeat_s=0.3,
-        enrol_poll_s=0.1,
-        global_cache=cache,
-    )
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="hub-under-test", daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(hub.start(), loop).result(30)
-    edge = EdgeSettings(home=root / "edge", hub_timeout_s=20, heartbeat_s=0.3)
-    link = HubLink(hub.endpoint, keys.hub_public, keys.edge_secret_file, heartbeat_s=0.3)
-    try:
+    with hub_in_thread(build_hub(keys, heartbeat_s=0.3, global_cache=cache)) as hub:
+        edge = EdgeSettings(home=root / "edge", hub_timeout_s=20, heartbeat_s=0.3)
+        link = HubLink(hub.endpoint, keys.hub_public, keys.edge_secret_file, heartbeat_s=0.3)
         with BackgroundAgent(create_app(edge, smollm_backend, hub=link, owns_backend=False)) as running:
-            _wait_connected(running)
+            wait_hub(running.base_url)
             yield running, cache
-    finally:
-        asyncio.run_coroutine_threadsafe(hub.close(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-
-
-def _wait_connected(agent: BackgroundAgent) -> None:
-    for _ in range(300):
-        if httpx.get(f"{agent.base_url}/health").json()["hub"] == "connected":
-            return
-        time.sleep(0.05)
-    raise AssertionError("the hub never connected")
 
 
 def _ask(agent: BackgroundAgent, question: str, stream: bool, headers: dict[str, str]) -> str:

@@ -10,18 +10,17 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 import yaml
 
 from shared.procs import ChildProcess
+from tests.edge_agent.live import wait_hub
 
 pytestmark = pytest.mark.slow
 
@@ -90,20 +89,11 @@ def deployment(
     try:
         urls = [a.start(timeout_s=120) for a in agents]
         for url in urls:
-            _wait_hub(url, "connected", 60)
+            wait_hub(url, "connected", 60)
         yield Deployment(hub, endpoint, urls[0], urls[1])
     finally:
         for proc in (*agents, hub):
             proc.stop()
-
-
-def _wait_hub(url: str, status: str, timeout: float) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if httpx.get(f"{url}/health").json()["hub"] == status:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"{url}: hub never {status}")
 
 
 def _client(url: str) -> openai.OpenAI:
@@ -180,7 +170,7 @@ def test_streaming_through_both_paths(deployment: Deployment) -> None:
 
 def test_hub_killed_then_restarted(deployment: Deployment) -> None:
     deployment.hub.stop(signal.SIGTERM)  # SIGKILL would orphan the vLLM engine process
-    _wait_hub(deployment.doubtful, "disconnected", 30)
+    wait_hub(deployment.doubtful, "disconnected", 30)
     done = _client(deployment.doubtful).chat.completions.create(
         model="auto", messages=_question(3), max_tokens=12
     )
@@ -189,7 +179,7 @@ def test_hub_killed_then_restarted(deployment: Deployment) -> None:
     reasons = {s["stage"]: s["reason"] for s in info["trace"]}
     assert "hub not connected" in reasons["hub"]
     deployment.hub.start(timeout_s=480)
-    _wait_hub(deployment.doubtful, "connected", 60)
+    wait_hub(deployment.doubtful, "connected", 60)
     again = _client(deployment.doubtful).chat.completions.with_raw_response.create(
         model="auto", messages=_question(4), max_tokens=12
     )

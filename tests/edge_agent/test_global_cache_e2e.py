@@ -24,6 +24,7 @@ from edge_agent.serving import BackgroundAgent
 from shared.config import CacheSettings, EdgeSettings, LocalModelConfig, TenantConfig
 from shared.keys import enroll_public_key, init_keys
 from shared.procs import ChildProcess
+from tests.edge_agent.live import wait_hub
 
 BIN = Path(sys.executable).parent
 QUESTION = "What does the HTTP status code 404 mean?"
@@ -76,21 +77,12 @@ def deployment(
         for tenant in TENANTS:
             agents[tenant] = _agent(root, tenant, hub, smollm_gguf)
         for agent, _ in agents.values():
-            _wait_connected(agent)
+            wait_hub(agent.base_url, timeout_s=60)
         yield hub, agents
     finally:
         for agent, _ in agents.values():
             agent.stop()
         hub.stop()
-
-
-def _wait_connected(agent: BackgroundAgent) -> None:
-    end = time.monotonic() + 60
-    while time.monotonic() < end:
-        if httpx.get(f"{agent.base_url}/health").json()["hub"] == "connected":
-            return
-        time.sleep(0.2)
-    raise AssertionError("agent never connected to the hub")
 
 
 def _ask(agent: BackgroundAgent, tenant: str, question: str, **extra: Any) -> dict[str, Any]:

@@ -5,22 +5,18 @@ model, fine-tuned and frontier, all echo backends)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
-from edge_agent.app import create_app
-from edge_agent.assemble import build_hub_link, build_policy
+from edge_agent.assemble import build_policy
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.serving import BackgroundAgent
-from shared.config import EdgeSettings
-from shared.keys import key_paths
-from tests.cloud_hub.helpers import HubProcess, make_keys, write_config
+from tests.cloud_hub.helpers import HubProcess
+from tests.edge_agent.live import edge_settings, hub_process, linked_agent
 
 MATH = "A farmer has 17 sheep and buys 3 times as many goats. How many animals does he have now?"
 OSS_COST = {"usd_per_1k_prompt": 0.0001, "usd_per_1k_completion": 0.0002}
@@ -31,42 +27,19 @@ HUB_ROUTES = ("hub_oss", "hub_finetuned", "frontier")
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    root = tmp_path_factory.mktemp("tiers")
-    keys = make_keys(root)
-    config = write_config(
-        root / "hub.yaml",
-        [
-            {"name": "oss-echo", "backend": "echo", "tier": "oss", "cost": OSS_COST},
-            {"name": "finetuned-echo", "backend": "echo", "tier": "finetuned", "cost": FINETUNED_COST},
-            {"name": "frontier-echo", "backend": "echo", "tier": "frontier", "cost": FRONTIER_COST},
-        ],
-        default="oss-echo",
-    )
-    process = HubProcess(keys.hub_home, config)
-    process.start()
-    yield process
-    process.kill()
+    models: list[dict[str, object]] = [
+        {"name": "oss-echo", "backend": "echo", "tier": "oss", "cost": OSS_COST},
+        {"name": "finetuned-echo", "backend": "echo", "tier": "finetuned", "cost": FINETUNED_COST},
+        {"name": "frontier-echo", "backend": "echo", "tier": "frontier", "cost": FRONTIER_COST},
+    ]
+    with hub_process(tmp_path_factory.mktemp("tiers"), models, "oss-echo") as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 def agent(hub: HubProcess, smollm_backend: LlamaCppBackend, models_dir: Path) -> Iterator[BackgroundAgent]:
-    settings = EdgeSettings(
-        home=hub.home.parent / "edge",
-        models_dir=models_dir,
-        hub_url=hub.endpoint,
-        hub_public_key_file=key_paths(hub.home / "keys")[0],
-        heartbeat_s=0.3,
-        hub_timeout_s=20,
-        draft_tokens=6,
-        escalation_policy="calibrated",
-    )
-    link = build_hub_link(settings)
-    app = create_app(settings, smollm_backend, hub=link, policy=build_policy(settings), owns_backend=False)
-    with BackgroundAgent(app) as running:
-        end = time.monotonic() + 30
-        while httpx.get(f"{running.base_url}/health").json()["hub"] != "connected":
-            assert time.monotonic() < end, "hub never connected"
-            time.sleep(0.1)
+    settings = edge_settings(hub, models_dir=models_dir, draft_tokens=6, escalation_policy="calibrated")
+    with linked_agent(settings, smollm_backend, build_policy(settings)) as running:
         yield running
 
 

@@ -5,21 +5,23 @@ backend, so every routing path is exercised in seconds: hub answers, hub streams
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from edge_agent.app import create_app
-from edge_agent.assemble import build_hub_link
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.serving import BackgroundAgent
-from shared.config import EdgeSettings
-from shared.keys import key_paths
-from tests.cloud_hub.helpers import HubProcess, make_keys, write_config
+from tests.cloud_hub.helpers import HubProcess
+from tests.edge_agent.live import (
+    edge_settings,
+    hub_process,
+    linked_agent,
+    sse_chunks,
+    streamed_text,
+    wait_hub,
+)
 
 QUESTION = "alpha beta gamma delta"
 HUB_COST = {"usd_per_1k_prompt": 0.5, "usd_per_1k_completion": 1.5}
@@ -27,48 +29,20 @@ HUB_COST = {"usd_per_1k_prompt": 0.5, "usd_per_1k_completion": 1.5}
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    root = tmp_path_factory.mktemp("link")
-    keys = make_keys(root)
-    config = write_config(
-        root / "hub.yaml",
-        [
-            {"name": "echo", "backend": "echo", "tier": "oss", "cost": HUB_COST},
-            {"name": "frontier-echo", "backend": "echo", "tier": "frontier"},
-        ],
-        default="echo",
-    )
-    process = HubProcess(keys.hub_home, config)
-    process.start()
-    yield process
-    process.kill()
+    models: list[dict[str, object]] = [
+        {"name": "echo", "backend": "echo", "tier": "oss", "cost": HUB_COST},
+        {"name": "frontier-echo", "backend": "echo", "tier": "frontier"},
+    ]
+    with hub_process(tmp_path_factory.mktemp("link"), models, "echo") as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 def agent(hub: HubProcess, smollm_backend: LlamaCppBackend) -> Iterator[BackgroundAgent]:
     """Threshold 1.0: every unforced request escalates after its draft."""
-    edge_home = hub.home.parent / "edge"
-    settings = EdgeSettings(
-        home=edge_home,
-        hub_url=hub.endpoint,
-        hub_public_key_file=key_paths(hub.home / "keys")[0],
-        heartbeat_s=0.3,
-        hub_timeout_s=20,
-        confidence_threshold=1.0,
-        draft_tokens=6,
-    )
-    link = build_hub_link(settings)
-    with BackgroundAgent(create_app(settings, smollm_backend, hub=link, owns_backend=False)) as running:
-        _wait_hub(running, "connected")
+    settings = edge_settings(hub, confidence_threshold=1.0, draft_tokens=6)
+    with linked_agent(settings, smollm_backend) as running:
         yield running
-
-
-def _wait_hub(agent: BackgroundAgent, status: str, timeout: float = 30.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if httpx.get(f"{agent.base_url}/health").json()["hub"] == status:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"hub never became {status}")
 
 
 def _chat(agent: BackgroundAgent, **extra: Any) -> httpx.Response:
@@ -89,16 +63,9 @@ def _stream(agent: BackgroundAgent, **extra: Any) -> tuple[httpx.Headers, str, d
         "stream": True,
         **extra,
     }
-    text, last = "", {}
     with httpx.stream("POST", f"{agent.base_url}/v1/chat/completions", json=body, timeout=120) as response:
         assert response.status_code == 200
-        for line in response.iter_lines():
-            if line.startswith("data: {"):
-                chunk = json.loads(line[6:])
-                assert "error" not in chunk, chunk
-                for choice in chunk["choices"]:
-                    text += choice["delta"].get("content") or ""
-                last = chunk
+        text, last = streamed_text(sse_chunks(response))
         return response.headers, text, last
 
 
@@ -159,7 +126,7 @@ def test_unknown_hub_model_is_refused_not_answered_locally(agent: BackgroundAgen
 
 def test_hub_down_answers_locally_and_recovers(agent: BackgroundAgent, hub: HubProcess) -> None:
     hub.kill()
-    _wait_hub(agent, "disconnected")
+    wait_hub(agent.base_url, "disconnected")
     body = _chat(agent).json()
     assert body["edgeroute"]["route"] == "edge_local"
     steps = {(s["stage"], s["decision"]): s["reason"] for s in body["edgeroute"]["trace"]}
@@ -168,7 +135,7 @@ def test_hub_down_answers_locally_and_recovers(agent: BackgroundAgent, hub: HubP
     assert forced["edgeroute"]["route"] == "edge_local" and forced["edgeroute"]["fallback"] is True
     hub.bind = hub.endpoint  # same port, so the edge's reconnect finds it
     hub.start()
-    _wait_hub(agent, "connected")
+    wait_hub(agent.base_url)
     again = _chat(agent)
     assert again.headers["x-edgeroute-route"] == "hub_oss"
     assert again.json()["choices"][0]["message"]["content"] == QUESTION

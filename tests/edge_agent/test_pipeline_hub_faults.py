@@ -5,10 +5,6 @@ fails after its first streamed word). Everything between them is the real link: 
 
 from __future__ import annotations
 
-import asyncio
-import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +17,8 @@ from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.hub_link import HubLink
 from edge_agent.serving import BackgroundAgent
 from shared.config import EdgeSettings
-from tests.cloud_hub.helpers import make_keys, start_hub
+from tests.cloud_hub.helpers import build_hub, make_keys
+from tests.edge_agent.live import hub_in_thread, sse_chunks, wait_hub
 
 QUESTION = [{"role": "user", "content": "one two three"}]
 
@@ -32,29 +29,14 @@ def agent(
 ) -> Iterator[BackgroundAgent]:
     root: Path = tmp_path_factory.mktemp("faults")
     keys = make_keys(root)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="hub-under-test", daemon=True)
-    thread.start()
-    hub = asyncio.run_coroutine_threadsafe(start_hub(keys, heartbeat_s=0.3), loop).result(30)
-    settings = EdgeSettings(home=root / "edge", confidence_threshold=0.0, hub_timeout_s=0.2, heartbeat_s=0.3)
-    link = HubLink(hub.endpoint, keys.hub_public, keys.edge_secret_file, heartbeat_s=0.3)
-    try:
+    with hub_in_thread(build_hub(keys, max_frame=64 * 1024, heartbeat_s=0.3)) as hub:
+        settings = EdgeSettings(
+            home=root / "edge", confidence_threshold=0.0, hub_timeout_s=0.2, heartbeat_s=0.3
+        )
+        link = HubLink(hub.endpoint, keys.hub_public, keys.edge_secret_file, heartbeat_s=0.3)
         with BackgroundAgent(create_app(settings, smollm_backend, hub=link, owns_backend=False)) as running:
-            _wait_connected(running)
+            wait_hub(running.base_url)
             yield running
-    finally:
-        asyncio.run_coroutine_threadsafe(hub.close(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
-
-
-def _wait_connected(agent: BackgroundAgent) -> None:
-    for _ in range(300):
-        if httpx.get(f"{agent.base_url}/health").json()["hub"] == "connected":
-            return
-        time.sleep(0.05)
-    raise AssertionError("the hub never connected")
 
 
 def _chat(agent: BackgroundAgent, model: str) -> dict[str, Any]:
@@ -94,7 +76,7 @@ def test_hub_failing_mid_stream_is_reported_in_band(agent: BackgroundAgent) -> N
     with httpx.stream("POST", f"{agent.base_url}/v1/chat/completions", json=body, timeout=60) as response:
         assert response.status_code == 200
         assert response.headers["x-edgeroute-route"] == "hub_oss"
-        events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+        events = sse_chunks(response)
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in events if c.get("choices"))
     assert text == "partial"  # what the hub sent before failing reached the client once
     assert events[-1]["error"]["code"] == "stream_interrupted"

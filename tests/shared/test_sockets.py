@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -41,6 +41,35 @@ def ctx() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
     context.destroy(linger=0)
 
 
+@dataclass
+class Opener:
+    """Opens sockets on one context and keeps them until teardown closes them.
+
+    A test's sockets are dropped when the test function returns, before ``ctx`` is destroyed, so
+    without a reference held here each one would be collected unclosed.
+    """
+
+    ctx: zmq.Context[zmq.Socket[bytes]]
+    opened: list[zmq.Socket[bytes]] = field(default_factory=list)
+
+    def __call__(self, kind: int, **kwargs: Any) -> zmq.Socket[bytes]:
+        return self.keep(open_socket(self.ctx, kind, **kwargs))
+
+    def keep(self, sock: zmq.Socket[bytes]) -> zmq.Socket[bytes]:
+        self.opened.append(sock)
+        return sock
+
+
+@pytest.fixture
+def open_(ctx: zmq.Context[zmq.Socket[bytes]]) -> Iterator[Opener]:
+    opener = Opener(ctx)
+    try:
+        yield opener
+    finally:
+        for sock in opener.opened:
+            sock.close(linger=0)
+
+
 @pytest.fixture
 def pairs() -> Pairs:
     return Pairs(*zmq.curve_keypair(), *zmq.curve_keypair())
@@ -57,9 +86,9 @@ def _next_event(monitor: zmq.Socket[bytes], timeout_ms: int = WAIT_MS) -> int:
     return event
 
 
-def test_curve_pair_built_by_the_factory_talks(ctx: zmq.Context[zmq.Socket[bytes]], pairs: Pairs) -> None:
-    server = open_socket(ctx, zmq.ROUTER, curve=pairs.server, bind=LOOPBACK)
-    client = open_socket(ctx, zmq.DEALER, curve=pairs.client(), connect=_endpoint(server))
+def test_curve_pair_built_by_the_factory_talks(open_: Opener, pairs: Pairs) -> None:
+    server = open_(zmq.ROUTER, curve=pairs.server, bind=LOOPBACK)
+    client = open_(zmq.DEALER, curve=pairs.client(), connect=_endpoint(server))
     client.send(b"ping")
     assert server.poll(WAIT_MS)
     peer, body = server.recv_multipart()
@@ -73,19 +102,20 @@ def test_curve_pair_built_by_the_factory_talks(ctx: zmq.Context[zmq.Socket[bytes
 
 @pytest.mark.parametrize("impostor", ["wrong server key", "no CURVE at all"])
 def test_a_client_without_the_right_server_key_never_gets_through(
-    ctx: zmq.Context[zmq.Socket[bytes]], pairs: Pairs, impostor: str
+    open_: Opener, pairs: Pairs, impostor: str
 ) -> None:
-    server = open_socket(ctx, zmq.ROUTER, curve=pairs.server, bind=LOOPBACK)
-    monitor = server.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+    server = open_(zmq.ROUTER, curve=pairs.server, bind=LOOPBACK)
+    events = zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    monitor = open_.keep(server.get_monitor_socket(events))
     other_server_public, _ = zmq.curve_keypair()
     curve = pairs.client(server_key=other_server_public) if impostor == "wrong server key" else None
-    client = open_socket(ctx, zmq.DEALER, curve=curve, connect=_endpoint(server))
+    client = open_(zmq.DEALER, curve=curve, connect=_endpoint(server))
     client.send(b"let me in")
     assert _next_event(monitor) == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
     assert not server.poll(300)
 
 
-def test_every_option_is_applied_before_the_socket_is_used(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+def test_every_option_is_applied_before_the_socket_is_used(open_: Opener) -> None:
     options = SocketOptions(
         linger_ms=250,
         sndhwm=17,
@@ -99,7 +129,7 @@ def test_every_option_is_applied_before_the_socket_is_used(ctx: zmq.Context[zmq.
         max_msg_size=65536,
         zap_domain="edgeroute",
     )
-    sock = open_socket(ctx, zmq.DEALER, options=options, connect="tcp://127.0.0.1:9")
+    sock = open_(zmq.DEALER, options=options, connect="tcp://127.0.0.1:9")
     assert {
         "linger": sock.getsockopt(zmq.LINGER),
         "sndhwm": sock.getsockopt(zmq.SNDHWM),
@@ -127,7 +157,7 @@ def test_every_option_is_applied_before_the_socket_is_used(ctx: zmq.Context[zmq.
     }
 
 
-def test_defaults_keep_libzmq_defaults_except_linger(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+def test_defaults_keep_libzmq_defaults_except_linger(open_: Opener) -> None:
     readable = [
         zmq.SNDHWM,
         zmq.RCVHWM,
@@ -142,24 +172,24 @@ def test_defaults_keep_libzmq_defaults_except_linger(ctx: zmq.Context[zmq.Socket
         zmq.CURVE_SERVER,
         zmq.MECHANISM,
     ]
-    bare = ctx.socket(zmq.DEALER)
-    built = open_socket(ctx, zmq.DEALER, connect="tcp://127.0.0.1:9")
+    bare = open_.keep(open_.ctx.socket(zmq.DEALER))
+    built = open_(zmq.DEALER, connect="tcp://127.0.0.1:9")
     assert [built.getsockopt(o) for o in readable] == [bare.getsockopt(o) for o in readable]
     assert (built.getsockopt(zmq.LINGER), bare.getsockopt(zmq.LINGER)) == (0, -1)
 
 
-def test_router_mandatory_turns_a_send_to_nobody_into_an_error(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
-    strict = open_socket(ctx, zmq.ROUTER, options=SocketOptions(router_mandatory=True), bind=LOOPBACK)
-    lax = open_socket(ctx, zmq.ROUTER, bind=LOOPBACK)
+def test_router_mandatory_turns_a_send_to_nobody_into_an_error(open_: Opener) -> None:
+    strict = open_(zmq.ROUTER, options=SocketOptions(router_mandatory=True), bind=LOOPBACK)
+    lax = open_(zmq.ROUTER, bind=LOOPBACK)
     lax.send_multipart([b"nobody", b"lost quietly"])
     with pytest.raises(zmq.ZMQError) as info:
         strict.send_multipart([b"nobody", b"refused"])
     assert info.value.errno == zmq.EHOSTUNREACH
 
 
-def test_subscriptions_are_in_place_before_the_first_message(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
-    pub = open_socket(ctx, zmq.PUB, bind=LOOPBACK)
-    sub = open_socket(ctx, zmq.SUB, options=SocketOptions(subscribe=(b"cache",)), connect=_endpoint(pub))
+def test_subscriptions_are_in_place_before_the_first_message(open_: Opener) -> None:
+    pub = open_(zmq.PUB, bind=LOOPBACK)
+    sub = open_(zmq.SUB, options=SocketOptions(subscribe=(b"cache",)), connect=_endpoint(pub))
     received: list[bytes] = []
     deadline = time.monotonic() + WAIT_MS / 1000
     while len(received) < 3 and time.monotonic() < deadline:
@@ -172,14 +202,10 @@ def test_subscriptions_are_in_place_before_the_first_message(ctx: zmq.Context[zm
     assert all(msg == b"cache: wanted" for msg in received)
 
 
-def test_a_frame_over_max_msg_size_drops_the_connection(
-    ctx: zmq.Context[zmq.Socket[bytes]], pairs: Pairs
-) -> None:
-    server = open_socket(
-        ctx, zmq.ROUTER, options=SocketOptions(max_msg_size=4096), curve=pairs.server, bind=LOOPBACK
-    )
-    monitor = server.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED)
-    client = open_socket(ctx, zmq.DEALER, curve=pairs.client(), connect=_endpoint(server))
+def test_a_frame_over_max_msg_size_drops_the_connection(open_: Opener, pairs: Pairs) -> None:
+    server = open_(zmq.ROUTER, options=SocketOptions(max_msg_size=4096), curve=pairs.server, bind=LOOPBACK)
+    monitor = open_.keep(server.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED))
+    client = open_(zmq.DEALER, curve=pairs.client(), connect=_endpoint(server))
     client.send(b"x" * 1024)
     assert server.poll(WAIT_MS)
     assert server.recv_multipart()[1] == b"x" * 1024
@@ -189,15 +215,13 @@ def test_a_frame_over_max_msg_size_drops_the_connection(
     assert not server.poll(300)
 
 
-def test_frame_ceiling_lets_a_few_times_the_codec_limit_through_curve(
-    ctx: zmq.Context[zmq.Socket[bytes]], pairs: Pairs
-) -> None:
+def test_frame_ceiling_lets_a_few_times_the_codec_limit_through_curve(open_: Opener, pairs: Pairs) -> None:
     # the hub answers these with a typed "oversized" error, so they must reach it despite the
     # CURVE envelope, which libzmq counts against MAXMSGSIZE
     max_frame = 1000
     options = SocketOptions(max_msg_size=frame_ceiling(max_frame))
-    server = open_socket(ctx, zmq.ROUTER, options=options, curve=pairs.server, bind=LOOPBACK)
-    client = open_socket(ctx, zmq.DEALER, curve=pairs.client(), connect=_endpoint(server))
+    server = open_(zmq.ROUTER, options=options, curve=pairs.server, bind=LOOPBACK)
+    client = open_(zmq.DEALER, curve=pairs.client(), connect=_endpoint(server))
     client.send(b"x" * (4 * max_frame))
     assert server.poll(WAIT_MS)
     assert len(server.recv_multipart()[1]) == 4 * max_frame

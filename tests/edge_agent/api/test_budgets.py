@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ from edge_agent.request import InferenceRequest
 from edge_agent.serving import BackgroundAgent
 from edge_agent.tenancy import RequestContext
 from shared.config import AdmissionSettings, CostModel, EdgeSettings, TenantConfig
-from shared.keys import key_paths
 from shared.wire import ChatMessage, SamplingParams
-from tests.cloud_hub.helpers import HubProcess, make_keys, write_config
+from tests.cloud_hub.helpers import HubProcess
+from tests.edge_agent.live import edge_settings, hub_process, wait_hub
 
 HUB_COST = {"usd_per_1k_prompt": 0.5, "usd_per_1k_completion": 1.5}
 KEY = "sk-budget-acme"
@@ -56,27 +55,18 @@ class CheckThenSpend(Budgets):
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    root = tmp_path_factory.mktemp("budget-link")
-    keys = make_keys(root)
-    config = write_config(
-        root / "hub.yaml", [{"name": "echo", "backend": "echo", "tier": "oss", "cost": HUB_COST}], "echo"
-    )
-    process = HubProcess(keys.hub_home, config)
-    process.start()
-    yield process
-    process.kill()
+    models: list[dict[str, object]] = [{"name": "echo", "backend": "echo", "tier": "oss", "cost": HUB_COST}]
+    with hub_process(tmp_path_factory.mktemp("budget-link"), models, "echo") as process:
+        yield process
 
 
 def _settings(hub: HubProcess, home: Path, budget: float = BUDGET) -> EdgeSettings:
     """An agent home of its own (its own budget file) with the edge key the hub enrolled."""
     if not (home / "keys").exists():
         shutil.copytree(hub.home.parent / "edge" / "keys", home / "keys")
-    return EdgeSettings(
+    return edge_settings(
+        hub,
         home=home,
-        hub_url=hub.endpoint,
-        hub_public_key_file=key_paths(hub.home / "keys")[0],
-        heartbeat_s=0.3,
-        hub_timeout_s=20,
         tenants=[TenantConfig(name="acme", api_key=SecretStr(KEY), budget_usd=budget)],
         hub_price_ceiling=CostModel(**HUB_COST),
         admission=AdmissionSettings(hub_in_flight=2 * REQUESTS),  # only the budget may refuse here
@@ -89,10 +79,7 @@ def _start(
     link = build_hub_link(settings)
     app = create_app(settings, backend, hub=link, owns_backend=False, budgets=budgets)
     agent = BackgroundAgent(app).start()
-    end = time.monotonic() + 30
-    while httpx.get(f"{agent.base_url}/health").json()["hub"] != "connected":
-        assert time.monotonic() < end, "the hub never connected"
-        time.sleep(0.1)
+    wait_hub(agent.base_url)
     return agent
 
 

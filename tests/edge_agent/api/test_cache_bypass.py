@@ -8,7 +8,6 @@ Stores run after the answer is sent, so each ask waits for the agent's bookkeepi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from edge_agent.cache.stage import CacheStage
 from edge_agent.serving import BackgroundAgent
 from shared.config import CacheSettings, EdgeSettings
 from tests.edge_agent.conftest import SMOLLM
+from tests.edge_agent.live import sse_chunks, streamed_text
 
 BYPASS = {"x-edgeroute-cache": "bypass"}
 CACHE_STAGES = {"exact_cache", "semantic_cache"}
@@ -88,19 +88,12 @@ def _chat(agent: BackgroundAgent, question: str, headers: dict[str, str] | None 
 def _stream(
     agent: BackgroundAgent, question: str, headers: dict[str, str] | None = None
 ) -> tuple[str, str, dict[str, Any]]:
-    text, last = "", {}
     body = _body(question, stream=True)
     url = f"{agent.base_url}/v1/chat/completions"
     with httpx.stream("POST", url, json=body, headers=headers, timeout=120) as response:
         assert response.status_code == 200
         route = response.headers["x-edgeroute-route"]
-        for line in response.iter_lines():
-            if line.startswith("data: {"):
-                chunk = json.loads(line[6:])
-                assert "error" not in chunk, chunk
-                for choice in chunk["choices"]:
-                    text += choice["delta"].get("content") or ""
-                last = chunk
+        text, last = streamed_text(sse_chunks(response))
     agent.drain()
     return route, text, last["edgeroute"]
 

@@ -6,8 +6,6 @@ with its echo backend over CURVE, SmolLM2 on the edge, the official ``openai`` c
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,50 +13,29 @@ import httpx
 import openai
 import pytest
 
-from edge_agent.app import create_app
-from edge_agent.assemble import build_hub_link
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.serving import BackgroundAgent
-from shared.config import EdgeSettings
-from shared.keys import key_paths
-from tests.cloud_hub.helpers import HubProcess, make_keys, write_config
+from tests.cloud_hub.helpers import HubProcess
+from tests.edge_agent.live import edge_settings, hub_process, linked_agent, sse_chunks
 
 QUESTION = "alpha beta gamma delta"
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubProcess]:
-    root = tmp_path_factory.mktemp("refusals")
-    keys = make_keys(root)
     # "unreachable" fails on every call (nothing listens on port 9): a hub failure, not a refusal
     unreachable = {"name": "unreachable", "backend": "openai_http", "base_url": "http://127.0.0.1:9/v1"}
     models: list[dict[str, object]] = [{"name": "echo", "backend": "echo", "tier": "oss"}]
     models.append({**unreachable, "tier": "frontier"})
-    config = write_config(root / "hub.yaml", models, "echo")
-    process = HubProcess(keys.hub_home, config)
-    process.start()
-    yield process
-    process.kill()
+    with hub_process(tmp_path_factory.mktemp("refusals"), models, "echo") as process:
+        yield process
 
 
 @pytest.fixture(scope="module")
 def agent(hub: HubProcess, smollm_backend: LlamaCppBackend) -> Iterator[BackgroundAgent]:
     """Threshold 1.0: every unforced request escalates after its draft."""
-    settings = EdgeSettings(
-        home=hub.home.parent / "edge",
-        hub_url=hub.endpoint,
-        hub_public_key_file=key_paths(hub.home / "keys")[0],
-        heartbeat_s=0.3,
-        hub_timeout_s=20,
-        confidence_threshold=1.0,
-        draft_tokens=4,
-    )
-    link = build_hub_link(settings)
-    with BackgroundAgent(create_app(settings, smollm_backend, hub=link, owns_backend=False)) as running:
-        end = time.monotonic() + 30
-        while httpx.get(f"{running.base_url}/health").json()["hub"] != "connected":
-            assert time.monotonic() < end, "the hub never connected"
-            time.sleep(0.1)
+    settings = edge_settings(hub, confidence_threshold=1.0, draft_tokens=4)
+    with linked_agent(settings, smollm_backend) as running:
         yield running
 
 
@@ -125,12 +102,9 @@ def test_a_hub_stream_names_one_model_throughout(agent: BackgroundAgent) -> None
         "stream": True,
         "stream_options": {"include_usage": True},
     }
-    chunks: list[dict[str, Any]] = []
     with httpx.stream("POST", f"{agent.base_url}/v1/chat/completions", json=body, timeout=60) as response:
         assert response.status_code == 200 and response.headers["x-edgeroute-route"] == "hub_oss"
-        for line in response.iter_lines():
-            if line.startswith("data: {"):
-                chunks.append(json.loads(line[6:]))
+        chunks = sse_chunks(response)
     assert len(chunks) >= 4
     assert {c["model"] for c in chunks} == {"echo"}  # the model that answers, from the first chunk
     final = _chat(agent).json()

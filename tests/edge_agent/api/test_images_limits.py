@@ -31,6 +31,7 @@ from edge_agent.serving import BackgroundAgent
 from shared.config import AdmissionSettings, EdgeImageSettings, EdgeSettings, TenantConfig
 from tests.cloud_hub.helpers import HubProcess, Keys, make_keys
 from tests.edge_agent.api.test_images import FRAME, PRICE, SIZE, STEPS, _hub_config
+from tests.edge_agent.live import wait_hub
 
 VIDEO_STEPS = 6  # the hub config's video default_steps, at 10 × PRICE
 KEYS = {"capped": "sk-capped-media", "free": "sk-free-media"}
@@ -79,10 +80,7 @@ def _agent(
     gateway = ImageGateway(EdgeAssetStore(home / "images.db"), link, timeout_s=120)
     app = create_app(settings, backend, hub=link, images=gateway, owns_backend=False)
     agent = BackgroundAgent(app).start()
-    end = time.monotonic() + 60
-    while httpx.get(f"{agent.base_url}/health").json()["hub"] != "connected":
-        assert time.monotonic() < end, "the edge never connected to the hub"
-        time.sleep(0.1)
+    wait_hub(agent.base_url, timeout_s=60)
     return agent
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -39,7 +38,8 @@ from shared.keys import enroll_public_key, init_keys, load_secret
 from shared.routing.embed import load_default_embedder
 from shared.taxonomy import Route
 from shared.wire import ChatMessage, SamplingParams, TraceStep, Usage
-from tests.cloud_hub.helpers import Keys, build_registry, make_keys
+from tests.cloud_hub.helpers import Keys, build_hub, make_keys
+from tests.edge_agent.live import hub_in_thread
 
 STORED, ASKED = "How do I reverse a list in Python?", "how can I reverse a python list"
 FRANCE, FRANCE_ASKED = "What is the capital of France?", "which city is the capital of France"
@@ -69,26 +69,8 @@ def hub_side(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iter
     judge = HeadJudge(load_default_embedder(models_dir), JudgeHead.load())
     thresholds = root / "judge_thresholds.json"
     cache.enable_judging([judge], thresholds)
-    hub = Hub(
-        bind="tcp://127.0.0.1:0",
-        secret_key_file=keys.hub_secret_file,
-        enrolled_dir=keys.enrolled_dir,
-        registry=build_registry(),
-        heartbeat_s=0.3,
-        enrol_poll_s=0.1,
-        global_cache=cache,
-    )
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="hub-under-test", daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(hub.start(), loop).result(30)
-    try:
+    with hub_in_thread(build_hub(keys, heartbeat_s=0.3, global_cache=cache)) as hub:
         yield HubSide(hub, cache, judge, thresholds, keys), root
-    finally:
-        asyncio.run_coroutine_threadsafe(hub.close(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
 
 
 @dataclass

@@ -64,16 +64,16 @@ class CurveHub:
     def _serve(self) -> None:
         ctx = zmq.Context()
         auth = ThreadAuthenticator(ctx)
-        auth.start()
-        auth.configure_curve(domain="*", location=str(self.allowed))
-        public, secret = zmq.auth.load_certificate(self.secret_file)
         sock = ctx.socket(zmq.ROUTER)
-        sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
-        sock.linger = 0
-        sock.bind(self.endpoint)
-        self._ready.set()
-        codec = Codec()
         try:
+            sock.linger = 0
+            auth.start()
+            auth.configure_curve(domain="*", location=str(self.allowed))
+            public, secret = zmq.auth.load_certificate(self.secret_file)
+            sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
+            sock.bind(self.endpoint)
+            self._ready.set()
+            codec = Codec()
             while not self._stop.is_set():
                 if not sock.poll(50):
                     continue
@@ -100,19 +100,23 @@ class CurveEdgeTransport:
     """Implements ``TelemetryTransport`` over an asyncio DEALER."""
 
     def __init__(self, endpoint: str, secret_file: Path, hub_public_file: Path) -> None:
-        self._ctx = zmq.asyncio.Context()
         public, secret = zmq.auth.load_certificate(secret_file)
         server, _ = zmq.auth.load_certificate(hub_public_file)
+        self._ctx = zmq.asyncio.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
-        self._sock.curve_secretkey, self._sock.curve_publickey, self._sock.curve_serverkey = (
-            secret,
-            public,
-            server,
-        )
-        self._sock.linger = 0
-        self._sock.immediate = True  # never queue a batch for a hub that is not there
-        self._sock.reconnect_ivl = 100
-        self._sock.connect(endpoint)
+        try:
+            self._sock.linger = 0
+            self._sock.curve_secretkey, self._sock.curve_publickey, self._sock.curve_serverkey = (
+                secret,
+                public,
+                server,
+            )
+            self._sock.immediate = True  # never queue a batch for a hub that is not there
+            self._sock.reconnect_ivl = 100
+            self._sock.connect(endpoint)
+        except BaseException:
+            self.close()
+            raise
         self._codec = Codec()
 
     async def send_telemetry(self, batch: TelemetryBatch, timeout: float) -> TelemetryAck:

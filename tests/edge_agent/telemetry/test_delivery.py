@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,13 +28,18 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def link(tmp_path: Path) -> tuple[CurveHub, CurveEdgeTransport, TelemetryStore]:
+def link(tmp_path: Path) -> Iterator[tuple[CurveHub, CurveEdgeTransport, TelemetryStore]]:
     hub_secret, edge_secret, allowed = make_keys(tmp_path / "keys")
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     store = TelemetryStore(tmp_path / "hub.db")
     hub = CurveHub(endpoint, hub_secret, allowed, store)
     transport = CurveEdgeTransport(endpoint, edge_secret, hub_secret.with_suffix(".key"))
-    return hub, transport, store
+    try:
+        yield hub, transport, store
+    finally:  # a test that fails half-way still leaves no socket or database open
+        hub.stop()
+        transport.close()
+        store.close()
 
 
 async def test_hub_outage_under_traffic_delivers_everything_exactly_once(

@@ -23,7 +23,8 @@ import yaml
 
 from cloud_hub.telemetry.store import store_path
 from shared.procs import ChildProcess
-from tests.edge_agent.test_e2e_hub import _cli, _wait_hub
+from tests.edge_agent.live import wait_hub
+from tests.edge_agent.test_e2e_hub import _cli
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -63,7 +64,7 @@ def loop(tmp_path_factory: pytest.TempPathFactory, smollm_gguf: Path) -> Iterato
     )
     try:
         url = agent.start(timeout_s=120)
-        _wait_hub(url, "connected", 60)
+        wait_hub(url, "connected", 60)
         yield Loop(hub, hub_home, url)
     finally:
         agent.stop()
@@ -121,7 +122,7 @@ def test_traffic_metrics_delivery_and_evaluation(loop: Loop) -> None:
     )
     assert bad_flag.status_code == 400 and bad_flag.json()["error"]["param"] == "x-edgeroute-regenerate"
     loop.hub.stop(signal.SIGKILL)
-    _wait_hub(loop.edge, "disconnected", 30)
+    wait_hub(loop.edge, "disconnected", 30)
     fallback, route = _ask(loop.edge, "What is the boiling point of water at sea level?")
     assert route == "edge_local"  # served during the outage
     feedback = httpx.post(f"{loop.edge}/v1/feedback", json={"response_id": escalated, "thumbs": "down"})
@@ -147,7 +148,7 @@ def test_traffic_metrics_delivery_and_evaluation(loop: Loop) -> None:
     assert _series(metrics, "edgeroute_feedback_total", sentiment="negative") == 1
 
     loop.hub.start(timeout_s=120)
-    _wait_hub(loop.edge, "connected", 60)
+    wait_hub(loop.edge, "connected", 60)
     end = time.monotonic() + 60
     while time.monotonic() < end and _hub_counts(loop.hub_home).get("request", 0) < 6:
         time.sleep(0.5)

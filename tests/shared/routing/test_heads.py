@@ -40,8 +40,10 @@ def test_rules_cover_task_types_without_training_data() -> None:
 
 
 def _held_out(data_dir: Path) -> dict[str, list[str]]:
-    gsm = [json.loads(line)["question"] for line in (data_dir / "text_eval/gsm8k/test.jsonl").open()][:100]
-    rows = [json.loads(line) for line in (data_dir / "text_eval/mbpp/mbpp.jsonl").open()]
+    with (data_dir / "text_eval/gsm8k/test.jsonl").open(encoding="utf-8") as fh:
+        gsm = [json.loads(line)["question"] for line in fh][:100]
+    with (data_dir / "text_eval/mbpp/mbpp.jsonl").open(encoding="utf-8") as fh:
+        rows = [json.loads(line) for line in fh]
     mbpp = [r["text"] for r in rows if 11 <= r["task_id"] <= 510][:100]  # MBPP's test split
     return {"math": gsm, "code": mbpp}
 
