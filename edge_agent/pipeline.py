@@ -42,11 +42,12 @@ from edge_agent.request import (
     NoRouteAvailable,
     Outcome,
     OutcomeSink,
+    PromptClassifier,
 )
 from shared.cache_text import model_family
 from shared.config import CostModel
 from shared.errors import StreamInterrupted
-from shared.taxonomy import Route, hub_route
+from shared.taxonomy import Route, Tier, hub_route
 from shared.wire import Classification, Escalate, Reply, ReplyChunk, Scalar, TraceStep, Usage
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class _Flight:
     hub_down: str = ""  # why the hub cannot be asked ("" when it can); checked once per request
     first_event: float | None = None
     asked_hub: bool = False  # an escalation went out (a budget charges it even without a reply)
+    booked: bool = False  # its answer went to the bookkeeping
 
     @property
     def job(self) -> GenerationJob:
@@ -117,13 +119,20 @@ class Pipeline:
                 yield event
 
     async def _routed(self, flight: _Flight) -> AsyncGenerator[Event, None]:
-        async with aclosing(await self._choose(flight)) as events:
-            async for event in events:
-                if flight.first_event is None:
-                    flight.first_event = time.perf_counter()
-                if isinstance(event, Answer):
-                    await self._account(flight, event)
-                yield event
+        try:
+            async with aclosing(await self._choose(flight)) as events:
+                async for event in events:
+                    if flight.first_event is None:
+                        flight.first_event = time.perf_counter()
+                    if isinstance(event, Answer):
+                        await self._account(flight, event)
+                    yield event
+        except (asyncio.CancelledError, GeneratorExit):
+            # the client hung up (a timeout, usually) and its handler was cancelled before any
+            # answer existed: telemetry still sees the request, as the failure it was
+            if not flight.booked:
+                self._abandoned(flight)
+            raise
 
     async def drain(self) -> None:
         """Wait until the bookkeeping of every answer released so far has finished."""
@@ -137,8 +146,31 @@ class Pipeline:
         started = flight.req.ctx.started
         first = flight.first_event
         latency = time.perf_counter() - started
-        outcome = Outcome(flight.req, answer, latency, None if first is None else first - started)
+        outcome = Outcome(
+            flight.req,
+            answer,
+            latency,
+            None if first is None else first - started,
+            client_gone=flight.req.ctx.client_gone(),
+        )
+        flight.booked = True
         await self.bookkeeping.book(outcome, flight.looked)
+
+    def _abandoned(self, flight: _Flight) -> None:
+        """Tell the sink (only: nothing goes into a cache) about a request that ended unanswered
+        because its client left, on the route it was waiting for."""
+        sink = self.bookkeeping.sink
+        if sink is None:
+            return
+        route = _pending_route(flight.req) if flight.asked_hub else Route.EDGE_LOCAL
+        why = "the client hung up before the answer was ready"
+        trace = (*flight.trace, TraceStep("client", "gone", why))
+        answer = Answer("", "", Usage(), route, "", trace)
+        latency = time.perf_counter() - flight.req.ctx.started
+        try:
+            sink(Outcome(flight.req, answer, latency, None, client_gone=True))
+        except Exception:
+            log.exception("telemetry sink failed")
 
     # --- the route ----------------------------------------------------------------------------
 
@@ -149,6 +181,8 @@ class Pipeline:
         if hit is not None:
             return self._cached(flight, hit)
         flight.hub_down = self._hub_unavailable()
+        if req.force is not None:
+            self._classify_forced(flight)
         if req.force == "hub":
             why = f"route forced to the hub by the request {req.force_source}"
             trace.append(TraceStep("policy", "escalate", why))
@@ -158,6 +192,21 @@ class Pipeline:
             trace.append(TraceStep("policy", "escalate", early.reason, 0.0, early.detail))
             return self._escalate(flight, None, early.reason, early.classification)
         return self._local_first(flight)
+
+    def _classify_forced(self, flight: _Flight) -> None:
+        """A forced route skips the policy, so telemetry would not know the prompt's domain: ask
+        the policy's heads for it (when it has any), as a trace step that decides nothing."""
+        if not isinstance(self.policy, PromptClassifier):
+            return
+        started = time.perf_counter()
+        try:
+            c = self.policy.classify(flight.req)
+        except Exception as exc:  # telemetry detail only: never worth failing the request
+            log.warning("classifying a forced request failed: %s", exc)
+            return
+        detail: dict[str, Scalar] = {"task": c.task, "domain": c.domain}
+        why = "route forced: classified for telemetry only"
+        flight.trace.append(TraceStep("classify", "forced", why, _ms(started), detail))
 
     async def _lookup(self, flight: _Flight) -> CacheHit | None:
         req, trace = flight.req, flight.trace
@@ -395,3 +444,12 @@ class Pipeline:
             cost_usd=reply.cost_usd + draft_cost,
             escalation_reason=reason,
         )
+
+
+def _pending_route(req: InferenceRequest) -> Route:
+    """The hub route an unanswered escalation was waiting on: the tier it asked for (``tier:<tier>``),
+    else the hub's default, as ``hub_route`` reads an unnamed tier."""
+    name, tier = req.hub_model.partition("tier:")[::2]
+    if not name and tier in {t.value for t in Tier}:
+        return Tier(tier).route
+    return hub_route("")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from edge_agent.request import Decision, Draft, InferenceRequest
-from shared.wire import PolicyUpdate, Scalar
+from shared.wire import Classification, PolicyUpdate, Scalar
 
 if TYPE_CHECKING:
     from shared.routing.escalation import CascadeJudge
@@ -111,8 +111,11 @@ class CalibratedPolicy:
     def decide(self, req: InferenceRequest, draft: Draft) -> Decision:
         return self._decide(req, draft.confidence.mean_prob)
 
+    def classify(self, req: InferenceRequest) -> Classification:
+        return self.judge.classify(_prompt_text(req))
+
     def _decide(self, req: InferenceRequest, confidence: float) -> Decision:
-        prompt = req.prompt if req.prompt is not None else "\n".join(m.content for m in req.messages)
+        prompt = _prompt_text(req)
         # the hub's threshold is the confidence that carries no news: the judge's pivot
         arm = PolicyArm.pick(self.source, req, self.judge.pivot)
         verdict = self.judge.judge(
@@ -125,3 +128,7 @@ class CalibratedPolicy:
         )
         detail = arm.annotate(dict(verdict.detail))
         return Decision(verdict.escalate, verdict.reason, detail, verdict.decision.classification)
+
+
+def _prompt_text(req: InferenceRequest) -> str:
+    return req.prompt if req.prompt is not None else "\n".join(m.content for m in req.messages)

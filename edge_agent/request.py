@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from edge_agent.backends.base import Confidence
 from edge_agent.tenancy import RequestContext
@@ -52,6 +52,8 @@ class InferenceRequest:
     cache_bypass: bool = False
     cache_source: str = ""  # "header" or "body": who asked for the bypass
     user: str = ""  # the body's end-user id; telemetry sees only ``ctx.user_hash(user)``
+    # evaluation traffic's known answer (``reference``, ``kind``): telemetry only, never routing
+    probe: tuple[str, str] | None = None
 
     @property
     def hub_messages(self) -> list[ChatMessage]:
@@ -163,6 +165,14 @@ class EscalationPolicy(Protocol):
     def decide(self, req: InferenceRequest, draft: Draft) -> Decision: ...
 
 
+@runtime_checkable
+class PromptClassifier(Protocol):
+    """A policy that can say what its heads make of a prompt without deciding anything: a request
+    whose route the client forced is still counted under its real domain and task."""
+
+    def classify(self, req: InferenceRequest) -> Classification: ...
+
+
 class HubClient(Protocol):
     """The link to the hub. Failures raise (``HubUnavailable``, ``HubTimeout``, ``HubError``)."""
 
@@ -193,6 +203,8 @@ class Outcome:
     latency_s: float
     ttft_s: float | None
     extra: dict[str, str] = field(default_factory=dict)
+    # the client had hung up (timed out) before the answer was ready: nobody received it
+    client_gone: bool = False
 
 
 class OutcomeSink(Protocol):

@@ -11,6 +11,7 @@ import hmac
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.config import TenantConfig
@@ -27,6 +28,8 @@ class RequestContext:
     quality_target: float | None = None
     received_at: float = field(default_factory=time.time)
     started: float = field(default_factory=time.perf_counter)
+    # whether the client has closed its connection (the API sets it; in-process callers never do)
+    client_gone: Callable[[], bool] = field(default=lambda: False, compare=False, repr=False)
 
     @property
     def tenant_hash(self) -> str:

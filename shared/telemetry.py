@@ -34,6 +34,8 @@ ATTRIBUTE_NAMES: Final[dict[str, str]] = {
     "task": "edgeroute.classification.task",
     "domain": "edgeroute.classification.domain",
     "route": "edgeroute.route",
+    "route_forced": "edgeroute.route.forced",
+    "cache_bypass": "edgeroute.cache.bypass",
     "request_model": "gen_ai.request.model",
     "response_model": "gen_ai.response.model",
     "input_tokens": "gen_ai.usage.input_tokens",
@@ -88,6 +90,10 @@ class TelemetryEvent(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=Tr
     task: str = "other"
     domain: str = "general"
     route: str = ""
+    # the client chose the route ("model", "header" or "body"; "" = the router did) or turned the
+    # caches off: benchmark baselines, not routing decisions nor a user's re-asks
+    route_forced: str = ""
+    cache_bypass: bool = False
     request_model: str = ""
     response_model: str = ""
     input_tokens: int = 0

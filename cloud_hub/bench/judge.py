@@ -7,6 +7,11 @@ its yes/no logits) on a seeded sample of ``--llm-pairs`` per set, with the head 
 for comparison. Per-domain thresholds are then fitted from reviewed verdicts in the audit format:
 ``--reviewed PATH``, else the labels of half of each set stand in for a reviewer's verdicts, with
 the domain being the set, and the fit is measured on the other half. The last line is one JSON object.
+
+``--score-in PATH --score-out PATH [--fit-on PATH]`` only scores: the trap guard, the pair head and
+(unless ``--llm-pairs 0``) the LLM judge on each pair, one JSON row per pair, after fitting the
+LLM's and ``both``'s thresholds on the ``--fit-on`` pairs. ``edge-agent bench cache quality
+--hub-judge llm`` runs it on the edge's grey zone.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from cloud_hub.cache.judge import Reviewed, fit_domain_thresholds, read_reviewed
+from cloud_hub.bench.judge_fit import alone_point, fit_both, score_file
+from cloud_hub.cache.judge import AnswerJudge, Reviewed, fit_domain_thresholds, read_reviewed
+from cloud_hub.cache.judge_prompts import DEFAULT_PROMPT, PROMPTS
 from shared import paths
 from shared.cache_judge import JudgeHead
 from shared.embedding import OnnxEmbedder
@@ -41,6 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llm-model", default="qwen2.5-coder-0.5b-instruct", help="GGUF model name or path")
     parser.add_argument("--llm-pairs", type=int, default=100, help="LLM judge: pairs per set (0: skip)")
     parser.add_argument("--llm-threads", type=int, default=2)
+    parser.add_argument(
+        "--llm-prompt", choices=sorted(PROMPTS), default=DEFAULT_PROMPT, help="LLM judge prompt"
+    )
+    parser.add_argument("--score-in", type=Path, help="score these pairs only (JSONL), rows to --score-out")
+    parser.add_argument("--score-out", type=Path, help="with --score-in: one row of judge scores per pair")
+    parser.add_argument(
+        "--fit-on",
+        type=Path,
+        help="with --score-in: labelled training pairs to fit the LLM's and both's thresholds",
+    )
     parser.add_argument("--reviewed", type=Path, help="reviewed verdicts (audit JSONL) to fit domains on")
     parser.add_argument("--max-false-rate", type=float, default=MAX_FALSE_RATE)
     parser.add_argument("--seed", type=int, default=0)
@@ -93,6 +110,8 @@ def load_sets(args: argparse.Namespace) -> dict[str, list[tuple[Pair, str]]]:
 
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    if args.score_in is not None:
+        return score_only(args, console)
     head = JudgeHead.load(args.judge)
     head_name = f"pair-head:{head.identity}"
     result: dict[str, Any] = {"head": {"name": head_name, "threshold": head.threshold}, "sets": {}}
@@ -130,7 +149,57 @@ def _open_llm(args: argparse.Namespace, console: Console) -> Any:
     model = Path(args.llm_model)
     path = model if model.exists() else paths.models_dir() / args.llm_model
     console.print(f"LLM judge: {path}")
-    return LlmJudge(path, n_threads=args.llm_threads)
+    return LlmJudge(path, n_threads=args.llm_threads, prompt=args.llm_prompt)
+
+
+def score_only(args: argparse.Namespace, console: Console) -> int:
+    """``--score-in``: the pair head and (unless ``--llm-pairs 0``) the LLM judge on given pairs.
+
+    With ``--fit-on``, the training pairs are scored first and the LLM's threshold (alone, and
+    with the head for ``both``) is fitted on them at ``--max-false-rate``; the pairs of
+    ``--score-in`` are never used for fitting.
+    """
+    from cloud_hub.cache.judge_guards import TrapGuard
+    from cloud_hub.cache.judge_head import HeadJudge
+
+    if args.score_out is None:
+        raise SystemExit("--score-in needs --score-out")
+    llm = _open_llm(args, console) if args.llm_pairs > 0 else None
+    judges: list[AnswerJudge] = [HeadJudge.load(args.judge), *([llm] if llm is not None else []), TrapGuard()]
+    try:
+        result: dict[str, Any] = {}
+        if args.fit_on is not None:
+            fit_scores = args.score_out.with_suffix(".fit.jsonl")
+            result["fit"] = score_file(judges, args.fit_on, fit_scores, console.print)
+            result["fitted"] = _fit(judges, args.fit_on, fit_scores, args.max_false_rate)
+        result["scored"] = score_file(judges, args.score_in, args.score_out, console.print)
+    finally:
+        if llm is not None:
+            llm.close()
+    print(json.dumps(result))
+    return 0
+
+
+def _fit(judges: list[AnswerJudge], pairs: Path, scores: Path, max_false_rate: float) -> dict[str, Any]:
+    """Each judge's threshold on the training pairs the trap guard passes (the service's order)."""
+    rows = read_jsonl(scores)
+    guard = judges[-1].name
+    passed = [float(str(r[guard])) >= judges[-1].threshold("general") for r in rows]
+    labels = [int(str(r["label"])) for r, ok in zip(read_jsonl(pairs), passed, strict=True) if ok]
+    rows = [r for r, ok in zip(rows, passed, strict=True) if ok]
+    head = [float(str(r[judges[0].name])) for r in rows]
+    out: dict[str, Any] = {"pairs": len(labels), "positives": sum(labels),
+                           "head": alone_point(head, labels, max_false_rate)}  # fmt: skip
+    if len(judges) > 2:
+        llm = [float(str(r[judges[1].name])) for r in rows]
+        out["llm"] = alone_point(llm, labels, max_false_rate)
+        out["both"] = fit_both(head, llm, labels, max_false_rate).__dict__
+    out["names"] = {
+        "head": judges[0].name,
+        "llm": judges[1].name if len(judges) > 2 else None,
+        "guard": guard,
+    }
+    return out
 
 
 def _llm_figures(

@@ -7,7 +7,8 @@ one". Judges score in [0, 1] and approve at a per-domain threshold; reviewed ver
 audit format: one JSON object a line with ``domain``, ``cached``, ``query``, ``probability`` and
 ``correct`` true/false, ``verifier`` naming the judge's weights) set each domain's threshold.
 Unlike the edge's audit, which only sees what it served, a judge's reviewed verdicts cover what it
-rejected too, so a domain's threshold may move either way.
+rejected too, so a domain's threshold may move either way. A ``*`` entry stands for every domain
+without its own (what a fit on training pairs, rather than on one domain's reviews, sets).
 """
 
 from __future__ import annotations
@@ -23,6 +24,15 @@ from shared.paraphrase import operating_point
 
 # reviewed verdicts a domain needs before its own threshold replaces the default
 MIN_REVIEWED = 30
+# a thresholds entry for every domain without its own (what a fit on training pairs sets)
+ANY_DOMAIN = "*"
+
+
+def domain_threshold(thresholds: dict[str, float], domain: str, default: float) -> float:
+    """``domain``'s own threshold, else the ``ANY_DOMAIN`` one, else ``default``."""
+    if domain in thresholds:
+        return thresholds[domain]
+    return thresholds.get(ANY_DOMAIN, default)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from cloud_hub.cache.judge import JudgeItem
+from cloud_hub.cache.judge import JudgeItem, domain_threshold
 from shared.cache_judge import JudgeHead
 from shared.routing.embed import TextEmbedder, load_default_embedder
 
@@ -37,7 +37,7 @@ class HeadJudge:
         return [float(p) for p in probs]
 
     def threshold(self, domain: str) -> float:
-        return self.head.threshold_for(domain)
+        return domain_threshold(self.head.thresholds, domain, self.head.threshold)
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         """Domain thresholds fitted from reviewed verdicts (``judge.fit_domain_thresholds``)."""

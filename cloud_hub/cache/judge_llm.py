@@ -18,27 +18,8 @@ from typing import Any
 import numpy as np
 
 from cloud_hub.backends.llamacpp import find_gguf
-from cloud_hub.cache.judge import JudgeItem
-
-SYSTEM = (
-    "You check a question-answering cache. An answer was stored for an earlier question; a user "
-    "now asks a new question. Reply Yes only if the stored answer is also a correct and complete "
-    "answer to the new question: the same request, about the same things, with the same details. "
-    "Reply No if the new question asks about something else, adds or drops a condition, or changes a "
-    "name, number, date, or whose it is. Reply with one word: Yes or No."
-)
-YES = ("Yes", "yes", "YES")
-NO = ("No", "no", "NO")
-# answers longer than this are cut: the questions decide most verdicts, and prompt cost is linear
-MAX_ANSWER_CHARS = 1200
-
-
-def user_prompt(item: JudgeItem) -> str:
-    parts = [f"Earlier question: {item.cached}", f"New question: {item.query}"]
-    if item.answer:
-        parts.append(f"Stored answer: {item.answer[:MAX_ANSWER_CHARS]}")
-    parts.append("Is the stored answer to the earlier question a correct answer to the new question?")
-    return "\n".join(parts)
+from cloud_hub.cache.judge import JudgeItem, domain_threshold
+from cloud_hub.cache.judge_prompts import DEFAULT_PROMPT, NO, PROMPTS, YES
 
 
 def chatml_prefix(system: str) -> str:
@@ -52,7 +33,13 @@ def chatml_turn(user: str) -> str:
 
 class LlmJudge:
     def __init__(
-        self, model_path: Path, *, threshold: float = 0.5, n_ctx: int = 2048, n_threads: int = 2
+        self,
+        model_path: Path,
+        *,
+        threshold: float = 0.5,
+        prompt: str = DEFAULT_PROMPT,
+        n_ctx: int = 2048,
+        n_threads: int = 2,
     ) -> None:
         import llama_cpp
 
@@ -65,8 +52,9 @@ class LlmJudge:
         if "<|im_start|>" not in template:
             raise ValueError(f"{gguf.name}: the judge prompt is ChatML; this model uses another template")
         self._model = gguf.stem
+        self.prompt = PROMPTS[prompt]
         self._prefix: list[int] = self._llm.tokenize(
-            chatml_prefix(SYSTEM).encode(), add_bos=False, special=True
+            chatml_prefix(self.prompt.system).encode(), add_bos=False, special=True
         )
         self._yes = self._first_tokens(YES)
         self._no = self._first_tokens(NO)
@@ -79,10 +67,11 @@ class LlmJudge:
 
     @property
     def name(self) -> str:
-        return f"llm:{self._model}"
+        # the prompt's digest too: thresholds fitted on one prompt's scores mean nothing for another's
+        return f"llm:{self._model}:{self.prompt.digest}"
 
     def threshold(self, domain: str) -> float:
-        return self.thresholds.get(domain, self._default)
+        return domain_threshold(self.thresholds, domain, self._default)
 
     def set_thresholds(self, thresholds: dict[str, float]) -> None:
         """Domain thresholds fitted from reviewed verdicts (``judge.fit_domain_thresholds``)."""
@@ -103,7 +92,7 @@ class LlmJudge:
         out = []
         with self._lock:  # a llama.cpp context is not re-entrant
             for item in items:
-                logits = self._logits(chatml_turn(user_prompt(item))).astype(np.float64)
+                logits = self._logits(chatml_turn(self.prompt.user(item))).astype(np.float64)
                 yes = np.logaddexp.reduce(logits[self._yes])
                 no = np.logaddexp.reduce(logits[self._no])
                 out.append(float(1.0 / (1.0 + np.exp(no - yes))))

@@ -110,10 +110,14 @@ class JudgeService:
         return CacheJudgeVerdict(req.judge_id, approved, score, self.name)
 
     def _judge(self, req: CacheJudgeRequest) -> tuple[bool, dict[str, float]]:
-        """(every judge approves, each judge's score)."""
+        """(every judge approves, the score of each judge that ran: they stop at the first refusal)."""
         self._refresh_thresholds()
         item = JudgeItem(req.cached_question, req.question, req.answer, req.domain)
-        verdicts = [judge(j, [item])[0] for j in self.judges]
+        verdicts = []
+        for j in self.judges:  # cheapest first: a refusal spares the costlier judges
+            verdicts.append(judge(j, [item])[0])
+            if not verdicts[-1].approved:
+                break
         self.judged += 1
         return all(v.approved for v in verdicts), {v.judge: v.probability for v in verdicts}
 
@@ -157,8 +161,10 @@ class JudgeService:
 
 
 def open_judges(settings: GlobalCacheSettings, models_dir: Path) -> list[AnswerJudge]:
-    """The judges ``settings.judge`` names, loaded (blocking: models are read here)."""
-    judges: list[AnswerJudge] = []
+    """The judges ``settings.judge`` names, after the trap guard, loaded (blocking: models are read here)."""
+    from cloud_hub.cache.judge_guards import TrapGuard
+
+    judges: list[AnswerJudge] = [TrapGuard()]
     if settings.judge in ("head", "both"):
         from cloud_hub.cache.judge_head import HeadJudge
 

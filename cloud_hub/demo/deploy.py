@@ -61,6 +61,8 @@ def _edge_yaml(path: Path, base: Path | None, keys: dict[str, str]) -> Path:
     body.setdefault("escalation_policy", "calibrated")
     # a benchmark on a small CPU host measures answers, not a deadline tuned for production GPUs
     body.setdefault("hub_timeout_s", 900.0)
+    # the hub's evaluation grades answers from telemetry (reference checks, the judge): it needs them
+    body.setdefault("telemetry_capture_content", True)
     body.setdefault("tenants", [{"name": t, "api_key": k} for t, k in keys.items()])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(body, sort_keys=False), encoding="utf-8")

@@ -77,6 +77,15 @@ class Item:
     def graded(self) -> bool:
         return self.reference is not None
 
+    @property
+    def probe_kind(self) -> str | None:
+        """Which of the hub evaluation's reference checks grades this item (None: ungraded)."""
+        return _PROBE_KINDS.get(self.kind) if self.graded else None
+
+
+# item kind -> the reference check of ``cloud_hub.evaluation.scorers`` that grades it
+_PROBE_KINDS = {"mcq": "mcq", "math": "gsm8k", "code": "code"}
+
 
 @dataclass
 class LoadReport:

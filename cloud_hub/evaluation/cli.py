@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--oversample", type=float, default=4.0)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--judge", default="none", help="GGUF model name in the models dir, or 'none'")
-    run.add_argument("--judge-budget", type=int, default=100)
+    run.add_argument(
+        "--judge-budget", type=int, default=100, help="answers the judge may grade per run (default 100)"
+    )
     run.add_argument(
         "--judge-uncalibrated", action="store_true", help="use the judge without a calibrate-judge result"
     )
@@ -74,6 +76,12 @@ def _progress(console: Console) -> Progress:
         TimeElapsedColumn(),
         console=console,
     )
+
+
+def _say(console: Console, text: str) -> None:
+    """Print as is: the report is Markdown, and wrapping it at the terminal width would break its
+    table rows and links (a piped stderr is 80 columns to rich); brackets are text, not markup."""
+    console.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 def _open_judge(name: str) -> Any:
@@ -152,8 +160,8 @@ def _run(args: argparse.Namespace, store: Any, console: Console) -> int:
     (out_dir / "report.md").write_text(markdown + "\n")
     (out_dir / "report.json").write_text(json.dumps(outcome.report.to_dict(), indent=2))
     counts = export_run(store, runner.results, outcome.run_id, out_dir)
-    console.print(markdown)
-    console.print(f"exported {counts} to {out_dir}")
+    _say(console, markdown)
+    _say(console, f"exported {counts} to {out_dir}")
     if args.recalibrate:
         controller = CanaryController(args.home / "policy.json")
         if controller.state.canary_version is not None:
@@ -171,7 +179,7 @@ def _run(args: argparse.Namespace, store: Any, console: Console) -> int:
         artifacts = [out_dir / n for n in ("report.md", "report.json", "failures.jsonl", "preferences.jsonl")]
         params = {**vars(config), "judge": args.judge}
         mlflow_id = log_run(uri, outcome.run_id, params, outcome.summary, outcome.report, artifacts)
-        console.print(f"MLflow run {mlflow_id} at {uri}")
+        _say(console, f"MLflow run {mlflow_id} at {uri}")
     print(outcome.run_id)
     return 0
 

@@ -86,6 +86,24 @@ class Judge(Protocol):
         ...
 
 
+class CountingJudge:
+    """A judge that counts the model calls made through it: a run reports the calls it paid for,
+    not the budget it was given."""
+
+    def __init__(self, inner: Judge) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.calls = 0
+
+    def complete(self, system: str, user: str, max_tokens: int = 12) -> str:
+        self.calls += 1
+        return self.inner.complete(system, user, max_tokens)
+
+    def rating(self, system: str, user: str) -> float | None:
+        self.calls += 1
+        return self.inner.rating(system, user)
+
+
 @dataclass(frozen=True, slots=True)
 class PairwiseResult:
     preference: Preference | None  # None: the two orders disagreed or did not parse

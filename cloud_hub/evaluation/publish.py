@@ -54,7 +54,8 @@ def log_run(
         client.log_metric(mlflow_id, _metric_key("ci_low", cell.domain, cell.route), cell.ci_low)
     for mode, n in report.failure_modes.items():
         client.log_metric(mlflow_id, _metric_key("failures", mode), float(n))
-    client.log_metric(mlflow_id, "flagged_cells", float(len(report.flagged())))
+    if "flagged_cells" not in summary:  # the runner's summary has it already: log each metric once
+        client.log_metric(mlflow_id, "flagged_cells", float(len(report.flagged())))
     for path in artifacts:
         if path.exists():
             client.log_artifact(mlflow_id, str(path))

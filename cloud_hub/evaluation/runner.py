@@ -4,7 +4,9 @@ applies, persist verdicts, build the weakness report, export, log to MLflow, pro
 Scorer order (cheapest and most trustworthy first): surface failures (errors, empty, refusal) →
 reference checks (GSM8K number, multiple-choice letter, code tests in the sandbox) → user feedback
 → regeneration (the user re-asked) → the judge model (rubric; pairwise against the stronger tier
-on a sample). An answer no scorer applies to is left unscored rather than guessed.
+on a sample). An answer no scorer applies to is left unscored rather than guessed. Preference
+pairs come from the judge's consistent pairwise verdicts and from reference checks that passed one
+answer to a prompt and failed another (``cloud_hub.evaluation.preferences``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloud_hub.evaluation.judge import Judge, JudgeScorer, compare
+from cloud_hub.evaluation.judge import CountingJudge, Judge, JudgeScorer, compare
+from cloud_hub.evaluation.preferences import reference_pairs
 from cloud_hub.evaluation.report import WeaknessReport, build_report
 from cloud_hub.evaluation.results import PairRow, ResultRow, ResultStore
 from cloud_hub.evaluation.sampling import Sampled, stratified_sample
@@ -27,6 +30,7 @@ from cloud_hub.evaluation.scorers import (
     MultipleChoiceScorer,
     Scorer,
     Verdict,
+    nothing_to_grade,
     surface_failure,
 )
 from cloud_hub.telemetry.store import TelemetryStore
@@ -66,7 +70,7 @@ class EvalConfig:
     per_stratum: int = 50
     oversample: float = 4.0
     seed: int = 0
-    judge_budget: int = 100  # judge calls are the expensive part: cap them per run
+    judge_budget: int = 100  # answers the judge may grade per run: its calls are the expensive part
     pairwise_rate: float = 0.2
     targets: dict[str, float] = field(default_factory=dict)
     default_target: float = 0.8
@@ -95,7 +99,7 @@ class EvalRunner:
     ) -> None:
         self.store = store
         self.results = ResultStore(store)
-        self.judge = judge
+        self.judge = CountingJudge(judge) if judge is not None else None
         self.stronger = stronger
         self.judge_pass_at = judge_pass_at
         self.reference_scorers: list[Scorer] = list(
@@ -116,21 +120,32 @@ class EvalRunner:
         judge_scorer = JudgeScorer(self.judge, self.judge_pass_at) if self.judge is not None else None
         rng = random.Random(config.seed)
         budget = config.judge_budget
+        calls_before = self.judge.calls if self.judge is not None else 0
         rows: list[ResultRow] = []
         pairs: list[PairRow] = []
+        scored: list[tuple[Sampled, Verdict]] = []
+        placeholders = 0
         for i, item in enumerate(sample):
-            verdict = surface_failure(item.event) or next(
-                (v for s in chain if (v := s.score(item.event)) is not None), None
-            )
-            if verdict is None and judge_scorer is not None and budget > 0:
-                budget -= 1
+            placeholder = nothing_to_grade(item.event)
+            placeholders += placeholder
+            verdict = None
+            if not placeholder:
+                verdict = surface_failure(item.event) or next(
+                    (v for s in chain if (v := s.score(item.event)) is not None), None
+                )
+            if verdict is None and not placeholder and judge_scorer is not None and budget > 0:
+                calls = self.judge.calls if self.judge is not None else 0
                 verdict = judge_scorer.score(item.event)
+                if self.judge is not None and self.judge.calls > calls:
+                    budget -= 1  # an answer the judge could not read (no prompt captured) is free
                 if verdict is not None and self.stronger is not None and rng.random() < config.pairwise_rate:
                     verdict = self._pairwise(run_id, item, verdict, pairs)
             if verdict is not None:
                 rows.append(self._row(run_id, item, verdict))
+                scored.append((item, verdict))
             if progress is not None:
                 progress(i + 1, len(sample))
+        pairs.extend(reference_pairs(run_id, scored))
         self.results.add(rows, pairs)
         report = build_report(run_id, rows, config.targets, config.default_target, config.min_n)
         scored_weight = sum(r.weight for r in rows)
@@ -138,9 +153,10 @@ class EvalRunner:
             "events": float(len(events)),
             "sampled": float(len(sample)),
             "scored": float(len(rows)),
+            "replayed_without_text": float(placeholders),
             "pass_rate": sum(r.weight for r in rows if r.passed) / scored_weight if scored_weight else 0.0,
             "flagged_cells": float(len(report.flagged())),
-            "judge_calls": float(config.judge_budget - budget),
+            "judge_calls": float(self.judge.calls - calls_before if self.judge is not None else 0),
             "preference_pairs": float(len(pairs)),
             "seconds": time.time() - started,
         }

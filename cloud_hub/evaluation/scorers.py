@@ -54,6 +54,18 @@ class Scorer(Protocol):
 _REFUSALS = ("i can't help", "i cannot help", "i can't assist", "i cannot assist", "i'm sorry, but i can")
 
 
+# what the hub's replay backend answers for a recorded outcome whose source kept no text (MMLU's
+# recorded tiers): ``[replay: <model> was recorded correct on this prompt; <this>]``
+REPLAY_WITHOUT_TEXT = "the source kept no answer text]"
+
+
+def nothing_to_grade(event: TelemetryEvent) -> bool:
+    """A replayed answer with no text stands in for a recording, not a model's words: a check
+    would grade the placeholder, so the answer is left unscored."""
+    text = (event.completion or "").strip()
+    return text.startswith("[replay: ") and text.endswith(REPLAY_WITHOUT_TEXT)
+
+
 def surface_failure(event: TelemetryEvent) -> Verdict | None:
     """Failures visible without any model: errors, empty, refusals; the cheapest check of all."""
     if event.error_type:

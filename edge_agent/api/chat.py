@@ -39,7 +39,6 @@ from edge_agent.api.schemas import (
     CompletionRequest,
 )
 from edge_agent.api.state import CONTEXT, REQUEST_ID, STATE, AgentState
-from edge_agent.api.usage import cache_hit_usage
 from edge_agent.backends.base import BackendError, PromptTooLong
 from edge_agent.budgets import BudgetExceeded
 from edge_agent.hub_link.errors import HubRefused
@@ -116,6 +115,9 @@ def _inference_request(
     if target is not None:
         # the request's own target beats its tenant's
         ctx = dataclasses.replace(ctx, quality_target=target)
+    # a client that timed out has closed its socket: its answer reaches nobody (telemetry says so)
+    ctx = dataclasses.replace(ctx, client_gone=lambda: request.transport is None)
+    probe = override.probe if override is not None else None
     header = request.headers.get(ROUTE_HEADER)
     if header is not None:
         if header not in ("edge_local", "hub"):
@@ -140,6 +142,7 @@ def _inference_request(
         cache_bypass=cache == "bypass",
         cache_source=cache_source if cache == "bypass" else "",
         user=parsed.end_user,
+        probe=(probe.reference, probe.kind) if probe is not None else None,
     )
 
 
@@ -294,7 +297,7 @@ async def _reported(state: AgentState, req: InferenceRequest, answer: Answer) ->
     cached: a cache hit counts its prompt and the stored text, and all of that prompt is cached."""
     if answer.route not in _CACHE_ROUTES or answer.usage.total_tokens:
         return answer, 0
-    usage = await cache_hit_usage(state.pipeline.backend, req, answer.text)
+    usage = await state.hit_usage.count(state.pipeline.backend, req, answer.text)
     if usage is None:
         return answer, 0
     return dataclasses.replace(answer, usage=usage), usage.prompt_tokens

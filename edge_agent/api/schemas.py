@@ -11,7 +11,7 @@ Honoured
     ``stream_options.include_usage`` (a last chunk with ``usage``); ``response_format`` of type
     ``text``; ``modalities: ["text"]``; ``user`` and ``safety_identifier`` (hashed within the
     tenant for telemetry, so regenerations and ratings are per user; never stored or sent raw);
-    ``edgeroute`` (our extension: route, hub model, quality target, cache).
+    ``edgeroute`` (our extension: route, hub model, quality target, cache, evaluation probe).
 Accepted at their defaults only, other values refused
     n (1), logprobs (false), top_logprobs (0), logit_bias (empty), presence_penalty and
     frequency_penalty (0), tools and functions (empty), audio (null).
@@ -121,11 +121,20 @@ QualityTarget = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
 CacheMode = Literal["bypass", "default"]  # "bypass": no cache is read or written for the request
 
 
+class Probe(_Strict):
+    """A known answer for evaluation traffic: telemetry carries it so the hub can grade the reply
+    (``gsm8k``: the final number, ``mcq``: the letter, ``code``: tests to run against the code)."""
+
+    reference: Annotated[str, Field(min_length=1, max_length=8000)]
+    kind: Literal["gsm8k", "mcq", "code"]
+
+
 class RouteOverride(_Strict):
     route: Literal["edge_local", "hub"] | None = None
     hub_model: str | None = None
     quality_target: QualityTarget | None = None
     cache: CacheMode | None = None
+    probe: Probe | None = None
 
 
 class _Sampling(_Strict):

@@ -24,6 +24,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from edge_agent.api.usage import HitUsage
 from edge_agent.pipeline import Pipeline
 from edge_agent.request import HubClient
 from edge_agent.tenancy import RequestContext, Tenancy
@@ -100,6 +101,7 @@ class AgentState:
     hub: HubClient | None = None
     feedback: FeedbackRecorder | None = None
     embeddings: EmbeddingModel | None = None
+    hit_usage: HitUsage = field(default_factory=HitUsage)  # token counts of cache hits, remembered
     started_at: float = field(default_factory=time.time)
 
     @property

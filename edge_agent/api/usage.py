@@ -8,12 +8,19 @@ renders it, and the stored text. The API reports all of that prompt as cached
 
 Counting needs a backend that can tokenize (``PromptTokenizer``; the llama.cpp backend can). For
 one that cannot, the hit reports zero tokens, as before.
+
+A cache serves the same prompts and the same stored texts again and again, and counting one hit
+(a chat-template render and three tokenizations) cost more than the rest of the hit together.
+``HitUsage`` counts each prompt and each text once and remembers the counts by digest, so a
+repeated hit never reaches the tokenizer and never leaves the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+from collections import OrderedDict
 from typing import Protocol, runtime_checkable
 
 from edge_agent.backends.base import GenerationJob
@@ -48,3 +55,48 @@ async def cache_hit_usage(backend: object, req: InferenceRequest, text: str) -> 
     except Exception:  # a count is a courtesy: never fail the answer over it
         log.warning("could not count the tokens of a cache hit", exc_info=True)
         return None
+
+
+class HitUsage:
+    """``cache_hit_usage`` with the counts remembered (at most ``capacity`` prompts and texts)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self.capacity = capacity
+        self._prompts: OrderedDict[bytes, int] = OrderedDict()
+        self._texts: OrderedDict[bytes, int] = OrderedDict()
+        self.counted = 0  # hits that needed the tokenizer
+
+    async def count(self, backend: object, req: InferenceRequest, text: str) -> Usage | None:
+        if not isinstance(backend, PromptTokenizer):
+            return None
+        # exactly what ``prompt_tokens`` reads: each message's role and content, or the raw prompt
+        parts = [req.prompt] if req.prompt is not None else []
+        for m in req.messages:
+            parts += (m.role, m.content)
+        pkey, tkey = _digest(parts), _digest([text])
+        prompt, answer = self._prompts.get(pkey), self._texts.get(tkey)
+        if prompt is None or answer is None:
+            usage = await cache_hit_usage(backend, req, text)
+            if usage is None:
+                return None
+            self.counted += 1
+            prompt, answer = usage.prompt_tokens, usage.completion_tokens
+        _remember(self._prompts, pkey, prompt, self.capacity)
+        _remember(self._texts, tkey, answer, self.capacity)
+        return Usage(prompt_tokens=prompt, completion_tokens=answer)
+
+
+def _digest(parts: list[str]) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        raw = part.encode("utf-8", "surrogatepass")
+        h.update(len(raw).to_bytes(8, "big"))
+        h.update(raw)
+    return h.digest()
+
+
+def _remember(memo: OrderedDict[bytes, int], key: bytes, value: int, capacity: int) -> None:
+    memo[key] = value
+    memo.move_to_end(key)
+    while len(memo) > capacity:
+        memo.popitem(last=False)

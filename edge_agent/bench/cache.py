@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from edge_agent.bench import cache_passthrough, cache_stream
+from edge_agent.bench.cache_hub_judge import llm_quality
 from edge_agent.bench.cache_quality import PairSet, judge_probabilities, load_set, score_pairs
 from edge_agent.cache.db import Database
 from edge_agent.cache.embedding import load_embedder
@@ -50,6 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-probability", type=float, help="quality: stricter verifier threshold")
     parser.add_argument("--judge", type=Path, help="quality: hub judge head weights (default: shipped)")
     parser.add_argument("--no-judge", action="store_true", help="quality: the edge's verifier alone")
+    parser.add_argument(
+        "--judge-pairs", type=int, default=150,
+        help="quality, --hub-judge llm|both: grey pairs per set the LLM judges (as many to fit on)",
+    )  # fmt: skip
+    parser.add_argument("--judge-threads", type=int, default=1, help="quality: the LLM judge's threads")
+    parser.add_argument("--hub-judge-prompt", help="quality: the LLM judge's prompt (default: the hub's)")
     parser.add_argument("--sizes", default="10000,100000", help="lookup: comma-separated index sizes")
     parser.add_argument("--queries", type=int, default=200, help="lookup: queries per size")
     parser.add_argument(
@@ -96,6 +104,7 @@ def quality(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     else:
         sets = {"qqp_eval": PairSet(qqp_split("eval")), "mrpc_val": PairSet(mrpc("val"))}
     per_set: dict[str, Any] = {}
+    with_cos: dict[str, tuple[list[Pair], np.ndarray[Any, Any]]] = {}
     every: list[Pair] = []
     cos_parts: list[np.ndarray[Any, Any]] = []
     judge_parts: list[np.ndarray[Any, Any]] = []
@@ -104,6 +113,7 @@ def quality(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         console.print(f"[bold]{name}[/]: {len(ps.pairs)} pairs")
         va, vb = pair_vectors(embedder, ps.pairs)
         cos = np.einsum("ij,ij->i", va, vb)
+        with_cos[name] = (ps.pairs, cos)
         judged = judge_probabilities(head, va, vb, ps.pairs) if head is not None else None
         per_set[name] = score_pairs(verifier, ps.pairs, cos, judged, _judge_threshold(head), ps.categories)
         per_set[name]["label_noise"] = label_noise(ps.pairs)
@@ -115,6 +125,10 @@ def quality(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         if categories is not None and ps.categories is not None:
             categories += ps.categories
     judged_all = np.concatenate(judge_parts) if head is not None else None
+    if args.hub_judge in ("llm", "both") and args.judge_pairs > 0:
+        with tempfile.TemporaryDirectory(prefix="edgeroute-bench-judge-") as td:
+            by_llm = llm_quality(args, verifier, embedder, with_cos, Path(td))
+        console.print(by_llm)
     result = score_pairs(
         verifier, every, np.concatenate(cos_parts), judged_all, _judge_threshold(head), categories
     )
@@ -124,6 +138,8 @@ def quality(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     if head is not None:
         result["judge"] = {"name": f"pair-head:{head.identity}", "threshold": head.threshold}
     result["sets"] = per_set
+    if args.hub_judge in ("llm", "both") and args.judge_pairs > 0:
+        result["edge_llm_judge"] = by_llm
     return result
 
 

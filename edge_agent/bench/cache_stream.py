@@ -28,6 +28,7 @@ import argparse
 import http.client
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hub-judge-model", default="qwen2.5-coder-0.5b-instruct", help="stream: llm judge model"
     )
     parser.add_argument("--settle-s", type=float, default=120.0, help="stream: most to wait for a verdict")
+    parser.add_argument(
+        "--hub-judge-thresholds", type=Path,
+        help="stream: the hub's judge_thresholds.json ({judge: {domain or *: threshold}})",
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -273,6 +278,9 @@ def stream(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         hub_pub, _ = init_keys(tmp / "hub" / "keys")
         edge_pub, _ = init_keys(tmp / "edge" / "keys")
         enroll_public_key(edge_pub, tmp / "hub" / "enrolled")
+        if args.hub_judge_thresholds is not None:  # what `cloud-hub cache judge fit` would have written
+            (tmp / "hub").mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(args.hub_judge_thresholds, tmp / "hub" / "judge_thresholds.json")
         hub_yaml = tmp / "hub.yaml"
         hub_yaml.write_text(
             "models:\n  - name: echo\n    backend: echo\ndefault_model: echo\nheartbeat_s: 1.0\n"

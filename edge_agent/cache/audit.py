@@ -69,17 +69,20 @@ class HitAudit:
         with db.lock:
             db.conn.executescript(SCHEMA)
 
-    def refresh(self, verifier: Verifier) -> None:
+    def refresh(self, verifier: Verifier) -> bool:
         """Apply stored thresholds if another process (``cache audit apply``) committed since last time.
 
         ``PRAGMA data_version`` changes only on commits by other connections, so a running agent
         picks up an audit at its next lookup for the price of one pragma, with no restart.
+        Returns whether it changed (always on the first call).
         """
         with self.db.read() as conn:
             version = int(conn.execute("PRAGMA data_version").fetchone()[0])
         if version != self._seen_version:
             self._seen_version = version
             self.load_into(verifier)
+            return True
+        return False
 
     def record(
         self, *, ts: float, tenant: str, domain: str, verifier: str, entry_id: int,

@@ -12,6 +12,7 @@ length does not help, because the scale is per tensor).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -20,9 +21,12 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from shared.embedding import Embedder, OnnxEmbedder, Vectors
+from edge_agent.cache.spare import SpareEmbedder
+from shared.embedding import Embedder, EmbedderClosed, OnnxEmbedder, Vectors
 
 ARTIFACT = "minilm-l6-v2-onnx"
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -79,6 +83,22 @@ class MemoEmbedder:
         """``embed`` on the background session: for work nobody is waiting on."""
         return self._embed(texts, self.background)
 
+    def embed_spare_each(self, texts: Sequence[str]) -> list[Vectors | None]:
+        """Each text's row from the memo or the background session, ``None`` for a text it could
+        not embed (the others still get theirs). A process of its own takes the texts not in the
+        memo in one call; it embeds them one at a time itself."""
+        rows: list[Vectors | None] = [self.cached(text) for text in texts]
+        todo = [i for i, row in enumerate(rows) if row is None]
+        if not todo:
+            return rows
+        fresh = embed_each(self.background, [texts[i] for i in todo])
+        for i, row in zip(todo, fresh, strict=True):
+            if row is not None:
+                self.embedded += 1
+                self.remember(texts[i], row)
+                rows[i] = row
+        return rows
+
     def close_background(self) -> None:
         """Stop the background session when it is a process of its own (``spare.SpareEmbedder``)."""
         if self.background is not self.inner and isinstance(self.background, SupportsClose):
@@ -94,3 +114,20 @@ class MemoEmbedder:
                 self.remember(text, row)
             out[i] = row
         return out
+
+
+def embed_each(model: Embedder, texts: Sequence[str]) -> list[Vectors | None]:
+    """Each text embedded alone (``None`` for one the model cannot take; the others still get
+    theirs): a process of its own (``SpareEmbedder``) takes them all in one round trip."""
+    if isinstance(model, SpareEmbedder):
+        return model.embed_each(texts)
+    out: list[Vectors | None] = []
+    for text in texts:
+        try:
+            out.append(model.embed([text])[0])
+        except EmbedderClosed:
+            raise
+        except Exception:
+            log.exception("could not embed a question for the semantic index")
+            out.append(None)
+    return out

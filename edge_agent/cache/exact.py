@@ -17,9 +17,13 @@ import time
 
 from edge_agent.cache.base import CachedAnswer, Lookup
 from edge_agent.cache.db import Connection, Database
+from edge_agent.cache.hits import HitLog, flush, write_log
 from edge_agent.cache.keys import CacheRequest, exact_key
 from shared.config import CacheSettings
 from shared.taxonomy import Route
+
+# at most this many rows of one key are read: a pool larger than any configured one
+_POOL_ROWS = 64
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exact_entries(
@@ -73,6 +77,7 @@ class ExactCache:
     def __init__(self, db: Database, settings: CacheSettings | None = None) -> None:
         self.db = db
         self.settings = settings or CacheSettings()
+        self.hits = HitLog()
         with self.db.lock:
             self.db.conn.executescript(SCHEMA)
             add_repeats_column(self.db.conn, "exact_entries")
@@ -81,29 +86,46 @@ class ExactCache:
         return exact_key(req, time_bucket_s=self.settings.time_bucket_s)
 
     def get(self, req: CacheRequest) -> Lookup:
+        """A read of this thread's snapshot and an in-memory note of the hit: no write, no lock."""
         t0 = time.perf_counter()
         key = self.key(req)
         now = req.now
         target = pool_target(req, self.settings.pool_size)
-        with self.db.lock:
-            rows = self.db.conn.execute(
-                "SELECT id, answer, model, repeats FROM exact_entries WHERE key = ? AND expires > ?"
-                " ORDER BY served, last_used LIMIT ?",
-                (key, now, target + 1),
+        with self.db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT id, answer, model, repeats, served, last_used FROM exact_entries"
+                " WHERE key = ? AND expires > ? LIMIT ?",
+                (key, now, _POOL_ROWS),
             ).fetchall()
-            # fewer rows than the target means these are all of them, so the repeat check is complete
-            if not pool_ready(len(rows), any(r[3] for r in rows), target):
-                # a sampled request whose pool is not ready: a fresh answer grows the pool, so
-                # the same caller does not see the same text again and again
-                reason = "pool_filling" if rows else "no_entry"
-                return Lookup(None, reason, _ms(t0))
-            entry_id, answer, model, _ = rows[0]
-            self.db.conn.execute(
-                "UPDATE exact_entries SET served = served + 1, last_used = ? WHERE id = ?",
-                (now, entry_id),
-            )
+        hits = self.hits
+        # least served first, unwritten hits included, so a pool rotates from one hit to the next
+        rows.sort(key=lambda r: (r[4] + hits.served(r[0]), hits.last_used(r[0], r[5])))
+        rows = rows[: target + 1]
+        # fewer rows than the target means these are all of them, so the repeat check is complete
+        if not pool_ready(len(rows), any(r[3] for r in rows), target):
+            # a sampled request whose pool is not ready: a fresh answer grows the pool, so
+            # the same caller does not see the same text again and again
+            reason = "pool_filling" if rows else "no_entry"
+            return Lookup(None, reason, _ms(t0))
+        entry_id, answer, model = rows[0][0], rows[0][1], rows[0][2]
+        hits.record(entry_id, now)
+        if hits.due:
+            self.flush_hits(wait=False)
         hit = CachedAnswer(entry_id=entry_id, text=answer, model=model, stage=Route.EXACT_CACHE)
         return Lookup(hit, "exact_key", _ms(t0), {"pool": len(rows)})
+
+    def flush_hits(self, *, wait: bool = True) -> int:
+        """Write the hits noted since the last flush in one transaction; returns the rows touched
+        (``hits.flush``: ``wait`` off gives up at once while another thread writes)."""
+        return flush(self.db, self._write_hits, wait=wait) if len(self.hits) else 0
+
+    def _write_hits(self, conn: Connection) -> int:
+        return write_log(
+            conn,
+            self.hits,
+            "UPDATE exact_entries SET served = served + ?, last_used = max(last_used, ?) WHERE id = ?",
+            lambda h: (h.served, h.last_used, h.row),
+        )
 
     def put(self, req: CacheRequest, answer: str, model: str) -> int | None:
         """Store ``answer``; returns its row id (None when the pool already holds this text)."""
@@ -140,6 +162,8 @@ class ExactCache:
                     " (SELECT id FROM exact_entries WHERE key = ? ORDER BY created DESC LIMIT ?)",
                     (key, key, target),
                 )
+            # the touches first: eviction must see which entries were used lately
+            self._write_hits(conn)
             self._evict(conn, now)
         return row_id
 

@@ -83,13 +83,28 @@ class CacheRequest:
         return semantic_eligibility(self)
 
     @cached_property
+    def shape(self) -> str:
+        """``answer_shape`` of this request's sampling parameters."""
+        return answer_shape(self.params)
+
+    @cached_property
+    def partition_hash(self) -> str:
+        """The system prompt and the answer's shape: what a semantic partition is filed under
+        besides tenant and family (also the ``sys_hash`` the hub's judge files an alias under,
+        so an approved alias lands in the partition it was judged for)."""
+        return digest("partition", self.sys_hash, self.shape)[:32]
+
+    @cached_property
     def own_scope(self) -> str:
-        """The semantic partition of this tenant, model family and system prompt."""
-        return semantic_scope(self.tenant_scope, self.family, self.sys_hash)
+        """The semantic partition of this tenant, model family, system prompt and answer shape."""
+        return semantic_scope(self.tenant_scope, self.family, self.partition_hash)
 
     @cached_property
     def shared_scope(self) -> str:
-        """The partition of the hub's shared answers for the same family and system prompt."""
+        """The partition of the hub's shared answers for the same family and system prompt, or
+        one that holds nothing when a shared answer may not fit this request's shape."""
+        if not shared_answers_fit(self.params):
+            return semantic_scope(NO_SHARED, self.family, self.sys_hash)
         return semantic_scope(GLOBAL_TENANT, self.family, self.sys_hash)
 
 
@@ -99,14 +114,7 @@ def time_bucket(now: float, bucket_s: float) -> int:
 
 def exact_key(req: CacheRequest, *, time_bucket_s: float = 3600.0) -> str:
     """Digest of everything that can change the answer; time-sensitive requests also get the hour."""
-    p = req.params
-    sampling = {
-        "max_tokens": p.max_tokens,
-        "temperature": round(p.temperature, 4),
-        "top_p": round(p.top_p, 4),
-        "stop": sorted(p.stop),
-        "seed": p.seed,
-    }
+    sampling = _sampling_fields(req.params)
     convo = [[m.role, m.name or "", normalize_text(m.content)] for m in req.conversation]
     bucket = time_bucket(req.now, time_bucket_s) if req.time_sensitive else -1
     tools = _canon.encode(req.tools).decode() if req.tools is not None else ""
@@ -122,12 +130,46 @@ def exact_key(req: CacheRequest, *, time_bucket_s: float = 3600.0) -> str:
     )
 
 
+def _sampling_fields(p: SamplingParams) -> dict[str, Any]:
+    return {
+        "max_tokens": p.max_tokens,
+        "temperature": round(p.temperature, 4),
+        "top_p": round(p.top_p, 4),
+        "stop": sorted(p.stop),
+        "seed": p.seed,
+    }
+
+
+def answer_shape(p: SamplingParams) -> str:
+    """Digest of the sampling parameters that change which answer a question gets: its length
+    limit and stop sequences always; temperature, top_p and seed only when sampling (greedy
+    decoding ignores them). Answers are only reused between requests of one shape."""
+    fields = _sampling_fields(p)
+    if p.temperature <= 0.0:
+        fields = {"max_tokens": fields["max_tokens"], "stop": fields["stop"], "greedy": True}
+    return digest("shape", _canon.encode(fields).decode())[:32]
+
+
+# A hub answer is shared only once it ended by itself ("stop") at greedy or seeded decoding, but
+# the edge is not told its length: it is served to requests that stop at no sequence of their own
+# and allow at least this many tokens (a paragraph), so a request for a few words never gets one.
+# A shared answer longer than this can still reach a request that allows fewer tokens than it has.
+SHARED_MIN_MAX_TOKENS = 128
+
+
+def shared_answers_fit(p: SamplingParams) -> bool:
+    return not p.stop and p.max_tokens >= SHARED_MIN_MAX_TOKENS
+
+
 def semantic_scope(tenant_scope: str, family: str, sys_hash: str) -> str:
     """The vec0 partition: one per tenant, model family and system prompt."""
     return digest("scope", tenant_scope, family, sys_hash)[:32]
 
 
 GLOBAL_TENANT = "*global*"
+# the tenant of a partition no entry is filed under: the shared scope of a request no shared
+# answer fits
+NO_SHARED = "*no-shared*"
 
 
 @dataclass(frozen=True)

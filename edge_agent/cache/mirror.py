@@ -142,7 +142,7 @@ class BitMirror:
             for scope in scopes:
                 part = self._parts.get(scope)
                 if part is not None:
-                    out.extend(int(i) for i in part.nearest(words, k))
+                    out.extend(part.nearest(words, k).tolist())
         return out
 
     def __len__(self) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -32,6 +32,8 @@ from edge_agent.cache.audit import HitAudit
 from edge_agent.cache.base import CachedAnswer, Embedder, Lookup, Vectors
 from edge_agent.cache.db import Connection, Database, OperationalError
 from edge_agent.cache.exact import add_repeats_column, pool_ready, pool_target
+from edge_agent.cache.forms import FormFilter
+from edge_agent.cache.hits import HitLog, flush, write_log
 from edge_agent.cache.keys import GLOBAL_TENANT, CacheRequest, semantic_scope
 from edge_agent.cache.mirror import BitMirror
 from edge_agent.cache.verifier import Decision, Verdict, Verifier
@@ -120,6 +122,8 @@ class SemanticCache:
         self.settings = settings or CacheSettings()
         self.rescore = rescore
         self.dim = embedder.dim
+        self.hits = HitLog()  # by answer row: times served
+        self.touched = HitLog()  # by entry: last used
         self.audit = HitAudit(db)
         self.audit.refresh(verifier)
         with self.db.lock:
@@ -133,6 +137,8 @@ class SemanticCache:
                 raise ValueError(f"cache was built with {row[0]}-d embeddings, the embedder gives {self.dim}")
             self.mirror = BitMirror(self.dim)
             self.mirror.load(self.db.conn)
+            self.forms = FormFilter()
+            self.forms.load(self.db.conn)
         # mirror changes of the open write transaction, in order, applied once it has committed
         self._ops: list[tuple[int, str, Vectors | None]] = []
 
@@ -160,10 +166,14 @@ class SemanticCache:
         elig = req.eligibility
         if not elig.ok:
             return Lookup(None, f"ineligible:{elig.reason}", _ms(t0))
-        self.audit.refresh(self.verifier)  # an audit may have moved this domain's point
+        if self.audit.refresh(self.verifier):  # an audit may have moved this domain's point
+            with self.db.read() as conn:  # ... and another process may have written forms
+                self.forms.load(conn)
         qform = question_form(elig.question)
         own, shared = req.own_scope, req.shared_scope
         point: dict[str, Scalar] = {"operating_point": self.verifier.point(req.domain)}
+        if not (self.forms.may_hold(own, qform) or self.forms.may_hold(shared, qform)):
+            return Lookup(None, self._form_miss(req.domain), _ms(t0), point)  # in neither table
         with self.db.snapshot() as conn:
             row = conn.execute(
                 "SELECT id, question, domain, model, origin FROM sem_entries"
@@ -187,8 +197,10 @@ class SemanticCache:
                 origin="alias", matched=alias.question,
             )  # fmt: skip
             return Lookup(hit, "alias", _ms(t0), point)
-        reason = "no_identical_form" if self.verifier.serves_paraphrases(req.domain) else "identical_only"
-        return Lookup(None, reason, _ms(t0), point)
+        return Lookup(None, self._form_miss(req.domain), _ms(t0), point)
+
+    def _form_miss(self, domain: str) -> str:
+        return "no_identical_form" if self.verifier.serves_paraphrases(domain) else "identical_only"
 
     def get(self, req: CacheRequest, query: Vectors | None = None, *, serve: bool = True) -> Lookup:
         """Match by meaning. ``query``: the question's vector when already known. ``serve`` off:
@@ -197,7 +209,8 @@ class SemanticCache:
         elig = req.eligibility
         if not elig.ok:
             return Lookup(None, f"ineligible:{elig.reason}", _ms(t0))
-        self.audit.refresh(self.verifier)
+        if serve:  # off the request path the point its lookup refreshed a moment ago will do
+            self.audit.refresh(self.verifier)
         if query is None:
             query = self.embedder.embed([elig.question])[0]
         scopes = [req.own_scope, req.shared_scope]
@@ -303,16 +316,30 @@ class SemanticCache:
         entry_id = cand.entry_id
         # the hub shares one vetted answer per question; only local entries grow a pool
         target = 1 if cand.origin == "hub" else pool_target(req, self.settings.pool_size)
-        with self.db.lock:
-            rows = self.db.conn.execute(
-                "SELECT id, answer, repeats FROM sem_answers WHERE entry_id = ? ORDER BY served, id LIMIT ?",
-                (entry_id, target + 1),
+        with self.db.snapshot() as conn:
+            rows = conn.execute(
+                "SELECT id, answer, repeats, served FROM sem_answers WHERE entry_id = ? LIMIT 64", (entry_id,)
             ).fetchall()
-            if not pool_ready(len(rows), any(r[2] for r in rows), target):
-                return None
-            self.db.conn.execute("UPDATE sem_answers SET served = served + 1 WHERE id = ?", (rows[0][0],))
-            self.db.conn.execute("UPDATE sem_entries SET last_used = ? WHERE id = ?", (now, entry_id))
+        # least served first, unwritten hits included (``edge_agent.cache.hits``: no write per hit)
+        rows.sort(key=lambda r: (r[3] + self.hits.served(r[0]), r[0]))
+        rows = rows[: target + 1]
+        if not pool_ready(len(rows), any(r[2] for r in rows), target):
+            return None
+        self.hits.record(rows[0][0], now)
+        self.touched.record(entry_id, now)
+        if self.hits.due:
+            self.flush_hits(wait=False)
         return str(rows[0][1])
+
+    def flush_hits(self, *, wait: bool = True) -> int:
+        """Write the hits noted since the last flush (``ExactCache.flush_hits``)."""
+        return flush(self.db, self._write_hits, wait=wait) if len(self.touched) else 0
+
+    def _write_hits(self, conn: Connection) -> int:
+        served = "UPDATE sem_answers SET served = served + ? WHERE id = ?"
+        write_log(conn, self.hits, served, lambda h: (h.served, h.row))
+        used = "UPDATE sem_entries SET last_used = max(last_used, ?) WHERE id = ?"
+        return write_log(conn, self.touched, used, lambda h: (h.last_used, h.row))
 
     # --- store ----------------------------------------------------------------------------------
 
@@ -324,25 +351,40 @@ class SemanticCache:
         if not elig.ok or not answer.strip():
             return None
         emb = embedding if embedding is not None else self.embedder.embed([elig.question])[0]
-        scope = req.own_scope
+        return self.put_many([(req, answer, model, emb)])[0]
+
+    def put_many(self, items: Sequence[tuple[CacheRequest, str, str, Vectors]]) -> list[int | None]:
+        """``put`` of each (request, answer, model, the question's vector) in one transaction, so
+        they share one commit and the pages it writes. All or nothing."""
+        ids: list[int | None] = []
         with self._write() as conn:
-            entry_id = self._upsert(
-                conn,
-                scope,
-                req.tenant_scope,
-                req.family,
-                req.domain,
-                elig.question,
-                emb,
-                model,
-                "local",
-                None,
-                req.now,
-                req.now + self.settings.semantic_ttl_s,
-            )
-            self._add_answer(conn, entry_id, answer, pool_target(req, self.settings.pool_size), req.now)
-            self._evict(conn, req.now)
-        return entry_id
+            now = 0.0
+            for req, answer, model, emb in items:
+                elig = req.eligibility
+                if not elig.ok or not answer.strip():
+                    ids.append(None)
+                    continue
+                entry_id = self._upsert(
+                    conn,
+                    req.own_scope,
+                    req.tenant_scope,
+                    req.family,
+                    req.domain,
+                    elig.question,
+                    emb,
+                    model,
+                    "local",
+                    None,
+                    req.now,
+                    req.now + self.settings.semantic_ttl_s,
+                )
+                self._add_answer(conn, entry_id, answer, pool_target(req, self.settings.pool_size), req.now)
+                ids.append(entry_id)
+                now = max(now, req.now)
+            if now:
+                self._write_hits(conn)  # eviction must see which entries were used lately
+                self._evict(conn, now)
+        return ids
 
     def hub_seq(self) -> int:
         """The last hub sequence number applied to this store (0 before any sync)."""
@@ -365,8 +407,10 @@ class SemanticCache:
                 aliases.delete(conn, e.key)
             for e in fresh:
                 if e.op == "put" and e.kind == "alias":  # filed under its tenant, never the shared scope
+                    scope = semantic_scope(e.tenant, e.family, e.sys_hash)
+                    self.forms.add(scope, question_form(e.question))
                     aliases.put(
-                        conn, scope=semantic_scope(e.tenant, e.family, e.sys_hash), question=e.question,
+                        conn, scope=scope, question=e.question,
                         answer=e.answer, family=e.family, domain=e.domain, hub_key=e.key, now=now,
                     )  # fmt: skip
             for i, e in enumerate(puts):
@@ -410,6 +454,7 @@ class SemanticCache:
         expires: float,
     ) -> int:
         qform = question_form(question)
+        self.forms.add(scope, qform)
         row = conn.execute(
             "SELECT id FROM sem_entries WHERE scope = ? AND qform = ?", (scope, qform)
         ).fetchone()
@@ -447,11 +492,12 @@ class SemanticCache:
                 "UPDATE sem_answers SET repeats = repeats + 1 WHERE entry_id = ? AND answer_hash = ?",
                 (entry_id, h),
             )
-        conn.execute(
-            "DELETE FROM sem_answers WHERE entry_id = ? AND id NOT IN"
-            " (SELECT id FROM sem_answers WHERE entry_id = ? ORDER BY id DESC LIMIT ?)",
-            (entry_id, entry_id, max(target, 1)),
-        )
+        if target > 1:  # with one answer kept, the delete above left no other
+            conn.execute(
+                "DELETE FROM sem_answers WHERE entry_id = ? AND id NOT IN"
+                " (SELECT id FROM sem_answers WHERE entry_id = ? ORDER BY id DESC LIMIT ?)",
+                (entry_id, entry_id, target),
+            )
 
     def _delete_where(self, conn: Connection, where: str, args: tuple[object, ...]) -> int:
         ids = [r[0] for r in conn.execute(f"SELECT id FROM sem_entries WHERE {where}", args)]

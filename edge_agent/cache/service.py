@@ -148,6 +148,9 @@ class CacheService:
             self.indexer.close()  # before the file it writes to closes
         if self.semantic is not None and isinstance(self.semantic.embedder, MemoEmbedder):
             self.semantic.embedder.close_background()
+        self.exact.flush_hits()  # the hit counts noted since the last store
+        if self.semantic is not None:
+            self.semantic.flush_hits()
         self.db.close()
 
     def __enter__(self) -> CacheService:

@@ -4,12 +4,14 @@ Indexing an answered miss means embedding its question (about 5 ms of CPU on a s
 nobody waits for. In a thread of the agent, even one whose own priority is lowered, it would still
 have to take the interpreter lock back after every embedding, and a low-priority thread that the
 scheduler keeps waiting while the event loop hands it that lock stalls the loop with it. In a
-process of its own at nice 19 it shares nothing with the loop: the agent's indexer thread only
-waits on a pipe, and the embedding gets the CPU that serving leaves idle, or none.
+process of its own at nice 19, in the idle scheduling class where Linux has one, it shares nothing
+with the loop: the agent's indexer thread only waits on a pipe, and the embedding gets the CPU that
+serving leaves idle, or none.
 
-The pipe carries raw bytes: a question as UTF-8 one way, its float32 row the other way (an empty
-reply when the child failed on it). The child runs the same model file with one thread, which
-gives the same rows as the agent's own session.
+The pipe carries one frame each way per call: the questions (a msgpack list of strings) one way;
+one byte per question (1: embedded, 0: the child failed on it) and then the float32 rows the other
+way, so a batch costs one round trip. The child embeds each question alone, with one thread, so
+its rows are the agent's own session's rows, whatever else came in the same frame.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from shared.embedding import EmbedderClosed, OnnxEmbedder, Vectors
@@ -36,8 +39,14 @@ def _serve(model_dir: str, threads: int, nice: int, conn: Connection) -> None:
     """The child: embed each question that arrives until the pipe closes or an empty frame comes."""
     with contextlib.suppress(AttributeError, OSError):  # no priorities here: normal priority then
         os.setpriority(os.PRIO_PROCESS, 0, nice)
+    with contextlib.suppress(AttributeError, OSError):  # Linux only; elsewhere nice alone
+        # nice 19 still runs out its time slice before a woken request handler gets the core
+        # (EEVDF); an idle-class task gives the core up the moment any other task wakes
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     embedder = OnnxEmbedder(Path(model_dir), threads=threads)
-    conn.send_bytes(str(embedder.dim).encode())
+    dim = embedder.dim
+    conn.send_bytes(str(dim).encode())
+    decode = msgspec.msgpack.Decoder(list[str])
     while True:
         try:
             data = conn.recv_bytes()
@@ -45,12 +54,15 @@ def _serve(model_dir: str, threads: int, nice: int, conn: Connection) -> None:
             return
         if not data:
             return
-        try:
-            row = embedder.embed([data.decode("utf-8")])[0]
-        except Exception:  # a text the model cannot take: the parent drops that one job
-            conn.send_bytes(b"")
-            continue
-        conn.send_bytes(np.ascontiguousarray(row, dtype=np.float32).tobytes())
+        texts = decode.decode(data)
+        ok = np.ones(len(texts), dtype=np.uint8)
+        rows = np.zeros((len(texts), dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            try:
+                rows[i] = embedder.embed([text])[0]  # alone: a batch would change the rows
+            except Exception:  # a text the model cannot take: the parent drops that one job
+                ok[i] = 0
+        conn.send_bytes(ok.tobytes() + rows.tobytes())
 
 
 class SpareEmbedder:
@@ -69,6 +81,7 @@ class SpareEmbedder:
         child.close()
         self._lock = threading.Lock()
         self._closed = False
+        self._encode = msgspec.msgpack.Encoder()
         try:
             self._dim = int(self._conn.recv_bytes().decode())
         except (EOFError, OSError, ValueError) as exc:
@@ -84,20 +97,31 @@ class SpareEmbedder:
         return self._proc.pid
 
     def embed(self, texts: Sequence[str]) -> Vectors:
+        rows = self.embed_each(texts)
+        if any(row is None for row in rows):
+            raise ValueError("the spare embedder could not embed this text")
         out = np.empty((len(texts), self._dim), dtype=np.float32)
+        for i, row in enumerate(rows):
+            out[i] = row
+        return out
+
+    def embed_each(self, texts: Sequence[str]) -> list[Vectors | None]:
+        """Each text's row, ``None`` for a text the child could not embed; one round trip."""
+        if not texts:
+            return []
+        n = len(texts)
         with self._lock:
             if self._closed:
                 raise EmbedderClosed("spare embedder is closed")
-            for i, text in enumerate(texts):
-                try:
-                    self._conn.send_bytes(text.encode("utf-8"))
-                    raw = self._conn.recv_bytes()
-                except (EOFError, OSError) as exc:
-                    raise EmbedderClosed(f"the spare embedder went away: {exc}") from exc
-                if len(raw) != 4 * self._dim:
-                    raise ValueError("the spare embedder could not embed this text")
-                out[i] = np.frombuffer(raw, dtype=np.float32)
-        return out
+            try:
+                self._conn.send_bytes(self._encode.encode(list(texts)))
+                raw = self._conn.recv_bytes()
+            except (EOFError, OSError) as exc:
+                raise EmbedderClosed(f"the spare embedder went away: {exc}") from exc
+        if len(raw) != n + 4 * self._dim * n:
+            raise EmbedderClosed(f"the spare embedder answered {len(raw)} bytes for {n} texts")
+        rows = np.frombuffer(raw, dtype=np.float32, offset=n).reshape(n, self._dim)
+        return [rows[i].copy() if raw[i] else None for i in range(n)]
 
     def close(self) -> None:
         """Stop the child (a call in progress finishes first); idempotent."""

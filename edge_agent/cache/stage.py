@@ -31,10 +31,11 @@ from functools import partial
 
 from edge_agent.cache import aliases
 from edge_agent.cache.base import Vectors
-from edge_agent.cache.embedding import MemoEmbedder
+from edge_agent.cache.embedding import MemoEmbedder, embed_each
 from edge_agent.cache.grey import GreyCandidate, GreyQueue, JudgeClient
 from edge_agent.cache.keys import CacheRequest
 from edge_agent.cache.service import CacheService
+from edge_agent.cache.writes import IndexWrites
 from edge_agent.request import Answer, CacheHit, CacheLookup, InferenceRequest
 from shared.taxonomy import Route
 from shared.wire import CacheJudgeRequest, Scalar, TraceStep
@@ -73,6 +74,13 @@ class CacheStage:
         self.grey: GreyQueue | None = None
         if judge is not None and settings.hub_judge and service.semantic is not None:
             self.grey = GreyQueue(service.db, judge, capacity=settings.judge_queue)
+        self.writes = IndexWrites(service)
+        # one callable for every job, so the indexer can batch them
+        self._embed_batch: Callable[[list[str]], Sequence[Vectors | None]] | None = None
+        if service.semantic is not None:
+            embedder = service.semantic.embedder
+            each = embedder.embed_spare_each if isinstance(embedder, MemoEmbedder) else None
+            self._embed_batch = each or partial(embed_each, embedder)
 
     async def lookup(self, req: InferenceRequest) -> CacheLookup:
         key = cache_request(req)
@@ -102,41 +110,27 @@ class CacheStage:
 
     async def _index(self, key: CacheRequest, answer: Answer, looked: CacheLookup | None) -> None:
         """The semantic entry: now when the lookup embedded the question, else once the indexer
-        embedded it on spare CPU (this bookkeeping task waits for that; the answer is long out).
-        The search for a grey candidate and the write (about a millisecond together) then run on
-        the loop: in a worker thread they would contend with it for the interpreter lock, which
-        measured slower for the requests being served."""
+        embedded it on spare CPU, in a batch (this bookkeeping task waits for that; the answer is
+        long out). The search for a grey candidate and the write then run on the loop, batched
+        (``edge_agent.cache.writes``): in a worker thread they would contend with it for the
+        interpreter lock, which measured slower for the requests being served."""
         sem, indexer = self.service.semantic, self.service.indexer
-        if sem is None or indexer is None or not key.eligibility.ok:
+        if sem is None or indexer is None or self._embed_batch is None or not key.eligibility.ok:
             return
         vector = looked.embedding if looked is not None else None
         grey = grey_detail(looked.steps) if looked is not None and vector is not None else None
         if vector is None:
-            embedder = sem.embedder
-            embed = embedder.embed_spare if isinstance(embedder, MemoEmbedder) else embedder.embed
-            vector = await indexer.run(partial(_embed_one, embed, key.eligibility.question))
+            vector = await indexer.run_batched(self._embed_batch, key.eligibility.question)
             if vector is None:
                 return  # dropped (the edge is busier than its spare CPU) or failed (logged)
         # a lookup that embedded the question also searched: its grey candidate is known already
         search = self.grey is not None and (looked is None or looked.embedding is None)
-        candidate = self._store_semantic(key, answer, vector, grey, search)
+        searched = await self.writes.put(key, answer.text, answer.model, vector, search=search)
+        if searched is not None:
+            grey = grey_detail([searched.trace(Route.SEMANTIC_CACHE)])
+        candidate = self._candidate(key, grey) if grey is not None else None
         if candidate is not None and self.grey is not None:
             self.grey.offer(candidate)
-
-    def _store_semantic(
-        self, key: CacheRequest, answer: Answer, vector: Vectors, grey: dict[str, Scalar] | None, search: bool
-    ) -> GreyCandidate | None:
-        """Find the grey candidate (unless the lookup did), store, and say what to send the judge."""
-        sem = self.service.semantic
-        assert sem is not None
-        if search:
-            grey = grey_detail([sem.get(key, vector, serve=False).trace(Route.SEMANTIC_CACHE)])
-        try:
-            sem.put(key, answer.text, answer.model, vector)
-        except Exception:
-            self.service.store_failures += 1
-            log.exception("semantic cache store failed")
-        return self._candidate(key, grey) if grey is not None else None
 
     def _candidate(self, key: CacheRequest, grey: dict[str, Scalar]) -> GreyCandidate | None:
         sem = self.service.semantic
@@ -151,7 +145,7 @@ class CacheStage:
             judge_id=self.grey.next_id(),
             tenant=key.tenant_scope,
             family=key.family,
-            sys_hash=key.sys_hash,
+            sys_hash=key.partition_hash,  # the alias is filed under the partition it was judged in
             question=question,
             cached_question=cached_question,
             answer=cached_answer,
@@ -176,8 +170,3 @@ class CacheStage:
         """Stop sending grey candidates (the app closes this before the service it writes to)."""
         if self.grey is not None:
             await self.grey.aclose()
-
-
-def _embed_one(embed: Callable[[list[str]], Vectors], question: str) -> Vectors:
-    row: Vectors = embed([question])[0]
-    return row

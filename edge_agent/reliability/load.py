@@ -1,7 +1,8 @@
 """T33 (budgets under concurrency), T35 (open-loop load) and T37 (3x overload).
 
-The agent runs on its own event loop in a thread, the load generator on another, so the figures
-are the agent's and not a shared loop's. T35 sends Poisson arrivals at a fixed rate (open loop:
+The agent runs on its own event loop in a thread; T35's and T37's load generator is a child
+process (``edge_agent.reliability.loadgen``), so the figures are the agent's and not those of a
+process busy generating its own load. T35 sends Poisson arrivals at a fixed rate (open loop:
 the next request leaves when its time comes, answered or not) to each route: exact-cache hits,
 semantic-cache hits (real ONNX embedder) and escalations to a hub process. T37 offers three
 times what the local model can serve: the excess must be refused at once with ``Retry-After``,
@@ -15,11 +16,13 @@ once it is exhausted.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
+import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Coroutine
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,7 +31,6 @@ import aiohttp
 from edge_agent.api.state import STATE
 from edge_agent.cache.embedding import load_embedder
 from edge_agent.reliability.harness import (
-    Answered,
     EchoModel,
     EdgeOptions,
     HubAccess,
@@ -40,10 +42,11 @@ from edge_agent.reliability.harness import (
     start_edge,
     wait_connected,
 )
+from edge_agent.reliability.loadgen import Plan, Shot, parse
 from edge_agent.request import InferenceRequest
 from edge_agent.tenancy import RequestContext
 from shared.hubproc import HubServer, LinkKeys
-from shared.paths import models_dir
+from shared.paths import REPO_ROOT, models_dir
 from shared.reliability import Report, Result, Size, percentile, pick
 from shared.wire import ChatMessage, SamplingParams
 
@@ -85,44 +88,44 @@ class Load:
     retry_after_missing: int = 0
     seconds: float = 0.0
 
-    def add(self, got: Answered) -> None:
+    def add(self, got: Shot) -> None:
         self.statuses[got.status] = self.statuses.get(got.status, 0) + 1
-        self.latency.setdefault(got.status, []).append(got.seconds)
-        self.routes[got.route] = self.routes.get(got.route, 0) + 1
-        if got.status in (429, 503) and "Retry-After" not in got.headers:
+        if got.status:
+            self.latency.setdefault(got.status, []).append(got.seconds)
+            self.routes[got.route] = self.routes.get(got.route, 0) + 1
+        if got.status in (429, 503) and not got.retry_after:
             self.retry_after_missing += 1
 
     def ok(self) -> list[float]:
         return self.latency.get(200, [])
 
 
-async def open_loop(
-    rate: float, seconds: float, make: Callable[[int], Awaitable[Answered]], rng: random.Random
-) -> Load:
-    """Poisson arrivals at ``rate`` per second for ``seconds``; waits for the stragglers."""
-    out = Load()
-    tasks: set[asyncio.Task[None]] = set()
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    due = start
-
-    async def one(n: int) -> None:
-        try:
-            out.add(await make(n))
-        except (TimeoutError, aiohttp.ClientError):
-            out.statuses[0] = out.statuses.get(0, 0) + 1
-
-    while due - start < seconds:
-        await asyncio.sleep(max(0.0, due - loop.time()))
-        task = asyncio.create_task(one(out.sent))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        out.sent += 1
-        due += rng.expovariate(rate)
-    out.seconds = loop.time() - start
-    if tasks:
-        await asyncio.wait(tasks)
-    return out
+async def open_loop(plan: Plan) -> Load:
+    """Run ``plan`` in a load-generator process of its own; waits for the stragglers."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "edge_agent.reliability.loadgen",
+        cwd=REPO_ROOT,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(
+            proc.communicate(json.dumps(asdict(plan)).encode()), plan.seconds + plan.timeout_s + 60.0
+        )
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"load generator exited {proc.returncode}: {err.decode(errors='replace')[-2000:]}")
+    shots, totals = parse(out.decode())
+    load = Load(sent=totals.sent, seconds=totals.seconds)
+    for shot in shots:
+        load.add(shot)
+    return load
 
 
 def _figures(r: Report, prefix: str, load: Load, rate: float) -> tuple[float, int]:
@@ -171,25 +174,15 @@ async def _t35(size: Size, work: Path, r: Report) -> None:
                 got = await post_chat(http, edge.base_url, chat(q))
                 assert got.status == 200, got.status
             await side.arun(settle(edge))
-            exact = await open_loop(
-                exact_rate,
-                seconds,
-                lambda n: post_chat(http, edge.base_url, chat(rng.choice(questions))),
-                rng,
-            )
-            semantic = await open_loop(
-                sem_rate,
-                seconds,
-                lambda n: post_chat(http, edge.base_url, chat(rng.choice(questions).lower())),
-                rng,
-            )
-            hub_hdr = {"x-edgeroute-route": "hub"}
-            escalation = await open_loop(
-                esc_rate,
-                seconds,
-                lambda n: post_chat(http, edge.base_url, chat(f"fresh question {n} {rng.random()}"), hub_hdr),
-                rng,
-            )
+        url = edge.base_url
+        exact = await open_loop(Plan(url, exact_rate, seconds, questions, seed=rng.getrandbits(32)))
+        lowered = [q.lower() for q in questions]
+        semantic = await open_loop(Plan(url, sem_rate, seconds, lowered, seed=rng.getrandbits(32)))
+        # each escalation asks something new, so none can come out of a cache
+        hub_hdr = {"x-edgeroute-route": "hub"}
+        escalation = await open_loop(
+            Plan(url, esc_rate, seconds, ["fresh question"], "fresh", hub_hdr, seed=rng.getrandbits(32))
+        )
     finally:
         side.stop()
         await asyncio.to_thread(hub.stop)
@@ -239,15 +232,10 @@ async def _overload(
     opts = EdgeOptions(cache=False, settings={"admission": {"enabled": admission}})
     try:
         edge = side.edge = side.run(start_edge(work, backend, opts))
-        rng = random.Random(37)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-            capacity = 1 / SERVICE_S
-            load = await open_loop(
-                3 * capacity,
-                seconds,
-                lambda n: post_chat(http, edge.base_url, chat(PROMPT), timeout_s=timeout_s),
-                rng,
-            )
+        capacity = 1 / SERVICE_S
+        plan = Plan(edge.base_url, 3 * capacity, seconds, [PROMPT], timeout_s=timeout_s, seed=37)
+        load = await open_loop(plan)
+        async with aiohttp.ClientSession() as http:
             ended = time.monotonic()
             recovered: float | None = None
             while time.monotonic() - ended < 10.0:

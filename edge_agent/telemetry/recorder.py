@@ -41,7 +41,12 @@ class TelemetryRecorder:
         """
         changes: dict[str, object] = {}
         text = prompt if prompt is not None else event.prompt
-        if event.kind == "request" and text is not None:
+        # a forced route that also bypasses the caches is a baseline asking each tier the same
+        # question on purpose: unless it says it is a regeneration, it is neither checked against
+        # earlier asks nor remembered for later ones. A user who only forces a route, or only
+        # bypasses the cache for a fresh answer, still re-asks like anyone.
+        baseline = event.cache_bypass and bool(event.route_forced) and not event.regenerate_flag
+        if event.kind == "request" and text is not None and not baseline:
             verdict = self.regeneration.check(
                 event.user or event.tenant, text, event.response_id, explicit=event.regenerate_flag
             )

@@ -16,6 +16,8 @@ from shared.telemetry import TelemetryEvent
 from shared.wire import Scalar, TraceStep
 
 _CACHE_STAGES = frozenset({Route.EXACT_CACHE.value, Route.SEMANTIC_CACHE.value})
+# ``error.type`` of a request whose client hung up (a timeout, usually) before its answer was ready
+CLIENT_GONE = "client_disconnected"
 
 
 class TelemetrySink:
@@ -45,8 +47,12 @@ class TelemetrySink:
             cost_usd=answer.cost_usd,
             cache_similarity=_similarity(answer.trace),
             local_confidence=answer.confidence,
-            escalation_reason=answer.escalation_reason,
+            # a route the client forced is not the router escalating
+            escalation_reason="" if req.force is not None else answer.escalation_reason,
+            route_forced=req.force_source if req.force is not None else "",
+            cache_bypass=req.cache_bypass,
             fallback=answer.fallback,
+            error_type=CLIENT_GONE if outcome.client_gone else "",
             regenerate_flag=req.regenerate,
             quality_target=req.ctx.quality_target,
             # which policy arm decided (the hub's canary compares arms) and what the heads saw
@@ -55,14 +61,19 @@ class TelemetrySink:
             task=str(decided.get("task") or "other"),
             domain=str(decided.get("domain") or "general"),
             completion=answer.text,
+            reference=req.probe[0] if req.probe is not None else None,
+            reference_kind=req.probe[1] if req.probe is not None else "",
         )
         self.recorder.record(event, prompt=last_user)
 
 
 def _edge_policy(trace: Sequence[TraceStep]) -> dict[str, Scalar]:
-    """Detail of the edge's own escalation decision (the first ``policy`` step; the hub's come later)."""
+    """Detail of the edge's own escalation decision (the first ``policy`` step; the hub's come
+    later), or of the classification a forced route got instead."""
     for step in trace:
-        if step.stage == "policy" and step.decision in ("answer", "escalate"):
+        if (step.stage == "policy" and step.decision in ("answer", "escalate")) or (
+            step.stage == "classify" and step.decision == "forced"
+        ):
             return dict(step.detail)
     return {}
 

@@ -75,6 +75,7 @@ def test_head_judge_approves_the_paraphrase_not_the_changed_object(models_dir: P
 @pytest.mark.slow
 def test_llm_judge_scores_from_yes_no_logits(models_dir: Path) -> None:
     from cloud_hub.cache.judge_llm import LlmJudge
+    from cloud_hub.cache.judge_prompts import DEFAULT_PROMPT, PROMPTS
 
     j = LlmJudge(models_dir / "qwen2.5-coder-0.5b-instruct")
     try:
@@ -84,5 +85,6 @@ def test_llm_judge_scores_from_yes_no_logits(models_dir: Path) -> None:
         assert all(0.0 < p < 1.0 for p in first)
         assert first[0] > first[1]
         assert j.score([same]) == pytest.approx(first[:1], abs=1e-4)  # the reused KV prefix changes nothing
+        assert j.name == f"llm:qwen2.5-coder-0.5b-instruct-q4_k_m:{PROMPTS[DEFAULT_PROMPT].digest}"
     finally:
         j.close()

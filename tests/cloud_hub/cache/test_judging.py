@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud_hub.cache.judge import ANY_DOMAIN, JudgeItem
 from cloud_hub.cache.judge_head import HeadJudge
 from cloud_hub.cache.judging import JudgeService, Overloaded, load_thresholds
 from cloud_hub.cache.store import GlobalCacheStore
@@ -111,3 +112,64 @@ async def test_reviewed_verdicts_set_the_judges_domain_threshold(
     later = await service.handle(_req("how do you reverse a python list", 3), "edge-1")
     assert head.threshold("general") == fitted  # re-read before that verdict
     assert later.approved == (later.score >= fitted) and service.judged == 2
+
+
+async def test_reviews_fit_each_domain_apart_and_the_service_applies_each_its_own(
+    tmp_path: Path, store: GlobalCacheStore, head: HeadJudge
+) -> None:
+    service = JudgeService(store, [head], thresholds_file=tmp_path / "judge_thresholds.json")
+    code_req = CacheJudgeRequest(
+        judge_id="c", tenant="t", family="fam", sys_hash="sys", question="how can I reverse a python list",
+        cached_question="How do I reverse a list in Python?", answer="Use lst[::-1].", domain="code",
+    )  # fmt: skip
+    chat_req = CacheJudgeRequest(
+        judge_id="h", tenant="t2", family="fam", sys_hash="sys", question="how can I reverse a python list",
+        cached_question="How do I reverse a list in Python?", answer="Use lst[::-1].", domain="chat",
+    )  # fmt: skip
+    score = head.score([service_item(code_req)])[0]
+    # code: reviewers found approvals from just under this score upwards right; chat: wrong up to 0.999
+    rows = [
+        {
+            "domain": "code",
+            "verifier": head.name,
+            "cached": "a",
+            "query": "b",
+            "probability": score - 0.01 + i * 1e-3,
+            "correct": True,
+        }
+        for i in range(30)
+    ]
+    rows += [
+        {
+            "domain": "chat",
+            "verifier": head.name,
+            "cached": "a",
+            "query": "b",
+            "probability": 0.5 + i * 0.0166,
+            "correct": False,
+        }
+        for i in range(30)
+    ]
+    rows += [{"domain": "rare", "verifier": head.name, "cached": "a", "query": "b",
+              "probability": 0.1, "correct": True}] * 5  # fmt: skip
+    reviews = tmp_path / "reviews.jsonl"
+    reviews.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["cache", "judge", "fit", "--home", str(tmp_path), "--reviews", str(reviews)]) == 0
+    fitted = load_thresholds(tmp_path / "judge_thresholds.json")[head.name]
+    assert fitted["code"] == pytest.approx(score - 0.01) and fitted["chat"] > 1.0 and "rare" not in fitted
+    code = await service.handle(code_req, "edge-1")
+    chat = await service.handle(chat_req, "edge-1")
+    # the same questions and score (another tenant, so not the remembered verdict): approved where the
+    # domain's reviews trust it, refused where they do not
+    assert not chat.remembered and code.score == pytest.approx(chat.score)
+    assert code.approved and not chat.approved
+    assert head.threshold("rare") == head.head.threshold  # too few reviews: the shipped default
+
+
+def service_item(req: CacheJudgeRequest) -> JudgeItem:
+    return JudgeItem(req.cached_question, req.question, req.answer, req.domain)
+
+
+def test_a_star_entry_sets_every_domain_without_its_own(head: HeadJudge) -> None:
+    head.set_thresholds({ANY_DOMAIN: 0.3, "code": 0.9})
+    assert (head.threshold("code"), head.threshold("chat")) == (0.9, 0.3)

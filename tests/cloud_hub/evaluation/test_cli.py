@@ -62,3 +62,19 @@ def test_stats_aggregates_by_route_and_window(
     assert main(["eval", "stats", "--home", str(tmp_path), "--by", "", "--window", "3600"]) == 0
     assert "telemetry by all" in capsys.readouterr().out
     assert main(["eval", "stats", "--home", str(tmp_path), "--by", "colour"]) == 2
+
+
+def test_eval_run_prints_the_report_unwrapped(
+    tmp_path: Path, gsm8k_answers: list[tuple[str, str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = TelemetryStore(store_path(tmp_path))
+    store.ingest("edge", batch(traffic(gsm8k_answers, "semantic_cache", 30, 0.5, seed=3)))
+    store.close()
+    assert main(["eval", "run", "--home", str(tmp_path), "--no-mlflow", "--min-n", "1"]) == 0
+    captured = capsys.readouterr()
+    run_id = captured.out.strip().splitlines()[-1]
+    report = (tmp_path / "eval" / run_id / "report.md").read_text().strip().splitlines()
+    assert max(map(len, report)) > 80  # a table row wider than a piped terminal
+    printed = captured.err.splitlines()
+    for line in report:
+        assert line in printed  # each row on one line, brackets and all

@@ -116,7 +116,8 @@ def test_runner_uses_the_judge_within_budget_and_collects_pairs(judge: LlamaCppJ
 
     runner = EvalRunner(store, judge=judge, stronger=stronger, judge_pass_at=5.0)
     outcome = runner.run(EvalConfig(judge_budget=3, pairwise_rate=1.0, min_n=1))
-    assert outcome.summary["judge_calls"] == 3
+    # the budget is three answers; each is rated once and compared in both orders: nine calls
+    assert outcome.summary["judge_calls"] == 9
     assert len(outcome.rows) == 3  # the fourth answer was over budget: unscored, not guessed
     assert all(r.scorer.startswith("judge:") for r in outcome.rows)
     assert len(answers) == 3

@@ -90,3 +90,82 @@ def test_report_rebuilds_from_stored_results(store: TelemetryStore) -> None:
     again = build_report(outcome.run_id, runner.results.results(outcome.run_id), {"math": 0.8})
     assert again.cells == outcome.report.cells
     store.close()
+
+
+class _FixedJudge:
+    """A stand-in judge model: every answer rates 8, every comparison prefers the first answer."""
+
+    name = "fixed"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def complete(self, system: str, user: str, max_tokens: int = 12) -> str:
+        self.calls += 1
+        return "[[A]]"
+
+    def rating(self, system: str, user: str) -> float | None:
+        self.calls += 1
+        return 8.0
+
+
+def test_judge_calls_are_the_calls_made_and_unreadable_answers_cost_no_budget(tmp_path: Path) -> None:
+    store = TelemetryStore(tmp_path / "hub.db")
+    # three open answers with their prompt captured, five whose prompt the edge did not capture
+    readable = [
+        TelemetryEvent(
+            route="edge_local", prompt=f"Tell me about {t}.", completion="It is nice.", response_id=t
+        )
+        for t in ("tea", "rain", "moss")
+    ]
+    unreadable = [
+        TelemetryEvent(route="edge_local", completion="It is nice.", response_id=f"u{i}") for i in range(5)
+    ]
+    store.ingest("edge-1", batch([*readable, *unreadable]))
+    judge = _FixedJudge()
+    outcome = EvalRunner(store, judge=judge).run(EvalConfig(judge_budget=3, min_n=1))
+    assert judge.calls == 3
+    assert outcome.summary["judge_calls"] == judge.calls
+    assert len(outcome.rows) == 3  # the budget went to the answers the judge could read
+    assert all(r.scorer == "judge:fixed" for r in outcome.rows)
+    again = EvalRunner(store, judge=judge).run(EvalConfig(judge_budget=100, min_n=1))
+    assert again.summary["judge_calls"] == 3  # per run, not since the judge was opened
+    store.close()
+
+
+def test_mlflow_logs_each_metric_once(tmp_path: Path, store: TelemetryStore) -> None:
+    import mlflow
+
+    outcome = EvalRunner(store).run(EvalConfig(per_stratum=30, targets={"math": 0.8}))
+    uri = local_tracking_uri(tmp_path / "home")
+    mlflow_id = log_run(uri, outcome.run_id, {}, outcome.summary, outcome.report, [])
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    history = client.get_metric_history(mlflow_id, "flagged_cells")
+    assert [m.value for m in history] == [outcome.summary["flagged_cells"]] == [1.0]
+    store.close()
+
+
+async def test_a_replayed_answer_without_text_is_left_unscored(tmp_path: Path) -> None:
+    from cloud_hub.backends.replay import Recorded, ReplayBackend
+    from shared.wire import ChatMessage, SamplingParams
+
+    question = "Which planet is largest? A) Mars B) Jupiter C) Venus D) Mercury"
+    replay = ReplayBackend("gpt-4", {question: Recorded(None, 1.0, None, "gpt-4", "mmlu.csv")})
+    placeholder = await replay.generate([ChatMessage("user", question)], SamplingParams(max_tokens=8))
+    store = TelemetryStore(tmp_path / "hub.db")
+    events = [
+        TelemetryEvent(
+            route="frontier",
+            domain="stem",
+            reference="B",
+            reference_kind="mcq",
+            prompt=question,
+            completion=text,
+        )
+        for text in (placeholder.text, "B")
+    ]
+    store.ingest("edge-1", batch(events))
+    outcome = EvalRunner(store).run(EvalConfig(min_n=1))
+    assert outcome.summary["replayed_without_text"] == 1
+    assert [(r.scorer, r.passed) for r in outcome.rows] == [("reference:mcq", True)]  # not a no_answer
+    store.close()

@@ -3,11 +3,13 @@ the vector its lookup embedded the question into, and a repeat waits for a store
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edge_agent.cache.indexer import Indexer
 from edge_agent.cache.service import CacheService
 from edge_agent.cache.stage import CacheStage
 from edge_agent.request import Answer, InferenceRequest
@@ -102,3 +104,27 @@ async def test_fallback_answers_are_never_stored(stage: CacheStage) -> None:
     fallback = Answer("blue", "stop", Usage(), Route.EDGE_LOCAL, "m", (), fallback=True)
     await stage.store(asked, fallback, await stage.lookup(asked))
     assert (await stage.lookup(asked)).hit is None
+
+
+async def test_misses_indexed_together_share_one_write(stage: CacheStage, counted: CountingEmbedder) -> None:
+    # a long linger, so the four embeddings surely travel as one batch on this loaded host
+    stage.service.indexer = Indexer(capacity=16, linger_s=1.0)
+    questions = [
+        "Which planet is known as the red planet?",
+        "What is the tallest mountain on Earth?",
+        "Who wrote the novel Moby-Dick?",
+        "What is the boiling point of water?",
+    ]
+    answers = ["Mars.", "Everest.", "Herman Melville.", "100 °C at sea level."]
+    await asyncio.gather(
+        *(
+            stage.store(_req(q, rid=f"r{i}"), _answer(a), None)
+            for i, (q, a) in enumerate(zip(questions, answers, strict=True))
+        )
+    )
+    assert sorted(counted.texts) == sorted(questions)  # each embedded once, alone
+    assert (stage.writes.batches, stage.writes.written) == (1, 4)
+    for q, a in zip(questions, answers, strict=True):  # each one's own entry, served by another form
+        hit = (await stage.lookup(_req(q.lower().rstrip("?"), rid="again"))).hit
+        assert hit is not None and hit.route is Route.SEMANTIC_CACHE and hit.text == a
+    stage.service.indexer.close()
