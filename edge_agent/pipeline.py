@@ -20,12 +20,12 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import AsyncExitStack, aclosing
-from dataclasses import dataclass, field
 
 from edge_agent.admission import Admission
-from edge_agent.backends.base import BackendError, GenerationJob, LocalBackend, PromptTooLong
+from edge_agent.backends.base import BackendError, LocalBackend, PromptTooLong
 from edge_agent.bookkeeping import Bookkeeping
 from edge_agent.budgets import Budgets
+from edge_agent.flight import Flight, abandoned, classify_forced
 from edge_agent.hub_link.errors import HubRefused
 from edge_agent.local_run import LocalRun
 from edge_agent.local_run import elapsed_ms as _ms
@@ -33,7 +33,6 @@ from edge_agent.request import (
     Answer,
     AnswerCache,
     CacheHit,
-    CacheLookup,
     Decision,
     Delta,
     EscalationPolicy,
@@ -42,35 +41,16 @@ from edge_agent.request import (
     NoRouteAvailable,
     Outcome,
     OutcomeSink,
-    PromptClassifier,
 )
 from shared.cache_text import model_family
 from shared.config import CostModel
 from shared.errors import StreamInterrupted
-from shared.taxonomy import Route, Tier, hub_route
+from shared.taxonomy import Route, hub_route
 from shared.wire import Classification, Escalate, Reply, ReplyChunk, Scalar, TraceStep, Usage
 
 log = logging.getLogger(__name__)
 
 Event = Delta | Answer
-
-
-@dataclass
-class _Flight:
-    """One request on its way through the pipeline: what every step reads and adds to."""
-
-    req: InferenceRequest
-    trace: list[TraceStep] = field(default_factory=list)
-    # by cache index: what each cache's lookup returned, handed back to the same cache's store
-    looked: dict[int, CacheLookup] = field(default_factory=dict)
-    hub_down: str = ""  # why the hub cannot be asked ("" when it can); checked once per request
-    first_event: float | None = None
-    asked_hub: bool = False  # an escalation went out (a budget charges it even without a reply)
-    booked: bool = False  # its answer went to the bookkeeping
-
-    @property
-    def job(self) -> GenerationJob:
-        return GenerationJob(self.req.params, self.req.messages, self.req.prompt)
 
 
 class Pipeline:
@@ -109,7 +89,7 @@ class Pipeline:
         raise NoRouteAvailable("the pipeline ended without an answer")
 
     async def events(self, req: InferenceRequest) -> AsyncGenerator[Event, None]:
-        flight = _Flight(req)
+        flight = Flight(req)
         events = self._routed(flight)
         if self.budgets is not None:
             may_escalate = self.hub is not None and req.force != "edge_local"
@@ -118,7 +98,7 @@ class Pipeline:
             async for event in events:
                 yield event
 
-    async def _routed(self, flight: _Flight) -> AsyncGenerator[Event, None]:
+    async def _routed(self, flight: Flight) -> AsyncGenerator[Event, None]:
         try:
             async with aclosing(await self._choose(flight)) as events:
                 async for event in events:
@@ -131,7 +111,7 @@ class Pipeline:
             # the client hung up (a timeout, usually) and its handler was cancelled before any
             # answer existed: telemetry still sees the request, as the failure it was
             if not flight.booked:
-                self._abandoned(flight)
+                abandoned(self.bookkeeping.sink, flight)
             raise
 
     async def drain(self) -> None:
@@ -142,7 +122,7 @@ class Pipeline:
         """Drain the bookkeeping; later answers are booked before release. Idempotent."""
         await self.bookkeeping.aclose()
 
-    async def _account(self, flight: _Flight, answer: Answer) -> None:
+    async def _account(self, flight: Flight, answer: Answer) -> None:
         started = flight.req.ctx.started
         first = flight.first_event
         latency = time.perf_counter() - started
@@ -156,25 +136,9 @@ class Pipeline:
         flight.booked = True
         await self.bookkeeping.book(outcome, flight.looked)
 
-    def _abandoned(self, flight: _Flight) -> None:
-        """Tell the sink (only: nothing goes into a cache) about a request that ended unanswered
-        because its client left, on the route it was waiting for."""
-        sink = self.bookkeeping.sink
-        if sink is None:
-            return
-        route = _pending_route(flight.req) if flight.asked_hub else Route.EDGE_LOCAL
-        why = "the client hung up before the answer was ready"
-        trace = (*flight.trace, TraceStep("client", "gone", why))
-        answer = Answer("", "", Usage(), route, "", trace)
-        latency = time.perf_counter() - flight.req.ctx.started
-        try:
-            sink(Outcome(flight.req, answer, latency, None, client_gone=True))
-        except Exception:
-            log.exception("telemetry sink failed")
-
     # --- the route ----------------------------------------------------------------------------
 
-    async def _choose(self, flight: _Flight) -> AsyncGenerator[Event, None]:
+    async def _choose(self, flight: Flight) -> AsyncGenerator[Event, None]:
         """The first decision: a cached answer, the hub without a draft, or a local draft first."""
         req, trace = flight.req, flight.trace
         hit = await self._lookup(flight)
@@ -182,7 +146,7 @@ class Pipeline:
             return self._cached(flight, hit)
         flight.hub_down = self._hub_unavailable()
         if req.force is not None:
-            self._classify_forced(flight)
+            classify_forced(self.policy, flight)
         if req.force == "hub":
             why = f"route forced to the hub by the request {req.force_source}"
             trace.append(TraceStep("policy", "escalate", why))
@@ -193,22 +157,7 @@ class Pipeline:
             return self._escalate(flight, None, early.reason, early.classification)
         return self._local_first(flight)
 
-    def _classify_forced(self, flight: _Flight) -> None:
-        """A forced route skips the policy, so telemetry would not know the prompt's domain: ask
-        the policy's heads for it (when it has any), as a trace step that decides nothing."""
-        if not isinstance(self.policy, PromptClassifier):
-            return
-        started = time.perf_counter()
-        try:
-            c = self.policy.classify(flight.req)
-        except Exception as exc:  # telemetry detail only: never worth failing the request
-            log.warning("classifying a forced request failed: %s", exc)
-            return
-        detail: dict[str, Scalar] = {"task": c.task, "domain": c.domain}
-        why = "route forced: classified for telemetry only"
-        flight.trace.append(TraceStep("classify", "forced", why, _ms(started), detail))
-
-    async def _lookup(self, flight: _Flight) -> CacheHit | None:
+    async def _lookup(self, flight: Flight) -> CacheHit | None:
         req, trace = flight.req, flight.trace
         if req.cache_bypass:
             trace.append(TraceStep("cache", "bypass", f"caches bypassed by the request {req.cache_source}"))
@@ -227,7 +176,7 @@ class Pipeline:
                 return looked.hit
         return None
 
-    async def _cached(self, flight: _Flight, hit: CacheHit) -> AsyncGenerator[Event, None]:
+    async def _cached(self, flight: Flight, hit: CacheHit) -> AsyncGenerator[Event, None]:
         if flight.req.stream and hit.text:
             yield Delta(hit.text, hit.route, hit.model)
         yield Answer(hit.text, "stop", Usage(), hit.route, hit.model, tuple(flight.trace), cost_usd=0.0)
@@ -239,7 +188,7 @@ class Pipeline:
             return "hub not connected: answering locally"
         return ""
 
-    async def _local_first(self, flight: _Flight) -> AsyncGenerator[Event, None]:
+    async def _local_first(self, flight: Flight) -> AsyncGenerator[Event, None]:
         """Draft locally and let the policy judge the draft: finish it here or escalate it."""
         req, trace = flight.req, flight.trace
         local: AsyncGenerator[Event, None] | None = None
@@ -271,7 +220,7 @@ class Pipeline:
             async for event in escalation:
                 yield event
 
-    async def _judge_draft(self, flight: _Flight, run: LocalRun) -> Decision | None:
+    async def _judge_draft(self, flight: Flight, run: LocalRun) -> Decision | None:
         """The policy's verdict on the draft; ``None`` when the local model failed on it."""
         try:
             draft = await run.draft(self.draft_tokens)
@@ -286,7 +235,7 @@ class Pipeline:
         return decision
 
     async def _finish_local(
-        self, flight: _Flight, run: LocalRun, escalation_reason: str, *, fallback: bool = False
+        self, flight: Flight, run: LocalRun, escalation_reason: str, *, fallback: bool = False
     ) -> AsyncGenerator[Event, None]:
         async with aclosing(run.rest()) as rest:
             if flight.req.stream:
@@ -303,7 +252,7 @@ class Pipeline:
 
     async def _escalate(
         self,
-        flight: _Flight,
+        flight: Flight,
         run: LocalRun | None,
         reason: str,
         classification: Classification | None = None,
@@ -360,7 +309,7 @@ class Pipeline:
         )
 
     async def _ask_hub(
-        self, flight: _Flight, esc: Escalate, run: LocalRun | None, reason: str, streamed: list[str]
+        self, flight: Flight, esc: Escalate, run: LocalRun | None, reason: str, streamed: list[str]
     ) -> AsyncGenerator[Event, None]:
         """The hub's answer; deltas first when streaming, each one also kept in ``streamed``."""
         assert self.hub is not None
@@ -396,7 +345,7 @@ class Pipeline:
                     return
 
     async def _fall_back(
-        self, flight: _Flight, run: LocalRun | None, reason: str, failure: str
+        self, flight: Flight, run: LocalRun | None, reason: str, failure: str
     ) -> AsyncGenerator[Event, None]:
         """The local answer after the hub could not give one: a finished draft is already the
         whole answer; an unfinished one is resumed, not redone; without a draft, a fresh run."""
@@ -415,7 +364,7 @@ class Pipeline:
 
     def _hub_answer(
         self,
-        flight: _Flight,
+        flight: Flight,
         reply: Reply,
         run: LocalRun | None,
         reason: str,
@@ -444,12 +393,3 @@ class Pipeline:
             cost_usd=reply.cost_usd + draft_cost,
             escalation_reason=reason,
         )
-
-
-def _pending_route(req: InferenceRequest) -> Route:
-    """The hub route an unanswered escalation was waiting on: the tier it asked for (``tier:<tier>``),
-    else the hub's default, as ``hub_route`` reads an unnamed tier."""
-    name, tier = req.hub_model.partition("tier:")[::2]
-    if not name and tier in {t.value for t in Tier}:
-        return Tier(tier).route
-    return hub_route("")

@@ -2,11 +2,12 @@
 
 Layout: ``sem_entries`` holds the question, its float32 embedding and metadata; ``sem_answers``
 holds one answer (greedy) or a pool (sampled); ``sem_vec`` is a vec0 table with a ``bit[dim]``
-column partitioned by scope. Every write touches the three tables in one transaction, so a crash
-cannot leave the index out of step with the rows. Searches scan ``BitMirror``, an in-memory copy
-of ``sem_vec`` kept in step after each commit, so a query only ever scans the asking tenant's
-partition (and the hub's shared one). The Hamming scan picks ``rescore`` candidates; exact cosine
-on their stored floats ranks them, and only then do the guards and the verifier decide.
+column partitioned by scope (``edge_agent.cache.semantic_rows`` writes them). Every write touches
+the three tables in one transaction, so a crash cannot leave the index out of step with the rows.
+Searches scan ``BitMirror``, an in-memory copy of ``sem_vec`` kept in step after each commit, so
+a query only ever scans the asking tenant's partition (and the hub's shared one). The Hamming
+scan picks ``rescore`` candidates; exact cosine on their stored floats ranks them, and only then
+do the guards and the verifier decide.
 
 ``lookup_form`` is the part that needs no vector: a stored question of the same form (case and
 trailing punctuation aside), or an alias the hub's judge approved for this tenant
@@ -18,7 +19,6 @@ candidate worth sending to the hub's judge.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -31,11 +31,21 @@ from edge_agent.cache import aliases
 from edge_agent.cache.audit import HitAudit
 from edge_agent.cache.base import CachedAnswer, Embedder, Lookup, Vectors
 from edge_agent.cache.db import Connection, Database, OperationalError
-from edge_agent.cache.exact import add_repeats_column, pool_ready, pool_target
+from edge_agent.cache.exact import pool_ready, pool_target
 from edge_agent.cache.forms import FormFilter
-from edge_agent.cache.hits import HitLog, flush, write_log
-from edge_agent.cache.keys import GLOBAL_TENANT, CacheRequest, semantic_scope
+from edge_agent.cache.hits import HitLog, flush
+from edge_agent.cache.keys import CacheRequest
 from edge_agent.cache.mirror import BitMirror
+from edge_agent.cache.semantic_rows import (
+    MirrorOps,
+    add_answer,
+    apply_hub,
+    delete_where,
+    evict,
+    prepare,
+    upsert,
+    write_hits,
+)
 from edge_agent.cache.verifier import Decision, Verdict, Verifier
 from shared.cache_text import GlobalEntry, question_form
 from shared.config import CacheSettings
@@ -45,52 +55,6 @@ from shared.wire import Scalar
 log = logging.getLogger(__name__)
 
 
-def schema(dim: int) -> str:
-    return f"""
-CREATE TABLE IF NOT EXISTS sem_entries(
-    id INTEGER PRIMARY KEY,
-    scope TEXT NOT NULL,
-    tenant TEXT NOT NULL,
-    family TEXT NOT NULL,
-    domain TEXT NOT NULL,
-    question TEXT NOT NULL,
-    qform TEXT NOT NULL,
-    emb BLOB NOT NULL,
-    model TEXT NOT NULL,
-    origin TEXT NOT NULL,
-    hub_key TEXT UNIQUE,
-    created REAL NOT NULL,
-    expires REAL NOT NULL,
-    last_used REAL NOT NULL,
-    UNIQUE(scope, qform)
-);
-CREATE INDEX IF NOT EXISTS sem_lru ON sem_entries(last_used);
-CREATE INDEX IF NOT EXISTS sem_expiry ON sem_entries(expires);
-CREATE TABLE IF NOT EXISTS sem_answers(
-    id INTEGER PRIMARY KEY,
-    entry_id INTEGER NOT NULL REFERENCES sem_entries(id) ON DELETE CASCADE,
-    answer TEXT NOT NULL,
-    answer_hash TEXT NOT NULL,
-    served INTEGER NOT NULL DEFAULT 1,
-    created REAL NOT NULL,
-    repeats INTEGER NOT NULL DEFAULT 0,
-    UNIQUE(entry_id, answer_hash)
-);
-CREATE VIRTUAL TABLE IF NOT EXISTS sem_vec USING vec0(scope TEXT PARTITION KEY, bits BIT[{dim}]);
-CREATE TABLE IF NOT EXISTS sem_meta(name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sem_stats(id INTEGER PRIMARY KEY CHECK (id = 0), n INTEGER NOT NULL);
-INSERT OR IGNORE INTO sem_stats VALUES (0, 0);
-CREATE TRIGGER IF NOT EXISTS sem_ins AFTER INSERT ON sem_entries BEGIN
-    UPDATE sem_stats SET n = n + 1 WHERE id = 0;
-END;
-CREATE TRIGGER IF NOT EXISTS sem_del AFTER DELETE ON sem_entries BEGIN
-    UPDATE sem_stats SET n = n - 1 WHERE id = 0;
-END;
-"""
-
-
-# Hub entries live until the hub retracts them; local eviction never touches them.
-HUB_EXPIRES = 1e18
 # off the request path, the nearest few candidates are enough to find one worth a judge's time
 GREY_LOOKS = 3
 GREY_RESCORE = 16
@@ -127,20 +91,13 @@ class SemanticCache:
         self.audit = HitAudit(db)
         self.audit.refresh(verifier)
         with self.db.lock:
-            self.db.conn.executescript(schema(self.dim))
-            self.db.conn.executescript(aliases.SCHEMA)
-            add_repeats_column(self.db.conn, "sem_answers")
-            row = self.db.conn.execute("SELECT value FROM sem_meta WHERE name = 'dim'").fetchone()
-            if row is None:
-                self.db.conn.execute("INSERT INTO sem_meta VALUES ('dim', ?)", (str(self.dim),))
-            elif int(row[0]) != self.dim:
-                raise ValueError(f"cache was built with {row[0]}-d embeddings, the embedder gives {self.dim}")
+            prepare(self.db.conn, self.dim)
             self.mirror = BitMirror(self.dim)
             self.mirror.load(self.db.conn)
             self.forms = FormFilter()
             self.forms.load(self.db.conn)
         # mirror changes of the open write transaction, in order, applied once it has committed
-        self._ops: list[tuple[int, str, Vectors | None]] = []
+        self._ops: MirrorOps = []
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -336,10 +293,7 @@ class SemanticCache:
         return flush(self.db, self._write_hits, wait=wait) if len(self.touched) else 0
 
     def _write_hits(self, conn: Connection) -> int:
-        served = "UPDATE sem_answers SET served = served + ? WHERE id = ?"
-        write_log(conn, self.hits, served, lambda h: (h.served, h.row))
-        used = "UPDATE sem_entries SET last_used = max(last_used, ?) WHERE id = ?"
-        return write_log(conn, self.touched, used, lambda h: (h.last_used, h.row))
+        return write_hits(conn, self.hits, self.touched)
 
     # --- store ----------------------------------------------------------------------------------
 
@@ -364,8 +318,10 @@ class SemanticCache:
                 if not elig.ok or not answer.strip():
                     ids.append(None)
                     continue
-                entry_id = self._upsert(
+                entry_id = upsert(
                     conn,
+                    self.forms,
+                    self._ops,
                     req.own_scope,
                     req.tenant_scope,
                     req.family,
@@ -378,12 +334,12 @@ class SemanticCache:
                     req.now,
                     req.now + self.settings.semantic_ttl_s,
                 )
-                self._add_answer(conn, entry_id, answer, pool_target(req, self.settings.pool_size), req.now)
+                add_answer(conn, entry_id, answer, pool_target(req, self.settings.pool_size), req.now)
                 ids.append(entry_id)
                 now = max(now, req.now)
             if now:
                 self._write_hits(conn)  # eviction must see which entries were used lately
-                self._evict(conn, now)
+                evict(conn, self._ops, now, self.settings.max_entries)
         return ids
 
     def hub_seq(self) -> int:
@@ -402,34 +358,7 @@ class SemanticCache:
         puts = [e for e in fresh if e.op == "put" and e.kind == "answer"]
         embs = self.embedder.embed([e.question for e in puts]) if puts else None
         with self._write() as conn:
-            for e in fresh:
-                self._delete_where(conn, "hub_key = ?", (e.key,))
-                aliases.delete(conn, e.key)
-            for e in fresh:
-                if e.op == "put" and e.kind == "alias":  # filed under its tenant, never the shared scope
-                    scope = semantic_scope(e.tenant, e.family, e.sys_hash)
-                    self.forms.add(scope, question_form(e.question))
-                    aliases.put(
-                        conn, scope=scope, question=e.question,
-                        answer=e.answer, family=e.family, domain=e.domain, hub_key=e.key, now=now,
-                    )  # fmt: skip
-            for i, e in enumerate(puts):
-                assert embs is not None
-                entry_id = self._upsert(
-                    conn,
-                    semantic_scope(GLOBAL_TENANT, e.family, e.sys_hash),
-                    GLOBAL_TENANT,
-                    e.family,
-                    e.domain,
-                    e.question,
-                    embs[i],
-                    e.family,
-                    "hub",
-                    e.key,
-                    now,
-                    HUB_EXPIRES,
-                )
-                self._add_answer(conn, entry_id, e.answer, 1, now)
+            apply_hub(conn, self.forms, self._ops, fresh, puts, embs, now)
             conn.execute(
                 "INSERT INTO sem_meta VALUES ('hub_seq', ?)"
                 " ON CONFLICT(name) DO UPDATE SET value = excluded.value"
@@ -438,85 +367,8 @@ class SemanticCache:
             )
         return len(fresh)
 
-    def _upsert(
-        self,
-        conn: Connection,
-        scope: str,
-        tenant: str,
-        family: str,
-        domain: str,
-        question: str,
-        emb: Vectors,
-        model: str,
-        origin: str,
-        hub_key: str | None,
-        now: float,
-        expires: float,
-    ) -> int:
-        qform = question_form(question)
-        self.forms.add(scope, qform)
-        row = conn.execute(
-            "SELECT id FROM sem_entries WHERE scope = ? AND qform = ?", (scope, qform)
-        ).fetchone()
-        if row is not None:
-            conn.execute(
-                "UPDATE sem_entries SET expires = ?, last_used = ? WHERE id = ?", (expires, now, row[0])
-            )
-            return int(row[0])
-        blob = np.ascontiguousarray(emb, dtype=np.float32).tobytes()
-        cur = conn.execute(
-            "INSERT INTO sem_entries(scope, tenant, family, domain, question, qform, emb, model, origin,"
-            " hub_key, created, expires, last_used) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (scope, tenant, family, domain, question, qform, blob, model, origin, hub_key, now, expires, now),
-        )
-        entry_id = int(cur.lastrowid)
-        conn.execute(
-            "INSERT INTO sem_vec(rowid, scope, bits) VALUES (?, ?, vec_quantize_binary(?))",
-            (entry_id, scope, blob),
-        )
-        self._ops.append((entry_id, scope, emb))
-        return entry_id
-
-    def _add_answer(self, conn: Connection, entry_id: int, answer: str, target: int, now: float) -> None:
-        h = hashlib.sha256(answer.encode()).hexdigest()
-        if target == 1:
-            conn.execute("DELETE FROM sem_answers WHERE entry_id = ? AND answer_hash != ?", (entry_id, h))
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO sem_answers(entry_id, answer, answer_hash, served, created)"
-            " VALUES (?, ?, ?, 1, ?)",
-            (entry_id, answer, h, now),
-        )
-        if not cur.rowcount and target > 1:
-            # a repeated text readies the pool, as in the exact cache
-            conn.execute(
-                "UPDATE sem_answers SET repeats = repeats + 1 WHERE entry_id = ? AND answer_hash = ?",
-                (entry_id, h),
-            )
-        if target > 1:  # with one answer kept, the delete above left no other
-            conn.execute(
-                "DELETE FROM sem_answers WHERE entry_id = ? AND id NOT IN"
-                " (SELECT id FROM sem_answers WHERE entry_id = ? ORDER BY id DESC LIMIT ?)",
-                (entry_id, entry_id, target),
-            )
-
     def _delete_where(self, conn: Connection, where: str, args: tuple[object, ...]) -> int:
-        ids = [r[0] for r in conn.execute(f"SELECT id FROM sem_entries WHERE {where}", args)]
-        for entry_id in ids:
-            conn.execute("DELETE FROM sem_vec WHERE rowid = ?", (entry_id,))
-            conn.execute("DELETE FROM sem_entries WHERE id = ?", (entry_id,))
-        self._ops.extend((entry_id, "", None) for entry_id in ids)
-        return len(ids)
-
-    def _evict(self, conn: Connection, now: float) -> None:
-        self._delete_where(conn, "id IN (SELECT id FROM sem_entries WHERE expires <= ? LIMIT 64)", (now,))
-        (n,) = conn.execute("SELECT n FROM sem_stats WHERE id = 0").fetchone()
-        over = n - self.settings.max_entries
-        if over > 0:
-            self._delete_where(
-                conn,
-                "id IN (SELECT id FROM sem_entries WHERE origin = 'local' ORDER BY last_used LIMIT ?)",
-                (over,),
-            )
+        return delete_where(conn, self._ops, where, args)
 
     def count(self) -> tuple[int, int]:
         """(rows in ``sem_entries``, rows in the vector index): equal unless something is broken."""

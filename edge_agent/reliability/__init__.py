@@ -23,7 +23,7 @@ SCENARIOS: dict[str, str] = {
     "T25": "edge_agent.reliability.surface:t25_base_urls",
     "T26": "edge_agent.reliability.surface:t26_binds",
     "T27": "edge_agent.reliability.surface:t27_secrets",
-    "T28": "edge_agent.reliability.surface:t28_limits",
+    "T28": "edge_agent.reliability.limits:t28_limits",
     "T32": "edge_agent.reliability.failover:t32_failover",
     "T33": "edge_agent.reliability.load:t33_budgets",
     "T34": "edge_agent.reliability.failover:t34_cancel",

@@ -37,11 +37,21 @@ def client(
         yield openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="unused", max_retries=0)
 
 
-def _routes(client: openai.OpenAI, question: str, times: int, **extra: object) -> list[str]:
+def _routes(
+    client: openai.OpenAI,
+    question: str,
+    times: int,
+    temperature: float | None = None,
+    seed: int | None = None,
+) -> list[str]:
     routes = []
     for _ in range(times):
         raw = client.chat.completions.with_raw_response.create(
-            model=SMOLLM, messages=[{"role": "user", "content": question}], max_tokens=6, **extra
+            model=SMOLLM,
+            messages=[{"role": "user", "content": question}],
+            max_tokens=6,
+            temperature=temperature,
+            seed=seed,
         )
         routes.append(raw.headers["x-edgeroute-route"])
     return routes

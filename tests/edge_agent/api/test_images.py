@@ -1,6 +1,7 @@
 """Images and video end to end: ``cloud-hub serve`` with the tiny random-weight pipelines enabled
 in its YAML (a real process, real CURVE keys, 64 KiB frames), an edge agent with two tenants
-linked to it, plain HTTP and the official ``openai`` client.
+linked to it (``tests.edge_agent.api.media_deployment``), plain HTTP and the official ``openai``
+client. The same edge with the hub away is ``test_images_offline``.
 
 Every test draws its own prompt, so the stores the module shares never answer one test from
 another's pictures.
@@ -11,118 +12,39 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import yaml
 from PIL import Image
-from pydantic import SecretStr
 
-from edge_agent.app import ClosingResource, create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.hub_link import HubLink
-from edge_agent.images.gateway import ImageGateway
-from edge_agent.images.store import EdgeAssetStore, StoredAsset, request_key
-from edge_agent.serving import BackgroundAgent
-from edge_agent.telemetry.metrics import EdgeMetrics
-from edge_agent.telemetry.recorder import TelemetryRecorder
-from edge_agent.telemetry.spool import TelemetrySpool
-from shared.config import EdgeSettings, TenantConfig
-from shared.telemetry import TelemetryEvent
-from tests.cloud_hub.helpers import HubProcess, Keys, make_keys
-
-FRAME = 64 * 1024
-STEPS = 8
-PRICE = 0.001
-SIZE = "32x32"
-KEYS = {"acme": "sk-acme-images", "globex": "sk-globex-images"}
-
-
-@dataclass
-class Deployment:
-    hub: HubProcess
-    keys: Keys
-    agent: BackgroundAgent
-    spool: TelemetrySpool
-
-    @property
-    def url(self) -> str:
-        return self.agent.base_url
-
-    def events(self) -> list[TelemetryEvent]:
-        lease = self.spool.lease(max_events=10_000, max_bytes=1 << 30)
-        if lease is None:
-            return []
-        self.spool.ack(lease.batch_id)
-        return [TelemetryEvent.from_attributes(e) for e in lease.events]
-
-    def hub_png(self, asset_id: str) -> bytes:
-        with sqlite3.connect(self.keys.hub_home / "assets.db") as db:
-            (png,) = db.execute("SELECT png FROM assets WHERE id = ?", (asset_id,)).fetchone()
-        return bytes(png)
-
-    def hub_frames(self, asset_id: str) -> list[bytes]:
-        with sqlite3.connect(self.keys.hub_home / "assets.db") as db:
-            rows = db.execute(
-                "SELECT png FROM frames WHERE asset_id = ? ORDER BY idx", (asset_id,)
-            ).fetchall()
-        return [bytes(r[0]) for r in rows]
-
-
-def _hub_config(root: Path) -> Path:
-    config = {
-        "models": [{"name": "echo", "backend": "echo", "tier": "oss"}],
-        "default_model": "echo",
-        "heartbeat_s": 0.2,
-        "max_frame_bytes": FRAME,
-        "global_cache": {"enabled": False},
-        "images": {
-            "enabled": True,
-            "threads": 1,
-            "image": {"backend": "diffusers", "model": "tiny", "default_steps": STEPS, "usd_per_step": PRICE},
-            "video": {"backend": "wan", "model": "tiny", "default_steps": 6, "usd_per_step": 10 * PRICE},
-        },
-    }
-    path = root / "hub.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def _agent(
-    home: Path, link: HubLink | None, backend: LlamaCppBackend
-) -> tuple[BackgroundAgent, TelemetrySpool]:
-    tenants = [TenantConfig(name=name, api_key=SecretStr(key)) for name, key in KEYS.items()]
-    settings = EdgeSettings(home=home, heartbeat_s=0.3, tenants=tenants)
-    spool = TelemetrySpool(home / "telemetry.db")
-    recorder = TelemetryRecorder(spool, EdgeMetrics())
-    gateway = ImageGateway(EdgeAssetStore(home / "images.db"), link, timeout_s=120, record=recorder.record)
-    app = create_app(
-        settings,
-        backend,
-        hub=link,
-        images=gateway,
-        resources=[ClosingResource(recorder)],
-        owns_backend=False,
-    )
-    return BackgroundAgent(app).start(), spool
+from tests.cloud_hub.helpers import HubProcess, make_keys
+from tests.edge_agent.api.media_deployment import (
+    FRAME,
+    KEYS,
+    PRICE,
+    SIZE,
+    STEPS,
+    Deployment,
+    hub_config,
+    start_agent,
+)
 
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory, smollm_backend: LlamaCppBackend) -> Iterator[Deployment]:
     root = tmp_path_factory.mktemp("images")
     keys = make_keys(root)
-    hub = HubProcess(keys.hub_home, _hub_config(root))
+    hub = HubProcess(keys.hub_home, hub_config(root))
     hub.start(timeout_s=300)  # torch, diffusers and both tiny pipelines load before the ready line
     link = HubLink(hub.endpoint, keys.hub_public, keys.edge_secret_file, heartbeat_s=0.3, max_frame=FRAME)
-    agent, spool = _agent(root / "edge", link, smollm_backend)
+    agent, spool = start_agent(root / "edge", link, smollm_backend)
     try:
         end = time.monotonic() + 60
         while httpx.get(f"{agent.base_url}/health").json()["hub"] != "connected":
@@ -369,51 +291,6 @@ def test_the_openai_client_generates_images_through_the_edge(dep: Deployment) ->
     with pytest.raises(openai.BadRequestError) as refused:
         client.images.generate(prompt="a cat", n=11)
     assert refused.value.status_code == 400
-
-
-def test_without_a_reachable_hub_images_are_refused_with_retry_after(
-    tmp_path: Path, smollm_backend: LlamaCppBackend
-) -> None:
-    keys = make_keys(tmp_path)
-    nowhere = HubLink("tcp://127.0.0.1:9", keys.hub_public, keys.edge_secret_file, heartbeat_s=0.3)
-    for link in (nowhere, None):
-        agent, _spool = _agent(tmp_path / f"edge-{link is None}", link, smollm_backend)
-        try:
-            for path in ("/v1/images/generations", "/v1/videos/generations"):
-                resp = httpx.post(
-                    f"{agent.base_url}{path}",
-                    json={"prompt": "a cat", "size": SIZE},
-                    headers={"Authorization": f"Bearer {KEYS['acme']}"},
-                )
-                assert resp.status_code == 503, resp.text
-                assert int(resp.headers["Retry-After"]) > 0
-                assert resp.json()["error"]["type"] == "service_unavailable"
-        finally:
-            agent.stop()
-    # what the edge's own store holds still serves exact_ok with the hub away; the rest is refused
-    home = tmp_path / "edge-stocked"
-    stock = EdgeAssetStore(home / "images.db")
-    png = Image.new("RGB", (32, 32), "teal")
-    buf = io.BytesIO()
-    png.save(buf, format="PNG")
-    data = buf.getvalue()
-    asset = StoredAsset(
-        "a1", "image", 32, 32, 1, "image/png", data, hashlib.sha256(data).hexdigest(), 3, STEPS, "m"
-    )
-    stock.put("acme", request_key("a teal square"), asset)
-    stock.close()
-    away = HubLink("tcp://127.0.0.1:9", keys.hub_public, keys.edge_secret_file, heartbeat_s=0.3)
-    agent, _spool = _agent(home, away, smollm_backend)
-    try:
-        headers = {"Authorization": f"Bearer {KEYS['acme']}"}
-        body = {"prompt": "a teal square", "size": SIZE, "reuse": "exact_ok", "response_format": "b64_json"}
-        served = httpx.post(f"{agent.base_url}/v1/images/generations", json=body, headers=headers)
-        assert served.status_code == 200 and served.headers["x-edgeroute-route"] == "asset_reuse"
-        assert base64.b64decode(served.json()["data"][0]["b64_json"]) == data
-        again = httpx.post(f"{agent.base_url}/v1/images/generations", json=body, headers=headers)
-        assert again.status_code == 503  # that user has it; a new one needs the hub
-    finally:
-        agent.stop()
 
 
 def test_the_hubs_image_and_video_models_are_listed_but_chat_cannot_use_them(dep: Deployment) -> None:

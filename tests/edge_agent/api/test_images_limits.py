@@ -30,7 +30,7 @@ from edge_agent.images.store import EdgeAssetStore
 from edge_agent.serving import BackgroundAgent
 from shared.config import AdmissionSettings, EdgeImageSettings, EdgeSettings, TenantConfig
 from tests.cloud_hub.helpers import HubProcess, Keys, make_keys
-from tests.edge_agent.api.test_images import FRAME, PRICE, SIZE, STEPS, _hub_config
+from tests.edge_agent.api.media_deployment import FRAME, PRICE, SIZE, STEPS, hub_config
 from tests.edge_agent.live import wait_hub
 
 VIDEO_STEPS = 6  # the hub config's video default_steps, at 10 × PRICE
@@ -44,7 +44,7 @@ BURST = 20
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubProcess, Keys]]:
     root = tmp_path_factory.mktemp("image-limits")
     keys = make_keys(root)
-    process = HubProcess(keys.hub_home, _hub_config(root))
+    process = HubProcess(keys.hub_home, hub_config(root))
     process.start(timeout_s=300)  # torch, diffusers and both tiny pipelines load first
     yield process, keys
     process.stop()

@@ -1,4 +1,4 @@
-"""T25-T28 at CI size: addresses, binds, secrets and limits a client cannot bend."""
+"""T25-T27 at CI size: addresses, binds and secrets a client cannot bend."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from edge_agent.reliability.surface import (
     t25_base_urls,
     t26_binds,
     t27_secrets,
-    t28_limits,
 )
 from shared.reliability import Size
 
@@ -37,9 +36,3 @@ def test_t27_secrets_stay_out_of_logs_and_telemetry(tmp_path: Path) -> None:
 def test_t27_the_comparison_gate_ignores_lengths_and_literals() -> None:
     assert not plain_comparisons("if len(token.hub_key) != 40 or args.token == '-':\n    pass\n")
     assert plain_comparisons("ok = request_token == settings.dashboard_token\n")
-
-
-def test_t28_over_limit_requests_never_reach_a_model(tmp_path: Path) -> None:
-    r = t28_limits(Size.CI, tmp_path)
-    assert r.passed, r.failures
-    assert r.figures["reached_the_model"] == 0 and r.figures["wrong_status"] == 0
