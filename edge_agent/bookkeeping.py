@@ -14,7 +14,7 @@ import logging
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
-from edge_agent.request import AnswerCache, CacheLookup, Outcome, OutcomeSink
+from edge_agent.request import AnswerCache, CacheLookup, DrainingSink, Outcome, OutcomeSink
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,8 @@ class Bookkeeping:
         while self._tasks:
             # ``wait``, not ``gather``: a caller that is cancelled must not cancel the bookkeeping
             await asyncio.wait(set(self._tasks))
+        if isinstance(self.sink, DrainingSink):
+            await self.sink.drain()
 
     async def aclose(self) -> None:
         """Drain; anything booked after this runs inline. Idempotent."""

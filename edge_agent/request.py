@@ -211,5 +211,14 @@ class OutcomeSink(Protocol):
     def __call__(self, outcome: Outcome) -> None: ...
 
 
+@runtime_checkable
+class DrainingSink(Protocol):
+    """A sink that finishes its writes after it returns (the telemetry spool's are batched)."""
+
+    def __call__(self, outcome: Outcome) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
 class NoRouteAvailable(Exception):
     """Every route that could answer failed (the API answers 503)."""

@@ -1,10 +1,23 @@
 """The edge's single entry point for telemetry: metrics, regeneration detection, spooling.
 
 The request path calls ``record`` once per request and ``feedback`` for ``POST /v1/feedback``;
-both only touch memory and one local SQLite write, so a slow or absent hub never slows a request.
+both only touch memory and the local spool, so a slow or absent hub never slows a request.
+
+On an event loop the spool writes leave the loop: events queue in memory and one writer task
+stores everything queued in one transaction, in a worker thread, so a burst of cache hits shares
+a commit instead of each paying for one on the loop. ``drain`` waits until every event recorded
+so far is in the spool (the pipeline's drain and the app's shutdown call it), and ``close``
+writes what is still queued before it closes the spool. Called with no loop running, ``record``
+writes before it returns. Until its batch commits an event is only in memory: a ``kill -9`` in
+those milliseconds loses it, as it would lose an answer whose bookkeeping had not yet run.
 """
 
 from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
 
 import msgspec
 
@@ -12,6 +25,8 @@ from edge_agent.telemetry.metrics import EdgeMetrics
 from edge_agent.telemetry.regeneration import RegenerationDetector
 from edge_agent.telemetry.spool import TelemetrySpool
 from shared.telemetry import TelemetryEvent, clip_content
+
+log = logging.getLogger(__name__)
 
 
 class FeedbackError(ValueError):
@@ -32,6 +47,12 @@ class TelemetryRecorder:
         # prompts and answers leave the device only when the operator opts in (evaluation needs
         # them for the judge; reference checks need only the answer and the reference)
         self.capture_content = capture_content
+        self._queued: deque[TelemetryEvent] = deque()
+        # held while a batch goes from the queue into the spool, so that ``close`` cannot close
+        # the spool under a batch already taken off the queue
+        self._writing = threading.Lock()
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
 
     def record(self, event: TelemetryEvent, prompt: str | None = None) -> TelemetryEvent:
         """Enrich, count and spool one request event; returns the event as spooled.
@@ -69,7 +90,7 @@ class TelemetryRecorder:
         if changes:
             event = msgspec.structs.replace(event, **changes)
         self.metrics.observe(event)
-        self.spool.append(event)
+        self._store(event)
         return event
 
     def feedback(self, response_id: str, rating: float, tenant: str = "", user: str = "") -> TelemetryEvent:
@@ -87,11 +108,56 @@ class TelemetryRecorder:
             operation="feedback",
         )
         self.metrics.observe(event)
-        self.spool.append(event)
+        self._store(event)
         return event
 
     def refresh_spool_metrics(self) -> None:
         self.metrics.observe_spool(self.spool.stats())
 
+    async def drain(self) -> None:
+        """Wait until every event recorded so far has been written to the spool (or failed to be)."""
+        while (writer := self._writer) is not None and not writer.done():
+            if writer.get_loop() is not asyncio.get_running_loop():
+                break
+            # ``wait``, not ``await``: a caller that is cancelled must not cancel the writer
+            await asyncio.wait({writer})
+        if self._queued:  # left by a writer that gave up, or one on another loop
+            await asyncio.to_thread(self._write_queued)
+
     def close(self) -> None:
+        """Write what is still queued, then close the spool."""
+        self._closed = True
+        self._write_queued()
         self.spool.close()
+
+    def _store(self, event: TelemetryEvent) -> None:
+        if self._closed:
+            self.spool.append(event)  # raises: the spool is closed, as the caller must hear
+            return
+        self._queued.append(event)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_queued()  # no loop to keep free: the caller waits for the disk
+            return
+        if self._writer is None or self._writer.done():
+            self._writer = loop.create_task(self._write(), name="telemetry spool writer")
+
+    async def _write(self) -> None:
+        # what arrives while a batch is being written goes into the next one
+        while self._queued:
+            try:
+                await asyncio.to_thread(self._write_queued)
+            except Exception:
+                # the batch is lost (as one event was, when each was written alone); anything
+                # queued since waits for the next record, ``drain`` or ``close``
+                log.exception("telemetry spool write failed")
+                return
+
+    def _write_queued(self) -> None:
+        with self._writing:
+            batch: list[TelemetryEvent] = []
+            while self._queued:
+                batch.append(self._queued.popleft())
+            if batch:
+                self.spool.append_many(batch)

@@ -66,6 +66,10 @@ class TelemetrySink:
         )
         self.recorder.record(event, prompt=last_user)
 
+    async def drain(self) -> None:
+        """Wait until the events of every outcome seen so far are in the spool."""
+        await self.recorder.drain()
+
 
 def _edge_policy(trace: Sequence[TraceStep]) -> dict[str, Scalar]:
     """Detail of the edge's own escalation decision (the first ``policy`` step; the hub's come

@@ -11,6 +11,9 @@ decode, is moved to ``quarantine`` and counted instead of being sent or blocking
 it. A row the sender keeps failing on (``fail``: the hub refused it, or no frame can carry it) is
 retried alone, and quarantined after ``max_tries``. A full disk or an I/O error costs the event
 being appended, counted as dropped, never the request that produced it.
+
+``append_many`` stores a batch in one transaction: on a busy edge the commit, not the row, is
+what each answer would otherwise pay for.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sqlite3
 import threading
 import uuid
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +86,7 @@ class TelemetrySpool:
         self.max_tries = max_tries
         # drops the disk could not even record; written to ``counters`` with the next good append
         self._unwritten = {"dropped_events": 0, "dropped_bytes": 0}
+        self._last_disk_error: sqlite3.Error | None = None
         self._lock = threading.Lock()
         self._encoder = msgspec.msgpack.Encoder()
         self._decoder = msgspec.msgpack.Decoder(dict[str, Scalar])
@@ -106,29 +111,64 @@ class TelemetrySpool:
     def append(self, event: TelemetryEvent) -> bool:
         """Store ``event``; False when it was dropped (and counted): alone over the cap, or the
         disk refused the write."""
-        payload = self._encoder.encode(event.to_attributes())
-        size = len(payload)
-        with self._lock:
-            held = self._bytes
-            try:
-                return self._append(event.event_id, payload, size)
-            except sqlite3.Error as exc:
-                self._bytes = held
-                if not _disk_error(exc):
-                    raise
-                if not self._unwritten["dropped_events"]:
-                    log.warning("telemetry spool %s cannot be written (%s): counting drops", self.path, exc)
-                self._unwritten["dropped_events"] += 1
-                self._unwritten["dropped_bytes"] += size
-                return False
+        return self.append_many([event])[0]
 
-    def _append(self, event_id: str, payload: bytes, size: int) -> bool:
+    def append_many(self, events: Sequence[TelemetryEvent]) -> list[bool]:
+        """Store ``events`` in one transaction; each flag is what ``append`` would return for its
+        event. A batch the disk refuses is tried again one event at a time, so that only the
+        events that do not fit are dropped (and counted)."""
+        payloads = [self._encode(e) for e in events]
+        rows = [(e.event_id, data, len(data)) for e, data in zip(events, payloads, strict=True)]
+        if not rows:
+            return []
+        with self._lock:
+            stored = self._write(rows)
+            if stored is not None:
+                return stored
+            if len(rows) == 1:
+                self._lost(rows[0][2])
+                return [False]
+            flags: list[bool] = []
+            for row in rows:
+                one = self._write([row])
+                if one is None:
+                    self._lost(row[2])
+                    flags.append(False)
+                else:
+                    flags.extend(one)
+            return flags
+
+    def _encode(self, event: TelemetryEvent) -> bytes:
+        return self._encoder.encode(event.to_attributes())
+
+    def _write(self, rows: list[tuple[str, bytes, int]]) -> list[bool] | None:
+        """Insert ``rows`` in one transaction; None when the disk refused it (nothing written)."""
+        held = self._bytes
+        try:
+            return self._append(rows)
+        except sqlite3.Error as exc:
+            self._bytes = held
+            if not _disk_error(exc):
+                raise
+            self._last_disk_error = exc
+            return None
+
+    def _lost(self, size: int) -> None:
+        """One event the disk could not take: counted in memory until a write succeeds."""
+        if not self._unwritten["dropped_events"]:
+            log.warning(
+                "telemetry spool %s cannot be written (%s): counting drops", self.path, self._last_disk_error
+            )
+        self._unwritten["dropped_events"] += 1
+        self._unwritten["dropped_bytes"] += size
+
+    def _append(self, rows: list[tuple[str, bytes, int]]) -> list[bool]:
         db = self._conn
         db.execute("BEGIN IMMEDIATE")
         try:
             if any(self._unwritten.values()):
                 self._count(db, **self._unwritten)
-            stored = self._insert(db, event_id, payload, size)
+            stored = [self._insert(db, event_id, payload, size) for event_id, payload, size in rows]
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

@@ -143,6 +143,7 @@ async def test_edge_decides_with_its_arm_and_telemetry_records_it(loop: Loop, tm
         )
         answer = Answer("x", "stop", Usage(1, 1), Route.EDGE_LOCAL, "m", (step,))
         sink(Outcome(_req(rid), answer, 0.1, 0.05))
+    await sink.drain()  # on a running loop the recorder writes its events in batches
     lease = spool.lease()
     assert lease is not None
     events = [TelemetryEvent.from_attributes(e) for e in lease.events]

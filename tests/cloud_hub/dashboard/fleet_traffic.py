@@ -149,6 +149,7 @@ def _record(edge: Edge, work: list[tuple[dict[str, Any], str]]) -> None:
 
 
 async def _drain(edge: Edge) -> None:
+    await edge.recorder.drain()  # on a running loop the recorder writes its events in batches
     while await edge.deliverer.deliver_once():
         pass
 
@@ -169,6 +170,7 @@ async def send_traffic(endpoint: str, keys: FleetKeys, root: Path, now: float) -
             for i in range(LATE_EVENTS)
         ],
     )
+    await a.recorder.drain()
     await a.deliverer.deliver_once()  # one batch only: the rest is the backlog the hub hears about
     b = await _connect("b", endpoint, keys, root, 2500)
     _record(b, workload_b(now))

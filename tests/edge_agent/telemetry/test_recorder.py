@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,6 +11,7 @@ from edge_agent.telemetry.metrics import EdgeMetrics
 from edge_agent.telemetry.recorder import FeedbackError, TelemetryRecorder
 from edge_agent.telemetry.regeneration import RegenerationDetector
 from edge_agent.telemetry.spool import TelemetrySpool
+from shared.paths import REPO_ROOT
 from shared.telemetry import TelemetryEvent
 
 
@@ -138,3 +142,73 @@ def test_streamed_answers_and_local_confidence(tmp_path: Path) -> None:
     assert 'edgeroute_local_confidence_bucket{le="0.9"} 0.0' in text
     assert 'edgeroute_local_confidence_bucket{le="0.95"} 1.0' in text
     rec.close()
+
+
+async def test_on_a_loop_events_are_written_later_in_one_batch_and_drain_waits(tmp_path: Path) -> None:
+    rec = _recorder(tmp_path)
+    commits: list[str] = []
+    rec.spool._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    for i in range(200):
+        rec.record(TelemetryEvent(event_id=f"e{i:04d}", route="exact_cache"))
+    assert rec.spool.stats().pending_events == 0  # nothing written on the loop itself
+    await rec.drain()
+    assert commits == ["COMMIT"]  # the 200 recorded in one loop turn share one transaction
+    assert [e.event_id for e in _spooled(rec)] == [f"e{i:04d}" for i in range(200)]
+    rec.close()
+
+
+async def test_close_writes_what_is_still_queued(tmp_path: Path) -> None:
+    rec = _recorder(tmp_path)
+    for i in range(5):
+        rec.record(TelemetryEvent(event_id=f"e{i}", route="exact_cache"))
+    rec.feedback("e0", 1.0)
+    rec.close()  # no drain first
+    with pytest.raises(RuntimeError):
+        rec.record(TelemetryEvent(route="exact_cache"))  # the spool is closed: the caller hears it
+    spool = TelemetrySpool(tmp_path / "s.db")
+    assert spool.stats().pending_events == 6
+    spool.close()
+
+
+KILLED = """
+import asyncio, sys
+from pathlib import Path
+from edge_agent.telemetry.recorder import TelemetryRecorder
+from edge_agent.telemetry.spool import TelemetrySpool
+from shared.telemetry import TelemetryEvent
+
+async def main() -> None:
+    rec = TelemetryRecorder(TelemetrySpool(Path(sys.argv[1])))
+    n = 0
+    while True:
+        for _ in range(50):
+            rec.record(TelemetryEvent(event_id=f"e{n:06d}", route="exact_cache"))
+            n += 1
+        await rec.drain()
+        print(n, flush=True)  # every event below n is stored
+        for _ in range(7):  # recorded, not yet drained, when the kill comes
+            rec.record(TelemetryEvent(event_id=f"e{n:06d}", route="exact_cache"))
+            n += 1
+            await asyncio.sleep(0)
+
+asyncio.run(main())
+"""
+
+
+def test_kill_9_loses_no_event_that_drain_reported_stored(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with subprocess.Popen(  # leaving the block closes the stdout pipe
+        [sys.executable, "-c", KILLED, str(db)], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        stored = [int(proc.stdout.readline()) for _ in range(40)]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    spool = TelemetrySpool(db)
+    ids: set[str] = set()
+    while (lease := spool.lease(max_events=1000)) is not None:
+        ids |= {str(e["edgeroute.event.id"]) for e in lease.events}
+        spool.ack(lease.batch_id)
+    assert {f"e{i:06d}" for i in range(stored[-1])} <= ids
+    assert spool.stats().appended_events == len(ids)  # stored once each, counted once each
+    spool.close()

@@ -136,3 +136,20 @@ def test_kill_9_mid_batch_loses_nothing_unacknowledged(tmp_path: Path) -> None:
     assert not {f"e{i:05d}" for i in range(100)} & remaining  # the acknowledged batch is gone
     assert stats.appended_events == stats.pending_events + stats.delivered_events
     spool.close()
+
+
+def test_append_many_is_one_transaction_with_append_s_answer_for_each_event(tmp_path: Path) -> None:
+    spool = TelemetrySpool(tmp_path / "s.db", max_bytes=10_000)
+    commits: list[str] = []
+    spool._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    batch = [_ev(0), _ev(1), _ev(0), _ev(2, pad=20_000), _ev(3)]
+    # a repeated id is already stored (True, stored once); the one over the cap is dropped
+    assert spool.append_many(batch) == [True, True, True, False, True]
+    assert commits == ["COMMIT"]
+    assert spool.append_many([]) == []
+    stats = spool.stats()
+    assert (stats.pending_events, stats.appended_events, stats.dropped_events) == (3, 3, 1)
+    lease = spool.lease()
+    assert lease is not None
+    assert [e["edgeroute.event.id"] for e in lease.events] == ["e00000", "e00001", "e00003"]
+    spool.close()

@@ -71,3 +71,22 @@ def test_a_full_disk_drops_the_event_counts_it_and_writes_again_later(tmp_path: 
     again = TelemetrySpool(tmp_path / "spool.db")
     assert again.stats().dropped_events == 1  # the drop was written down with the next append
     again.close()
+
+
+def test_a_batch_the_full_disk_refuses_keeps_each_event_that_still_fits(tmp_path: Path) -> None:
+    spool = TelemetrySpool(tmp_path / "spool.db")
+    assert spool.append(TelemetryEvent(event_id="warm", route="edge_local"))
+    conn = spool._conn
+    (pages,) = conn.execute("PRAGMA page_count").fetchone()
+    conn.execute(f"PRAGMA max_page_count = {pages + 1}")
+    big = TelemetryEvent(event_id="big", route="edge_local", escalation_reason="x" * 20_000)
+    small = [TelemetryEvent(event_id=f"s{i}", route="edge_local") for i in range(2)]
+    # the batch as a whole does not fit; tried one by one, only the big event is lost
+    assert spool.append_many([small[0], big, small[1]]) == [True, False, True]
+    stats = spool.stats()
+    assert (stats.pending_events, stats.dropped_events) == (3, 1)
+    spool.close()
+    again = TelemetrySpool(tmp_path / "spool.db")
+    assert again.stats().dropped_events == 1  # written down with the event after it
+    assert sorted(_ids(again.lease())) == ["s0", "s1", "warm"]
+    again.close()
