@@ -21,12 +21,15 @@ from typing import Any
 import httpx
 
 from cloud_hub.server import Hub
-from edge_agent.app import create_app
+from edge_agent.app import ClosingResource, create_app
 from edge_agent.assemble import build_hub_link
 from edge_agent.backends.base import LocalBackend
+from edge_agent.cache.embedding import load_embedder
+from edge_agent.cache.service import CacheService
+from edge_agent.cache.stage import CacheStage
 from edge_agent.request import EscalationPolicy
 from edge_agent.serving import BackgroundAgent
-from shared.config import EdgeSettings
+from shared.config import CacheSettings, EdgeSettings
 from shared.keys import key_paths
 from tests.cloud_hub.helpers import HubProcess, make_keys, write_config
 
@@ -78,6 +81,24 @@ def linked_agent(
     app = create_app(settings, backend, hub=build_hub_link(settings), policy=policy, owns_backend=False)
     with BackgroundAgent(app) as running:
         wait_hub(running.base_url)
+        yield running
+
+
+@contextmanager
+def cached_agent(home: Path, backend: LocalBackend, models_dir: Path) -> Iterator[BackgroundAgent]:
+    """An agent with no hub that answers every draft locally (threshold 0), so every first answer
+    is stored, behind a real SQLite cache with both stages (exact and semantic)."""
+    service = CacheService(home / "cache.db", CacheSettings(), embedder=load_embedder(models_dir))
+    assert service.semantic is not None
+    settings = EdgeSettings(home=home, confidence_threshold=0.0, draft_tokens=4)
+    app = create_app(
+        settings,
+        backend,
+        caches=[CacheStage(service)],
+        resources=[ClosingResource(service)],
+        owns_backend=False,
+    )
+    with BackgroundAgent(app) as running:
         yield running
 
 

@@ -16,16 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from edge_agent.app import ClosingResource, create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.cache.db import connect
-from edge_agent.cache.embedding import load_embedder
-from edge_agent.cache.service import CacheService
-from edge_agent.cache.stage import CacheStage
 from edge_agent.serving import BackgroundAgent
-from shared.config import CacheSettings, EdgeSettings
 from tests.edge_agent.conftest import SMOLLM
-from tests.edge_agent.live import sse_chunks, streamed_text
+from tests.edge_agent.live import cached_agent, sse_chunks, streamed_text
 
 BYPASS = {"x-edgeroute-cache": "bypass"}
 CACHE_STAGES = {"exact_cache", "semantic_cache"}
@@ -37,19 +32,8 @@ def agent(
 ) -> Iterator[tuple[BackgroundAgent, Path]]:
     """Threshold 0: every draft is answered locally, so every first answer is stored."""
     home = tmp_path_factory.mktemp("edge")
-    db = home / "cache.db"
-    service = CacheService(db, CacheSettings(), embedder=load_embedder(models_dir))
-    assert service.semantic is not None
-    settings = EdgeSettings(home=home, confidence_threshold=0.0, draft_tokens=4)
-    app = create_app(
-        settings,
-        smollm_backend,
-        caches=[CacheStage(service)],
-        resources=[ClosingResource(service)],
-        owns_backend=False,
-    )
-    with BackgroundAgent(app) as running:
-        yield running, db
+    with cached_agent(home, smollm_backend, models_dir) as running:
+        yield running, home / "cache.db"
 
 
 def _snapshot(db: Path) -> dict[str, list[str]]:

@@ -9,31 +9,16 @@ from pathlib import Path
 import openai
 import pytest
 
-from edge_agent.app import ClosingResource, create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
-from edge_agent.cache.embedding import load_embedder
-from edge_agent.cache.service import CacheService
-from edge_agent.cache.stage import CacheStage
-from edge_agent.serving import BackgroundAgent
-from shared.config import CacheSettings, EdgeSettings
 from tests.edge_agent.conftest import SMOLLM
+from tests.edge_agent.live import cached_agent
 
 
 @pytest.fixture(scope="module")
 def client(
     smollm_backend: LlamaCppBackend, models_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[openai.OpenAI]:
-    home = tmp_path_factory.mktemp("edge")
-    service = CacheService(home / "cache.db", CacheSettings(), embedder=load_embedder(models_dir))
-    settings = EdgeSettings(home=home, confidence_threshold=0.0, draft_tokens=4)
-    app = create_app(
-        settings,
-        smollm_backend,
-        caches=[CacheStage(service)],
-        resources=[ClosingResource(service)],
-        owns_backend=False,
-    )
-    with BackgroundAgent(app) as running:
+    with cached_agent(tmp_path_factory.mktemp("edge"), smollm_backend, models_dir) as running:
         yield openai.OpenAI(base_url=f"{running.base_url}/v1", api_key="unused", max_retries=0)
 
 

@@ -16,23 +16,10 @@ import pytest
 from edge_agent.cache.embedding import ARTIFACT, MemoEmbedder
 from edge_agent.cache.indexer import Indexer
 from edge_agent.cache.spare import SpareEmbedder
-from shared.embedding import Embedder, EmbedderClosed, Vectors
+from shared.embedding import Embedder, EmbedderClosed
+from tests.edge_agent.cache.counting import CountingEmbedder
 
 QUESTIONS = ["How do I reverse a list in Python?", "What is the capital of France?", "hi"]
-
-
-class Counting:
-    def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
-        self.texts: list[str] = []
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def embed(self, texts: list[str]) -> Vectors:
-        self.texts.extend(texts)
-        return self.inner.embed(texts)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +30,7 @@ def spare(models_dir: Path) -> Iterator[SpareEmbedder]:
 
 
 def test_a_question_is_embedded_once_for_every_part_that_reads_it(embedder: Embedder) -> None:
-    counted = Counting(embedder)
+    counted = CountingEmbedder(embedder)
     memo = MemoEmbedder(counted, size=2)
     first = memo.embed([QUESTIONS[0]])  # the routing heads before the draft
     again = memo.embed([QUESTIONS[0]])  # ... after it
@@ -151,7 +138,7 @@ def test_a_spare_batch_gives_each_question_its_row_alone(spare: SpareEmbedder, e
 def test_the_memo_asks_its_spare_process_only_for_what_it_lacks(
     spare: SpareEmbedder, embedder: Embedder
 ) -> None:
-    counted = Counting(embedder)
+    counted = CountingEmbedder(embedder)
     memo = MemoEmbedder(counted, background=spare)
     first = memo.embed([QUESTIONS[0]])[0]  # the request path's own session
     rows = memo.embed_spare_each(QUESTIONS)

@@ -15,25 +15,10 @@ from edge_agent.cache.stage import CacheStage
 from edge_agent.request import Answer, InferenceRequest
 from edge_agent.tenancy import RequestContext
 from shared.config import CacheSettings
-from shared.embedding import Embedder, Vectors
+from shared.embedding import Embedder
 from shared.taxonomy import Route
 from shared.wire import ChatMessage, SamplingParams, TraceStep, Usage
-
-
-class CountingEmbedder:
-    """The real embedder, counting the texts it was asked to embed."""
-
-    def __init__(self, inner: Embedder) -> None:
-        self.inner = inner
-        self.texts: list[str] = []
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def embed(self, texts: list[str]) -> Vectors:
-        self.texts.extend(texts)
-        return self.inner.embed(texts)
+from tests.edge_agent.cache.counting import CountingEmbedder
 
 
 @pytest.fixture()
