@@ -11,6 +11,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable
+from functools import lru_cache
 
 import msgspec
 
@@ -53,15 +54,22 @@ def digest(*parts: str) -> str:
     return h.hexdigest()
 
 
+@lru_cache(maxsize=4096)  # a handful of tenants, asked about on every request
 def tenant_hash(tenant: str) -> str:
     """What leaves the edge instead of a tenant name."""
     return digest("tenant", tenant)[:32]
 
 
 def system_hash(system_prompts: Iterable[str]) -> str:
+    return _system_hash(tuple(system_prompts))
+
+
+@lru_cache(maxsize=1024)  # most traffic carries one of a few system prompts
+def _system_hash(system_prompts: tuple[str, ...]) -> str:
     return digest("system", *(normalize_text(s) for s in system_prompts))[:32]
 
 
+@lru_cache(maxsize=1024)
 def model_family(model: str) -> str:
     """Answers are only reused within one model family; a quantisation or tag does not matter."""
     name = model.strip().lower()

@@ -8,7 +8,9 @@ which is the work a cache adds to traffic it does not serve. Arms are measured i
 round, so load from elsewhere on the host falls on all three alike; each figure is the median of
 the rounds. Before each turn the bench waits until the previous agent has gone quiet: work an
 agent does after its answers (indexing misses on spare CPU) counts against its own turn, never
-against the next agent's. A last run measures the exact-hit path of the default agent: one request, repeated.
+against the next agent's. ``indexed`` is the share of a turn's misses that went into the semantic
+index (the rest were shed while the agent's loop had no room, or found no spare CPU). A last run
+measures the exact-hit path of the default agent: one request, repeated.
 
 Goals: with the default caches, at least 80% of the caches-off throughput (at the highest
 concurrency) and at most 1 ms more p50 at concurrency 1; exact hits at least 1,500 req/s.
@@ -173,6 +175,22 @@ def _cpu(pid: int) -> tuple[int, int]:
     return own, sum(_cpu_ticks(c) or 0 for c in _children(pid))
 
 
+def _indexed(home: Path) -> int:
+    """Questions in an agent's semantic index (0 for an arm without one)."""
+    from shared import sqlite
+
+    path = home / "cache.db"
+    if not path.exists():
+        return 0
+    conn = sqlite.connect(path, readonly=True)
+    try:
+        return int(conn.execute("SELECT count(*) FROM sem_entries").fetchone()[0])
+    except sqlite.driver(extensions=False).OperationalError:  # no semantic tables: the arm has none
+        return 0
+    finally:
+        conn.close()
+
+
 def _settle(pid: int, timeout_s: float = 60.0) -> None:
     """Wait until process ``pid`` uses under 5% of a core (Linux; elsewhere a fixed pause)."""
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -272,10 +290,15 @@ def passthrough(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                         mine = pool[turn * per_turn : (turn + 1) * per_turn]
                         turn += 1
                         pid = agents[name][0].pid
-                        before = _cpu(pid)
+                        before, indexed = _cpu(pid), _indexed(tmp / name)
                         got = _measure(url, args.model, f"{name}{r}c{conc}", mine, conc, args.seconds)
                         _settle(pid)  # what it does after its answers is part of its cost
                         after = _cpu(pid)
+                        # misses indexed into the semantic index: the rest the loop shed or
+                        # the spare embedder had no time for
+                        got["indexed_share"] = round(
+                            (_indexed(tmp / name) - indexed) / max(got["requests"], 1), 3
+                        )
                         hz = os.sysconf("SC_CLK_TCK")
                         per = 1000.0 / hz / max(got["requests"], 1)
                         got["agent_cpu_ms_per_req"] = round((after[0] - before[0]) * per, 3)
@@ -308,7 +331,7 @@ def _median(rows: list[dict[str, float]], key: str) -> float:
 def _summary(
     samples: dict[str, dict[int, list[dict[str, float]]]], concs: list[int], hit: dict[str, float]
 ) -> dict[str, Any]:
-    keys = ("req_per_s", "p50_ms", "p99_ms", "agent_cpu_ms_per_req", "spare_cpu_ms_per_req")
+    keys = ("req_per_s", "p50_ms", "p99_ms", "agent_cpu_ms_per_req", "spare_cpu_ms_per_req", "indexed_share")
     arms: dict[str, Any] = {}
     for name, by_conc in samples.items():
         arms[name] = {str(c): {k: _median(rows, k) for k in keys} for c, rows in by_conc.items()}
@@ -339,13 +362,15 @@ def _summary(
 
 def report(result: dict[str, Any], console: Console) -> None:
     table = Table(title="forced-hub misses through the agent (median of rounds)")
-    for col in ("arm", "concurrency", "req/s", "p50 ms", "p99 ms", "agent cpu ms/req", "spare cpu ms/req"):
+    cols = ("arm", "concurrency", "req/s", "p50 ms", "p99 ms", "agent cpu ms/req", "spare cpu ms/req")
+    for col in (*cols, "indexed"):
         table.add_column(col, justify="left" if col == "arm" else "right")
     for name, by_conc in result["arms"].items():
         for conc, row in by_conc.items():
             table.add_row(
                 name, conc, f"{row['req_per_s']:.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}",
                 f"{row['agent_cpu_ms_per_req']:.2f}", f"{row['spare_cpu_ms_per_req']:.2f}",
+                f"{row['indexed_share']:.0%}",
             )  # fmt: skip
     console.print(table)
     console.print(

@@ -84,6 +84,17 @@ class Database:
             self._local.conn = conn
         yield conn
 
+    def foreign_version(self, *, wait: bool = True) -> int | None:
+        """``PRAGMA data_version`` of the writing connection: it changes only when another
+        connection (another process: this one writes through ``conn`` alone) commits to the file.
+        ``wait`` off: ``None`` at once while another thread holds the lock (a write in progress)."""
+        if not self.lock.acquire(blocking=wait):
+            return None
+        try:
+            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        finally:
+            self.lock.release()
+
     def integrity_ok(self) -> bool:
         with self.lock:
             row = self.conn.execute("PRAGMA integrity_check").fetchone()

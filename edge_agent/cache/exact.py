@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 
 from edge_agent.cache.base import CachedAnswer, Lookup
 from edge_agent.cache.db import Connection, Database
+from edge_agent.cache.forms import KeyFilter
 from edge_agent.cache.hits import HitLog, flush, write_log
-from edge_agent.cache.keys import CacheRequest, exact_key
+from edge_agent.cache.keys import CacheRequest
 from shared.config import CacheSettings
 from shared.taxonomy import Route
 
@@ -78,17 +80,30 @@ class ExactCache:
         self.db = db
         self.settings = settings or CacheSettings()
         self.hits = HitLog()
+        self.keys = KeyFilter()  # every key stored: a key never stored misses with no read
         with self.db.lock:
             self.db.conn.executescript(SCHEMA)
             add_repeats_column(self.db.conn, "exact_entries")
+        self._load_keys(self.db.foreign_version() or 0)
 
     def key(self, req: CacheRequest) -> str:
-        return exact_key(req, time_bucket_s=self.settings.time_bucket_s)
+        return req.exact_key(self.settings.time_bucket_s)
+
+    def _load_keys(self, version: int) -> None:
+        with self.db.snapshot() as conn:
+            self.keys.replace((str(k) for (k,) in conn.execute("SELECT key FROM exact_entries")), version)
 
     def get(self, req: CacheRequest) -> Lookup:
-        """A read of this thread's snapshot and an in-memory note of the hit: no write, no lock."""
+        """A read of this thread's snapshot and an in-memory note of the hit: no write, no lock.
+        A key never stored (the ``keys`` filter) is a miss without the read."""
         t0 = time.perf_counter()
         key = self.key(req)
+        # a write in progress holds the lock: the check waits for the next lookup, not the write
+        version = self.db.foreign_version(wait=False)
+        if version is not None and version != self.keys.version:
+            self._load_keys(version)  # another process committed: it may have stored keys
+        if not self.keys.may_hold(key):
+            return Lookup(None, "no_entry", _ms(t0))
         now = req.now
         target = pool_target(req, self.settings.pool_size)
         with self.db.snapshot() as conn:
@@ -129,6 +144,23 @@ class ExactCache:
 
     def put(self, req: CacheRequest, answer: str, model: str) -> int | None:
         """Store ``answer``; returns its row id (None when the pool already holds this text)."""
+        return self.put_many([(req, answer, model)])[0]
+
+    def put_many(self, rows: Sequence[tuple[CacheRequest, str, str]]) -> list[int | None]:
+        """Store each (request, answer, model) in one transaction: one commit, one eviction pass
+        and one write of the noted hits for all of them (``put`` of each, otherwise)."""
+        if not rows:
+            return []
+        for req, _, _ in rows:
+            self.keys.add(self.key(req))
+        with self.db.tx() as conn:
+            ids = [self._insert(conn, req, answer, model) for req, answer, model in rows]
+            # the touches first: eviction must see which entries were used lately
+            self._write_hits(conn)
+            self._evict(conn, max(req.now for req, _, _ in rows))
+        return ids
+
+    def _insert(self, conn: Connection, req: CacheRequest, answer: str, model: str) -> int | None:
         key = self.key(req)
         now = req.now
         ttl = min(self.settings.exact_ttl_s, self.settings.time_bucket_s) if req.time_sensitive else None
@@ -136,35 +168,29 @@ class ExactCache:
         answer_hash = hashlib.sha256(answer.encode()).hexdigest()
         size = len(answer.encode()) + len(key) + 64
         target = pool_target(req, self.settings.pool_size)
-        with self.db.tx() as conn:
-            if target == 1:
-                conn.execute(
-                    "DELETE FROM exact_entries WHERE key = ? AND answer_hash != ?", (key, answer_hash)
-                )
-            cur = conn.execute(
-                "INSERT OR IGNORE INTO exact_entries"
-                "(key, tenant, answer, answer_hash, model, created, expires, last_used, served, bytes)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
-                (key, req.tenant_scope, answer, answer_hash, model, now, expires, now, size),
+        if target == 1:
+            conn.execute("DELETE FROM exact_entries WHERE key = ? AND answer_hash != ?", (key, answer_hash))
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO exact_entries"
+            "(key, tenant, answer, answer_hash, model, created, expires, last_used, served, bytes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+            (key, req.tenant_scope, answer, answer_hash, model, now, expires, now, size),
+        )
+        row_id: int | None = cur.lastrowid if cur.rowcount else None
+        if row_id is None:
+            # the model gave this text again: evidence it will keep doing so (a ready pool),
+            # and a fresh answer, so an expired copy that blocked the insert lives on
+            conn.execute(
+                "UPDATE exact_entries SET repeats = repeats + ?, expires = max(expires, ?)"
+                " WHERE key = ? AND answer_hash = ?",
+                (int(target > 1), expires, key, answer_hash),
             )
-            row_id: int | None = cur.lastrowid if cur.rowcount else None
-            if row_id is None:
-                # the model gave this text again: evidence it will keep doing so (a ready pool),
-                # and a fresh answer, so an expired copy that blocked the insert lives on
-                conn.execute(
-                    "UPDATE exact_entries SET repeats = repeats + ?, expires = max(expires, ?)"
-                    " WHERE key = ? AND answer_hash = ?",
-                    (int(target > 1), expires, key, answer_hash),
-                )
-            if target > 1:
-                conn.execute(
-                    "DELETE FROM exact_entries WHERE key = ? AND id NOT IN"
-                    " (SELECT id FROM exact_entries WHERE key = ? ORDER BY created DESC LIMIT ?)",
-                    (key, key, target),
-                )
-            # the touches first: eviction must see which entries were used lately
-            self._write_hits(conn)
-            self._evict(conn, now)
+        if target > 1:
+            conn.execute(
+                "DELETE FROM exact_entries WHERE key = ? AND id NOT IN"
+                " (SELECT id FROM exact_entries WHERE key = ? ORDER BY created DESC LIMIT ?)",
+                (key, key, target),
+            )
         return row_id
 
     def _evict(self, c: Connection, now: float) -> None:

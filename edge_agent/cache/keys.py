@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import msgspec
@@ -88,6 +88,18 @@ class CacheRequest:
         return answer_shape(self.params)
 
     @cached_property
+    def _exact_keys(self) -> dict[float, str]:
+        return {}
+
+    def exact_key(self, time_bucket_s: float) -> str:
+        """``exact_key`` of this request, worked out once for its lookup and its store."""
+        memo = self._exact_keys
+        key = memo.get(time_bucket_s)
+        if key is None:
+            key = memo[time_bucket_s] = exact_key(self, time_bucket_s=time_bucket_s)
+        return key
+
+    @cached_property
     def partition_hash(self) -> str:
         """The system prompt and the answer's shape: what a semantic partition is filed under
         besides tenant and family (also the ``sys_hash`` the hub's judge files an alias under,
@@ -117,17 +129,22 @@ def exact_key(req: CacheRequest, *, time_bucket_s: float = 3600.0) -> str:
     sampling = _sampling_fields(req.params)
     convo = [[m.role, m.name or "", normalize_text(m.content)] for m in req.conversation]
     bucket = time_bucket(req.now, time_bucket_s) if req.time_sensitive else -1
-    tools = _canon.encode(req.tools).decode() if req.tools is not None else ""
+    tools = _tools_digest(_canon.encode(req.tools).decode() if req.tools is not None else "")
     return digest(
         "exact-v1",
         req.tenant_scope,
         req.family,
         req.sys_hash,
-        digest("tools", tools),
+        tools,
         _canon.encode(sampling).decode(),
         _canon.encode(convo).decode(),
         str(bucket),
     )
+
+
+@lru_cache(maxsize=256)  # the same few tool specs come with every request of an application
+def _tools_digest(tools: str) -> str:
+    return digest("tools", tools)
 
 
 def _sampling_fields(p: SamplingParams) -> dict[str, Any]:

@@ -129,7 +129,7 @@ class SemanticCache:
         qform = question_form(elig.question)
         own, shared = req.own_scope, req.shared_scope
         point: dict[str, Scalar] = {"operating_point": self.verifier.point(req.domain)}
-        if not (self.forms.may_hold(own, qform) or self.forms.may_hold(shared, qform)):
+        if not (self.forms.may_hold_form(own, qform) or self.forms.may_hold_form(shared, qform)):
             return Lookup(None, self._form_miss(req.domain), _ms(t0), point)  # in neither table
         with self.db.snapshot() as conn:
             row = conn.execute(

@@ -103,7 +103,7 @@ def upsert(
     expires: float,
 ) -> int:
     qform = question_form(question)
-    forms.add(scope, qform)
+    forms.add_form(scope, qform)
     row = conn.execute("SELECT id FROM sem_entries WHERE scope = ? AND qform = ?", (scope, qform)).fetchone()
     if row is not None:
         conn.execute("UPDATE sem_entries SET expires = ?, last_used = ? WHERE id = ?", (expires, now, row[0]))
@@ -194,7 +194,7 @@ def apply_hub(
     for e in fresh:
         if e.op == "put" and e.kind == "alias":  # filed under its tenant, never the shared scope
             scope = semantic_scope(e.tenant, e.family, e.sys_hash)
-            forms.add(scope, question_form(e.question))
+            forms.add_form(scope, question_form(e.question))
             aliases.put(
                 conn, scope=scope, question=e.question,
                 answer=e.answer, family=e.family, domain=e.domain, hub_key=e.key, now=now,

@@ -7,6 +7,7 @@ calls ``lookup`` before the local model and ``store`` after an answer it trusts.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +140,18 @@ class CacheService:
             log.exception("cache store failed")
             return False
         return True
+
+    def store_exact_many(self, rows: Sequence[tuple[CacheRequest, str, str]]) -> list[bool]:
+        """Each (request, answer, model) as an exact entry, in one transaction; entry by entry when
+        that fails, so one bad row costs only itself. False for each not stored (logged)."""
+        ok = [self.settings.enabled and bool(answer.strip()) for _, answer, _ in rows]
+        todo = [row for row, good in zip(rows, ok, strict=True) if good]
+        try:
+            self.exact.put_many(todo)
+            return ok
+        except Exception:
+            log.warning("exact batch store failed; storing its entries one by one", exc_info=True)
+        return [good and self.store_exact(*row) for row, good in zip(rows, ok, strict=True)]
 
     def close(self) -> None:
         if self._closed:

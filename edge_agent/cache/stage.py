@@ -12,13 +12,15 @@ What runs where, so that a request the caches cannot answer costs it almost noth
   cheaper than a hop to a thread. At the shipped safe point that is the whole semantic lookup.
 * in a worker thread, before the answer, only for a domain relaxed to serve paraphrases: embed,
   search and verify. Reads go through per-thread snapshots, so no lookup waits for a store.
-* after the answer (the pipeline's background bookkeeping): the exact store, on the loop; the
+* after the answer (the pipeline's background bookkeeping): the exact store, on the loop, one
+  transaction for the answers released in the same loop turn (``edge_agent.cache.writes``); the
   semantic store straight away when the lookup embedded the question, else on spare CPU
   (``edge_agent.cache.indexer``), which also looks for a grey-zone candidate; grey candidates go
   to the hub's judge (``edge_agent.cache.grey``).
 
-The exact store is one short write that runs to its end in the bookkeeping task's first step,
-so a repeat asked once that task has run finds the answer whatever the indexer is still doing.
+The exact store's flush is queued in the bookkeeping task's first step, ahead of whatever a
+request read meanwhile resumes to do, so a repeat asked after its answer went out finds the entry
+whatever the indexer is still doing.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from edge_agent.cache import aliases
 from edge_agent.cache.base import Vectors
 from edge_agent.cache.embedding import MemoEmbedder, embed_each
 from edge_agent.cache.grey import GreyCandidate, GreyQueue, JudgeClient
+from edge_agent.cache.headroom import LoopLoad
 from edge_agent.cache.keys import CacheRequest
 from edge_agent.cache.service import CacheService
-from edge_agent.cache.writes import IndexWrites
+from edge_agent.cache.writes import ExactWrites, IndexWrites
 from edge_agent.request import Answer, CacheHit, CacheLookup, InferenceRequest
 from shared.taxonomy import Route
 from shared.wire import CacheJudgeRequest, Scalar, TraceStep
@@ -74,7 +77,10 @@ class CacheStage:
         self.grey: GreyQueue | None = None
         if judge is not None and settings.hub_judge and service.semantic is not None:
             self.grey = GreyQueue(service.db, judge, capacity=settings.judge_queue)
+        self.exact_writes = ExactWrites(service)
         self.writes = IndexWrites(service)
+        self.load = LoopLoad(limit=settings.index_max_loop_share)
+        self.shed = 0  # answered misses not indexed because the loop had no room (``headroom``)
         # one callable for every job, so the indexer can batch them
         self._embed_batch: Callable[[list[str]], Sequence[Vectors | None]] | None = None
         if service.semantic is not None:
@@ -105,7 +111,7 @@ class CacheStage:
         # a fallback answer is what the policy judged not good enough: never make it reusable
         if key is None or answer.fallback:
             return
-        if self.service.store_exact(key, answer.text, answer.model):
+        if await self.exact_writes.put(key, answer.text, answer.model):
             await self._index(key, answer, looked)
 
     async def _index(self, key: CacheRequest, answer: Answer, looked: CacheLookup | None) -> None:
@@ -113,12 +119,16 @@ class CacheStage:
         embedded it on spare CPU, in a batch (this bookkeeping task waits for that; the answer is
         long out). The search for a grey candidate and the write then run on the loop, batched
         (``edge_agent.cache.writes``): in a worker thread they would contend with it for the
-        interpreter lock, which measured slower for the requests being served."""
+        interpreter lock, which measured slower for the requests being served. While the loop
+        has no room (``edge_agent.cache.headroom``) the miss is not indexed at all (``shed``)."""
         sem, indexer = self.service.semantic, self.service.indexer
         if sem is None or indexer is None or self._embed_batch is None or not key.eligibility.ok:
             return
         vector = looked.embedding if looked is not None else None
         grey = grey_detail(looked.steps) if looked is not None and vector is not None else None
+        if vector is None and self.load.busy():
+            self.shed += 1
+            return
         if vector is None:
             vector = await indexer.run_batched(self._embed_batch, key.eligibility.question)
             if vector is None:

@@ -1,21 +1,26 @@
-"""The semantic index's writes on the event loop, one transaction for each loop turn's worth.
+"""The caches' writes on the event loop, one transaction for each loop turn's worth.
 
-The indexer settles a whole batch of embeddings in one hop to the loop, so the bookkeeping tasks
-waiting on them wake in the same turn. Each hands its entry here; the first schedules a flush
-behind the others (``call_soon``), which runs every grey search of the turn and then one write
-transaction for all of them: one commit, and the pages it writes, shared by the batch instead of
-paid by each answer. A write that fails is retried entry by entry, so one bad row costs only
-itself.
+Bookkeeping tasks that wake in the same loop turn (answers released together under load; a batch
+of embeddings the indexer settles in one hop) each hand their write here; the first schedules a
+flush behind the others (``call_soon``), which runs them all in one write transaction: one
+commit, and the pages it writes, shared by the batch instead of paid by each answer. A write that
+fails is retried entry by entry, so one bad row costs only itself.
 
-Within one batch the searches all run before the write, so two questions that arrive in the
-same batch do not see each other as grey candidates; the next batch sees both.
+``ExactWrites`` stores exact entries. asyncio runs callbacks in the order they were queued, and
+the flush is queued before any request that arrives meanwhile is resumed, so a repeat that
+arrives after its answer went out still finds the entry. ``IndexWrites`` stores
+semantic entries, first running each one's grey-candidate search. Within one batch the searches
+all run before the write, so two questions of the same batch do not see each other as grey
+candidates; the next batch sees both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from edge_agent.cache.base import Lookup, Vectors
 from edge_agent.cache.keys import CacheRequest
@@ -23,33 +28,23 @@ from edge_agent.cache.service import CacheService
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class _Pending:
-    key: CacheRequest
-    text: str
-    model: str
-    vector: Vectors
-    search: bool
-    done: asyncio.Future[Lookup | None]
+ItemT = TypeVar("ItemT")
+ResultT = TypeVar("ResultT")
 
 
-class IndexWrites:
-    def __init__(self, service: CacheService) -> None:
-        self.service = service
-        self._pending: list[_Pending] = []
+class _TurnBatch(Generic[ItemT, ResultT]):
+    """``put`` items; every item put in one loop turn goes to one ``_run`` call."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
         self._scheduled = False
         self.batches = 0
         self.written = 0
 
-    async def put(
-        self, key: CacheRequest, text: str, model: str, vector: Vectors, *, search: bool
-    ) -> Lookup | None:
-        """Store ``key``'s entry with the others of this loop turn; with ``search``, first look
-        for its grey candidate (``SemanticCache.get`` without serving) and return that lookup."""
+    async def _put(self, item: ItemT) -> ResultT:
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[Lookup | None] = loop.create_future()
-        self._pending.append(_Pending(key, text, model, vector, search, done))
+        done: asyncio.Future[ResultT] = loop.create_future()
+        self._pending.append((item, done))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -58,13 +53,67 @@ class IndexWrites:
     def _flush(self) -> None:
         self._scheduled = False
         batch, self._pending = self._pending, []
-        sem = self.service.semantic
-        if sem is None or not batch:
-            for p in batch:
-                _settle(p, None)
+        if not batch:
             return
+        results = self._run([item for item, _ in batch])
+        self.batches += 1
+        self.written += len(batch)
+        for (_, done), result in zip(batch, results, strict=True):
+            if not done.done():  # its task was cancelled meanwhile
+                done.set_result(result)
+
+    def _run(self, items: list[ItemT]) -> Sequence[ResultT]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Exact:
+    key: CacheRequest
+    text: str
+    model: str
+
+
+class ExactWrites(_TurnBatch[_Exact, bool]):
+    def __init__(self, service: CacheService) -> None:
+        super().__init__()
+        self.service = service
+
+    async def put(self, key: CacheRequest, text: str, model: str) -> bool:
+        """Store ``key``'s answer with the others of this loop turn; False when it was not stored
+        (caches off, an empty answer, a failed write: logged and counted)."""
+        return await self._put(_Exact(key, text, model))
+
+    def _run(self, items: list[_Exact]) -> list[bool]:
+        return self.service.store_exact_many([(i.key, i.text, i.model) for i in items])
+
+
+@dataclass(frozen=True)
+class _Semantic:
+    key: CacheRequest
+    text: str
+    model: str
+    vector: Vectors
+    search: bool
+
+
+class IndexWrites(_TurnBatch[_Semantic, Lookup | None]):
+    def __init__(self, service: CacheService) -> None:
+        super().__init__()
+        self.service = service
+
+    async def put(
+        self, key: CacheRequest, text: str, model: str, vector: Vectors, *, search: bool
+    ) -> Lookup | None:
+        """Store ``key``'s entry with the others of this loop turn; with ``search``, first look
+        for its grey candidate (``SemanticCache.get`` without serving) and return that lookup."""
+        return await self._put(_Semantic(key, text, model, vector, search))
+
+    def _run(self, items: list[_Semantic]) -> list[Lookup | None]:
+        sem = self.service.semantic
+        if sem is None:
+            return [None] * len(items)
         found: list[Lookup | None] = []
-        for p in batch:
+        for p in items:
             looked = None
             if p.search:
                 try:
@@ -72,7 +121,7 @@ class IndexWrites:
                 except Exception:
                     log.exception("grey-candidate search failed")
             found.append(looked)
-        rows = [(p.key, p.text, p.model, p.vector) for p in batch]
+        rows = [(p.key, p.text, p.model, p.vector) for p in items]
         try:
             sem.put_many(rows)
         except Exception:
@@ -83,12 +132,4 @@ class IndexWrites:
                 except Exception:
                     self.service.store_failures += 1
                     log.exception("semantic cache store failed")
-        self.batches += 1
-        self.written += len(batch)
-        for p, looked in zip(batch, found, strict=True):
-            _settle(p, looked)
-
-
-def _settle(p: _Pending, looked: Lookup | None) -> None:
-    if not p.done.done():  # its task was cancelled meanwhile
-        p.done.set_result(looked)
+        return found

@@ -1,4 +1,4 @@
-"""The form filter over a real cache file: a miss by form reads nothing, while every stored form,
+"""The key and form filters over a real cache file: a miss reads nothing, while every stored key, form,
 alias, or another process's entry is still found."""
 
 from __future__ import annotations
@@ -99,3 +99,35 @@ def test_an_evicted_form_costs_a_read_and_still_misses(tmp_path: Path, embedder:
         assert sem.count() == (1, 1)
         assert sem.lookup_form(req("Which planet is known as the red planet?")).answer is None
         assert sem.lookup_form(req("What is the tallest mountain on Earth?")).answer is not None
+
+
+def test_an_exact_key_never_stored_misses_without_reading_the_file(service: CacheService) -> None:
+    service.store_exact(req("Which planet is known as the red planet?"), "Mars.", "m")
+    reads = CountingReads(service)
+    missed = service.lookup_exact(req("What is the tallest mountain on Earth?"))
+    assert missed.answer is None and reads.statements == []
+    hit = service.lookup_exact(req("Which planet is known as the red planet?"))
+    assert hit.answer is not None and hit.answer.text == "Mars." and reads.statements
+
+
+def test_another_process_exact_entry_is_found_after_its_commit(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    with CacheService(path, CacheSettings()) as mine:
+        asked = req("What is the boiling point of water?")
+        assert mine.lookup_exact(asked).answer is None
+        with CacheService(path, CacheSettings()) as other:  # its own connection
+            assert other.store_exact(asked, "100 °C at sea level.", "m")
+        found = mine.lookup_exact(req("What is the boiling point of water?"))
+        assert found.answer is not None and found.answer.text == "100 °C at sea level."
+
+
+def test_exact_stores_of_one_turn_share_one_transaction(service: CacheService) -> None:
+    rows = [(req(f"Question number {i}?"), f"Answer {i}.", "m") for i in range(5)]
+    commits: list[str] = []
+    service.db.conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    assert service.store_exact_many([*rows, (req("An empty answer?"), "  ", "m")]) == [True] * 5 + [False]
+    service.db.conn.set_trace_callback(None)
+    assert commits == ["COMMIT"]
+    for asked, answer, _ in rows:
+        found = service.lookup_exact(req(asked.last_user))
+        assert found.answer is not None and found.answer.text == answer
