@@ -247,8 +247,8 @@ async def _edge_middleware(request: web.Request, handler: Handler) -> web.Stream
         state.metrics.in_flight.dec()
     if not response.prepared:
         response.headers["x-request-id"] = request_id
-    state.metrics.http_requests.labels(endpoint, str(response.status)).inc()
-    state.metrics.http_latency.labels(endpoint).observe(time.perf_counter() - started)
+    state.metrics.of(state.metrics.http_requests, endpoint, str(response.status)).inc()
+    state.metrics.of(state.metrics.http_latency, endpoint).observe(time.perf_counter() - started)
     return response
 
 

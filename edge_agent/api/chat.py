@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import re
 from typing import Any
 
+import msgspec
 from aiohttp import web
 from pydantic import ValidationError
 
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 
 Event = Delta | Answer
 _CACHE_ROUTES = frozenset({Route.EXACT_CACHE, Route.SEMANTIC_CACHE})
+# compact UTF-8 JSON, several times faster than ``json.dumps`` on the bodies of every answer
+_encode = msgspec.json.Encoder().encode
 
 ROUTE_HEADER = "x-edgeroute-route"
 REGENERATE_HEADER = "x-edgeroute-regenerate"  # "true"/"1": the user asked to regenerate an answer
@@ -212,7 +214,8 @@ async def _serve(
             assert isinstance(first, Answer)  # without streaming the pipeline yields no deltas
             answer, cached = await _reported(state, req, first)
             headers = {ROUTE_HEADER: answer.route.value, "x-request-id": request_id}
-            return web.json_response(shape.full(answer, cached), headers=headers)
+            body = _encode(shape.full(answer, cached))
+            return web.Response(body=body, content_type="application/json", charset="utf-8", headers=headers)
         shape.model = _stream_model(first, req.model, state.local_model)
         response = web.StreamResponse(
             headers={
@@ -311,4 +314,4 @@ async def _collect(events: Any) -> Answer:
 
 
 async def _send(response: web.StreamResponse, obj: dict[str, Any]) -> None:
-    await response.write(b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n")
+    await response.write(b"data: " + _encode(obj) + b"\n\n")

@@ -27,6 +27,7 @@ from prometheus_client import (
 from edge_agent.api.usage import HitUsage
 from edge_agent.pipeline import Pipeline
 from edge_agent.request import HubClient
+from edge_agent.telemetry.metrics import LabelMemo
 from edge_agent.tenancy import RequestContext, Tenancy
 from shared.config import EdgeSettings
 from shared.embedding import Vectors
@@ -86,6 +87,7 @@ class HttpMetrics:
             registry=r,
         )
         self.in_flight = Gauge("edgeroute_http_in_flight_requests", "Requests being served", registry=r)
+        self.of = LabelMemo()
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

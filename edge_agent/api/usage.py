@@ -65,9 +65,15 @@ class HitUsage:
         self._prompts: OrderedDict[bytes, int] = OrderedDict()
         self._texts: OrderedDict[bytes, int] = OrderedDict()
         self.counted = 0  # hits that needed the tokenizer
+        # a runtime-checkable protocol's isinstance walks its members: once per backend class
+        self._can_count: dict[type, bool] = {}
 
     async def count(self, backend: object, req: InferenceRequest, text: str) -> Usage | None:
-        if not isinstance(backend, PromptTokenizer):
+        kind = type(backend)
+        can = self._can_count.get(kind)
+        if can is None:
+            can = self._can_count[kind] = isinstance(backend, PromptTokenizer)
+        if not can:
             return None
         # exactly what ``prompt_tokens`` reads: each message's role and content, or the raw prompt
         parts = [req.prompt] if req.prompt is not None else []

@@ -283,6 +283,7 @@ def passthrough(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                     for name in order:
                         for proc, _ in agents.values():
                             _settle(proc.pid)
+                        _settle(hub.pid)  # judging the last turn's grey candidates, say
                         base = agents[name][1]
                         url = f"{base}/v1/chat/completions"
                         # questions of its own per turn: two agents asking one question would
@@ -290,10 +291,11 @@ def passthrough(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                         mine = pool[turn * per_turn : (turn + 1) * per_turn]
                         turn += 1
                         pid = agents[name][0].pid
-                        before, indexed = _cpu(pid), _indexed(tmp / name)
+                        before, indexed, hub_before = _cpu(pid), _indexed(tmp / name), _cpu(hub.pid)
                         got = _measure(url, args.model, f"{name}{r}c{conc}", mine, conc, args.seconds)
                         _settle(pid)  # what it does after its answers is part of its cost
-                        after = _cpu(pid)
+                        _settle(hub.pid)  # and what the hub does for it
+                        after, hub_after = _cpu(pid), _cpu(hub.pid)
                         # misses indexed into the semantic index: the rest the loop shed or
                         # the spare embedder had no time for
                         got["indexed_share"] = round(
@@ -303,6 +305,7 @@ def passthrough(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                         per = 1000.0 / hz / max(got["requests"], 1)
                         got["agent_cpu_ms_per_req"] = round((after[0] - before[0]) * per, 3)
                         got["spare_cpu_ms_per_req"] = round((after[1] - before[1]) * per, 3)
+                        got["hub_cpu_ms_per_req"] = round((sum(hub_after) - sum(hub_before)) * per, 3)
                         samples[name][conc].append(got)
                         console.print(f"round {r} c={conc} {name}: {got}")
             default_base = agents["default"][1]
@@ -331,7 +334,10 @@ def _median(rows: list[dict[str, float]], key: str) -> float:
 def _summary(
     samples: dict[str, dict[int, list[dict[str, float]]]], concs: list[int], hit: dict[str, float]
 ) -> dict[str, Any]:
-    keys = ("req_per_s", "p50_ms", "p99_ms", "agent_cpu_ms_per_req", "spare_cpu_ms_per_req", "indexed_share")
+    keys = (
+        "req_per_s", "p50_ms", "p99_ms", "agent_cpu_ms_per_req", "spare_cpu_ms_per_req",
+        "hub_cpu_ms_per_req", "indexed_share",
+    )  # fmt: skip
     arms: dict[str, Any] = {}
     for name, by_conc in samples.items():
         arms[name] = {str(c): {k: _median(rows, k) for k in keys} for c, rows in by_conc.items()}
@@ -363,14 +369,14 @@ def _summary(
 def report(result: dict[str, Any], console: Console) -> None:
     table = Table(title="forced-hub misses through the agent (median of rounds)")
     cols = ("arm", "concurrency", "req/s", "p50 ms", "p99 ms", "agent cpu ms/req", "spare cpu ms/req")
-    for col in (*cols, "indexed"):
+    for col in (*cols, "hub cpu ms/req", "indexed"):
         table.add_column(col, justify="left" if col == "arm" else "right")
     for name, by_conc in result["arms"].items():
         for conc, row in by_conc.items():
             table.add_row(
                 name, conc, f"{row['req_per_s']:.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}",
                 f"{row['agent_cpu_ms_per_req']:.2f}", f"{row['spare_cpu_ms_per_req']:.2f}",
-                f"{row['indexed_share']:.0%}",
+                f"{row['hub_cpu_ms_per_req']:.2f}", f"{row['indexed_share']:.0%}",
             )  # fmt: skip
     console.print(table)
     console.print(

@@ -12,20 +12,24 @@ temperature) never yields a second text, and waiting for one sent every repeat u
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from edge_agent.cache.base import CachedAnswer, Lookup
 from edge_agent.cache.db import Connection, Database
 from edge_agent.cache.forms import KeyFilter
 from edge_agent.cache.hits import HitLog, flush, write_log
+from edge_agent.cache.hot import HotRows
 from edge_agent.cache.keys import CacheRequest
 from shared.config import CacheSettings
 from shared.taxonomy import Route
 
 # at most this many rows of one key are read: a pool larger than any configured one
 _POOL_ROWS = 64
+_RECENT_KEYS = 4096  # requests whose keys are remembered by their exact contents
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS exact_entries(
@@ -81,15 +85,29 @@ class ExactCache:
         self.settings = settings or CacheSettings()
         self.hits = HitLog()
         self.keys = KeyFilter()  # every key stored: a key never stored misses with no read
+        self.hot = HotRows()  # the rows of recently read keys: a repeated hit reads nothing
+        self._recent_keys: dict[tuple[object, ...], str] = {}
         with self.db.lock:
             self.db.conn.executescript(SCHEMA)
             add_repeats_column(self.db.conn, "exact_entries")
         self._load_keys(self.db.foreign_version() or 0)
 
     def key(self, req: CacheRequest) -> str:
-        return req.exact_key(self.settings.time_bucket_s)
+        """``req``'s exact key; a request exactly like a recent one reuses that one's key, unless
+        it is time-sensitive (its key has the hour in it)."""
+        raw = req.raw_identity
+        key = self._recent_keys.get(raw)
+        if key is None:
+            key = req.exact_key(self.settings.time_bucket_s)
+            if not req.time_sensitive:
+                if len(self._recent_keys) >= _RECENT_KEYS:
+                    with contextlib.suppress(StopIteration, RuntimeError):  # another thread's turn
+                        self._recent_keys.pop(next(iter(self._recent_keys)), None)
+                self._recent_keys[raw] = key
+        return key
 
     def _load_keys(self, version: int) -> None:
+        self.hot.clear()  # another process's commit: any key's rows may have changed
         with self.db.snapshot() as conn:
             self.keys.replace((str(k) for (k,) in conn.execute("SELECT key FROM exact_entries")), version)
 
@@ -106,12 +124,7 @@ class ExactCache:
             return Lookup(None, "no_entry", _ms(t0))
         now = req.now
         target = pool_target(req, self.settings.pool_size)
-        with self.db.snapshot() as conn:
-            rows = conn.execute(
-                "SELECT id, answer, model, repeats, served, last_used FROM exact_entries"
-                " WHERE key = ? AND expires > ? LIMIT ?",
-                (key, now, _POOL_ROWS),
-            ).fetchall()
+        rows = [r for r in self._rows(key) if r[6] > now]
         hits = self.hits
         # least served first, unwritten hits included, so a pool rotates from one hit to the next
         rows.sort(key=lambda r: (r[4] + hits.served(r[0]), hits.last_used(r[0], r[5])))
@@ -129,12 +142,28 @@ class ExactCache:
         hit = CachedAnswer(entry_id=entry_id, text=answer, model=model, stage=Route.EXACT_CACHE)
         return Lookup(hit, "exact_key", _ms(t0), {"pool": len(rows)})
 
+    def _rows(self, key: str) -> list[tuple[Any, ...]]:
+        """(id, answer, model, repeats, served, last_used, expires) of ``key``'s entries."""
+        rows = self.hot.get(key)
+        if rows is None:
+            generation = self.hot.generation
+            with self.db.snapshot() as conn:
+                rows = conn.execute(
+                    "SELECT id, answer, model, repeats, served, last_used, expires FROM exact_entries"
+                    " WHERE key = ? LIMIT ?",
+                    (key, _POOL_ROWS),
+                ).fetchall()
+            self.hot.keep(key, rows, generation)
+        return rows
+
     def flush_hits(self, *, wait: bool = True) -> int:
         """Write the hits noted since the last flush in one transaction; returns the rows touched
         (``hits.flush``: ``wait`` off gives up at once while another thread writes)."""
         return flush(self.db, self._write_hits, wait=wait) if len(self.hits) else 0
 
     def _write_hits(self, conn: Connection) -> int:
+        if len(self.hits):
+            self.hot.clear()  # served counts order a pool's rotation: read them afresh
         return write_log(
             conn,
             self.hits,
@@ -153,11 +182,16 @@ class ExactCache:
             return []
         for req, _, _ in rows:
             self.keys.add(self.key(req))
-        with self.db.tx() as conn:
-            ids = [self._insert(conn, req, answer, model) for req, answer, model in rows]
-            # the touches first: eviction must see which entries were used lately
-            self._write_hits(conn)
-            self._evict(conn, max(req.now for req, _, _ in rows))
+        try:
+            with self.db.tx() as conn:
+                ids = [self._insert(conn, req, answer, model) for req, answer, model in rows]
+                # the touches first: eviction must see which entries were used lately
+                self._write_hits(conn)
+                evicted = self._evict(conn, max(req.now for req, _, _ in rows))
+        finally:  # committed or rolled back, what was read of these keys may be stale
+            self.hot.forget([self.key(req) for req, _, _ in rows])
+        if evicted:
+            self.hot.clear()
         return ids
 
     def _insert(self, conn: Connection, req: CacheRequest, answer: str, model: str) -> int | None:
@@ -193,23 +227,25 @@ class ExactCache:
             )
         return row_id
 
-    def _evict(self, c: Connection, now: float) -> None:
-        c.execute(
+    def _evict(self, c: Connection, now: float) -> int:
+        """Delete expired rows and what is over the caps; returns the rows deleted."""
+        gone = c.execute(
             "DELETE FROM exact_entries WHERE id IN"
             " (SELECT id FROM exact_entries WHERE expires <= ? LIMIT 256)",
             (now,),
-        )
+        ).rowcount
         n, size = c.execute("SELECT n, bytes FROM exact_stats WHERE id = 0").fetchone()
         over = max(n - self.settings.max_entries, 0)
         if size > self.settings.max_bytes:
             avg = size / max(n, 1)
             over = max(over, int((size - self.settings.max_bytes) / max(avg, 1.0)) + 1)
         if over:
-            c.execute(
+            gone += c.execute(
                 "DELETE FROM exact_entries WHERE id IN"
                 " (SELECT id FROM exact_entries ORDER BY last_used LIMIT ?)",
                 (over,),
-            )
+            ).rowcount
+        return int(gone)
 
     def stats(self) -> tuple[int, int]:
         with self.db.read() as conn:
@@ -217,8 +253,12 @@ class ExactCache:
         return int(n), int(size)
 
     def clear_tenant(self, tenant_scope: str) -> int:
-        with self.db.tx() as conn:
-            return int(conn.execute("DELETE FROM exact_entries WHERE tenant = ?", (tenant_scope,)).rowcount)
+        try:
+            with self.db.tx() as conn:
+                gone = conn.execute("DELETE FROM exact_entries WHERE tenant = ?", (tenant_scope,))
+                return int(gone.rowcount)
+        finally:
+            self.hot.clear()
 
 
 def _ms(t0: float) -> float:

@@ -91,6 +91,13 @@ class CacheRequest:
     def _exact_keys(self) -> dict[float, str]:
         return {}
 
+    @cached_property
+    def raw_identity(self) -> tuple[object, ...]:
+        """Everything ``exact_key`` reads but the clock, as sent: equal for two requests exactly
+        alike, so the work of normalising and hashing one can stand for the other."""
+        tools = _canon.encode(self.tools) if self.tools is not None else None
+        return (self.tenant, self.model, self.messages, _canon.encode(self.params), tools)
+
     def exact_key(self, time_bucket_s: float) -> str:
         """``exact_key`` of this request, worked out once for its lookup and its store."""
         memo = self._exact_keys

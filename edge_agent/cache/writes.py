@@ -6,12 +6,14 @@ flush behind the others (``call_soon``), which runs them all in one write transa
 commit, and the pages it writes, shared by the batch instead of paid by each answer. A write that
 fails is retried entry by entry, so one bad row costs only itself.
 
-``ExactWrites`` stores exact entries. asyncio runs callbacks in the order they were queued, and
-the flush is queued before any request that arrives meanwhile is resumed, so a repeat that
-arrives after its answer went out still finds the entry. ``IndexWrites`` stores
-semantic entries, first running each one's grey-candidate search. Within one batch the searches
-all run before the write, so two questions of the same batch do not see each other as grey
-candidates; the next batch sees both.
+``ExactWrites`` stores exact entries in a loop callback. asyncio runs callbacks in the order they
+were queued, and the flush is queued before any request that arrives meanwhile is resumed, so a
+repeat that arrives after its answer went out still finds the entry. ``IndexWrites`` stores
+semantic entries, first running each one's grey-candidate search, in a task that yields the loop
+after each search (one search costs a few tenths of a millisecond; a batch of them in one
+callback held up the requests that arrived meanwhile). Within one batch the searches all run
+before the write, so two questions of the same batch do not see each other as grey candidates;
+the next batch sees both.
 """
 
 from __future__ import annotations
@@ -96,31 +98,60 @@ class _Semantic:
     search: bool
 
 
-class IndexWrites(_TurnBatch[_Semantic, Lookup | None]):
+class IndexWrites:
+    """Semantic entries, in batches, by a task that gives the loop back between the searches: a
+    batch of grey searches in one callback held a request that arrived meanwhile for all of them."""
+
     def __init__(self, service: CacheService) -> None:
-        super().__init__()
         self.service = service
+        self._pending: list[tuple[_Semantic, asyncio.Future[Lookup | None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.written = 0
 
     async def put(
         self, key: CacheRequest, text: str, model: str, vector: Vectors, *, search: bool
     ) -> Lookup | None:
         """Store ``key``'s entry with the others of this loop turn; with ``search``, first look
         for its grey candidate (``SemanticCache.get`` without serving) and return that lookup."""
-        return await self._put(_Semantic(key, text, model, vector, search))
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Lookup | None] = loop.create_future()
+        self._pending.append((_Semantic(key, text, model, vector, search), done))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._write(), name="semantic index writes")
+        return await done
 
-    def _run(self, items: list[_Semantic]) -> list[Lookup | None]:
+    async def _write(self) -> None:
+        while self._pending:  # the task starts after the callers of this turn have queued
+            batch, self._pending = self._pending, []
+            found: list[Lookup | None] = []
+            try:
+                for item, _ in batch:
+                    found.append(self._search(item))
+                    await asyncio.sleep(0)  # a request that arrived meanwhile goes first
+                self._store([item for item, _ in batch])
+            finally:  # cancelled at shutdown: nobody waits for ever
+                found += [None] * (len(batch) - len(found))
+                for (_, done), looked in zip(batch, found, strict=True):
+                    if not done.done():
+                        done.set_result(looked)
+            self.batches += 1
+            self.written += len(batch)
+
+    def _search(self, item: _Semantic) -> Lookup | None:
+        sem = self.service.semantic
+        if sem is None or not item.search:
+            return None
+        try:
+            return sem.get(item.key, item.vector, serve=False)
+        except Exception:
+            log.exception("grey-candidate search failed")
+            return None
+
+    def _store(self, items: list[_Semantic]) -> None:
         sem = self.service.semantic
         if sem is None:
-            return [None] * len(items)
-        found: list[Lookup | None] = []
-        for p in items:
-            looked = None
-            if p.search:
-                try:
-                    looked = sem.get(p.key, p.vector, serve=False)
-                except Exception:
-                    log.exception("grey-candidate search failed")
-            found.append(looked)
+            return
         rows = [(p.key, p.text, p.model, p.vector) for p in items]
         try:
             sem.put_many(rows)
@@ -132,4 +163,3 @@ class IndexWrites(_TurnBatch[_Semantic, Lookup | None]):
                 except Exception:
                     self.service.store_failures += 1
                     log.exception("semantic cache store failed")
-        return found

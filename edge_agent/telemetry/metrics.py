@@ -11,6 +11,8 @@ agents in one process never collide; the app serves ``render()`` on ``/metrics``
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -27,11 +29,28 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.
 _CONFIDENCE_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+_Labelled = Counter | Gauge | Histogram
+
+
+class LabelMemo:
+    """``metric.labels(*values)``, remembered: ``labels`` takes a lock and builds a key on every
+    call, and each answer touches ten series. Holds no more children than the registry does."""
+
+    def __init__(self) -> None:
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def __call__(self, metric: _Labelled, *values: str) -> Any:
+        key = (id(metric), values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
 
 
 class EdgeMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.of = LabelMemo()
         r = self.registry
         route = ["route"]
         self.requests = Counter(
@@ -95,7 +114,9 @@ class EdgeMetrics:
     def observe(self, event: TelemetryEvent) -> None:
         if event.kind == "feedback":
             rating = event.rating or 0.0
-            self.feedback.labels("positive" if rating > 0 else "negative" if rating < 0 else "neutral").inc()
+            self.of(
+                self.feedback, "positive" if rating > 0 else "negative" if rating < 0 else "neutral"
+            ).inc()
         elif event.kind == "request":
             route = event.route or "none"
             self._count_request(route, event)
@@ -104,30 +125,32 @@ class EdgeMetrics:
     def _count_request(self, route: str, event: TelemetryEvent) -> None:
         """The request's outcome and what happened on its way (cache, fallback, escalation)."""
         if event.error_type:
-            self.errors.labels(route, event.error_type).inc()
+            self.of(self.errors, route, event.error_type).inc()
         else:
             model = event.response_model or event.request_model
             streamed = "true" if event.streamed else "false"
-            self.requests.labels(route, model, event.domain, event.task, streamed).inc()
+            self.of(self.requests, route, model, event.domain, event.task, streamed).inc()
         self.cache_lookups.inc()
         if event.is_cache_hit:
-            self.cache_hits.labels(route).inc()
+            self.of(self.cache_hits, route).inc()
         if event.fallback:
-            self.fallbacks.labels(route).inc()
+            self.of(self.fallbacks, route).inc()
         if event.escalated:
-            self.escalations.labels(route, event.escalation_reason).inc()
+            self.of(self.escalations, route, event.escalation_reason).inc()
         if event.regeneration:
-            self.regenerations.labels(route, "explicit" if event.regenerate_flag else "near_duplicate").inc()
+            self.of(
+                self.regenerations, route, "explicit" if event.regenerate_flag else "near_duplicate"
+            ).inc()
 
     def _add_usage(self, route: str, event: TelemetryEvent) -> None:
         """Spend, tokens and timings (a timing the request did not measure is left out)."""
-        self.cost.labels(route).inc(max(event.cost_usd, 0.0))
-        self.tokens.labels(route, "input").inc(max(event.input_tokens, 0))
-        self.tokens.labels(route, "output").inc(max(event.output_tokens, 0))
+        self.of(self.cost, route).inc(max(event.cost_usd, 0.0))
+        self.of(self.tokens, route, "input").inc(max(event.input_tokens, 0))
+        self.of(self.tokens, route, "output").inc(max(event.output_tokens, 0))
         if event.latency_s is not None:
-            self.latency.labels(route).observe(event.latency_s)
+            self.of(self.latency, route).observe(event.latency_s)
         if event.ttft_s is not None:
-            self.ttft.labels(route).observe(event.ttft_s)
+            self.of(self.ttft, route).observe(event.ttft_s)
         if event.local_confidence is not None:
             self.local_confidence.observe(event.local_confidence)
 

@@ -3,6 +3,7 @@ indexing (the exact entry is still stored), an idle one indexes again."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,7 +72,7 @@ async def test_a_busy_loop_stores_the_exact_entry_and_sheds_the_indexing(stage: 
     assert stage.shed == 1 and sem.embedder.texts == [] and sem.count()[0] == 0
     hit = await stage.lookup(_req("Which planet is known as the red planet?"))
     assert hit.hit is not None and hit.hit.route is Route.EXACT_CACHE
-    time.sleep(0.15)  # room again: the next miss is indexed
+    await asyncio.sleep(0.15)  # room again: the next miss is indexed
     other = _req("What is the tallest mountain on Earth?")
     await stage.store(other, _answer("Everest."), await stage.lookup(other))
     await stage.drain()
