@@ -44,9 +44,9 @@ class CacheSettings(BaseModel):
     # answered misses waiting to be embedded into the semantic index on spare CPU; beyond this
     # (an edge busier than its CPU can index) they are dropped and counted, never waited for
     index_queue: int = Field(default=256, ge=1)
-    # while the event loop's thread spends more than this share of the last second on the CPU,
-    # answered misses are not indexed (the loop is the bottleneck: serving comes first); 1.0: never
-    index_max_loop_share: float = Field(default=0.75, gt=0.0, le=1.0)
+    # while ready work waits longer than this for the event loop (its moving average), answered
+    # misses are not indexed: serving comes first (``edge_agent.cache.headroom``); None: never shed
+    index_max_loop_lag_ms: float | None = Field(default=5.0, gt=0.0)
     hub_pub_endpoint: str | None = None
     hub_snapshot_endpoint: str | None = None
 

@@ -1,42 +1,62 @@
-"""How busy the event loop's thread is: indexing a miss only runs while serving leaves it room.
+"""Whether serving leaves the event loop room: indexing a miss only runs while it does.
 
 Indexing an answered miss into the semantic index costs the loop a little after the answer (the
-hand-off to the spare-CPU embedder, the grey-candidate search, the write), and the spare process
-some CPU of its own. Nobody waits for it, but on a loop that is already the bottleneck every
+hand-off to the spare-CPU embedder, the grey-candidate search, the write), and the host the
+embedding itself. Nobody waits for it, but on an edge whose loop is already behind, every
 millisecond it takes is a millisecond less for serving: at full load it cost a third of the
-throughput. So the stage asks ``LoopLoad`` first, and skips (sheds) the indexing of a miss while
-the loop thread's own CPU time over the last window exceeds ``limit`` of the wall clock. The
-exact entry is still stored; the question is indexed the next time it misses with room to spare.
+throughput. So the stage asks ``LoopLag`` first, and skips (sheds) the indexing of a miss while
+work waits for the loop: the exact entry is still stored, and the question is indexed the next
+time it misses with room to spare.
 
-The share is the thread's CPU time (``time.thread_time``, read on the loop thread itself), not
-the process's: the spare embedder's child and the worker threads do not count, and a loop starved
-of CPU by other work on the host reads as less busy, not more, so it never sheds for load it does
-not itself carry.
+The signal is the loop's lag: a heartbeat every ``interval_s`` notes how late it ran, and the
+lag is a moving average of that. It reads how long ready work waits for the loop whatever keeps
+the loop from it, whether its own requests or a host whose CPU is taken (where the spare-CPU
+embedder would get nothing either). The loop's own CPU share read only the first, and on a
+two-core host shared with the load the loop never reached a high share while requests queued.
 """
 
 from __future__ import annotations
 
-import time
+import asyncio
+import contextlib
+
+SMOOTHING = 0.3  # weight of the newest heartbeat: the average forgets within about half a second
 
 
-class LoopLoad:
-    """Call ``busy`` from the loop's thread; ``limit`` 1.0 never sheds."""
+class LoopLag:
+    """Call ``busy`` from the loop; ``limit_ms`` None never sheds. ``close`` stops the heartbeat."""
 
-    def __init__(self, *, limit: float, window_s: float = 1.0) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self.share = 0.0  # the loop thread's CPU share over the last full window
-        self._wall = time.monotonic()
-        self._cpu = time.thread_time()
+    def __init__(self, *, limit_ms: float | None, interval_s: float = 0.05) -> None:
+        self.limit_ms = limit_ms
+        self.interval_s = interval_s
+        self.lag_ms = 0.0  # moving average of how late the heartbeat ran
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._closed = False
 
     def busy(self) -> bool:
-        """Whether the last full window's share exceeds ``limit`` (False until a window has passed)."""
-        if self.limit >= 1.0:
+        """Whether work waits for the loop longer than ``limit_ms`` (False until the heartbeat
+        has run: the first call starts it)."""
+        if self.limit_ms is None or self._closed:
             return False
-        now = time.monotonic()
-        elapsed = now - self._wall
-        if elapsed >= self.window_s:
-            cpu = time.thread_time()
-            self.share = (cpu - self._cpu) / elapsed
-            self._wall, self._cpu = now, cpu
-        return self.share > self.limit
+        if self._handle is None:
+            self._schedule(asyncio.get_running_loop())
+        return self.lag_ms > self.limit_ms
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._due = loop.time() + self.interval_s
+        self._handle = loop.call_at(self._due, self._beat, loop)
+
+    def _beat(self, loop: asyncio.AbstractEventLoop) -> None:
+        late_ms = max(0.0, loop.time() - self._due) * 1000.0
+        self.lag_ms += SMOOTHING * (late_ms - self.lag_ms)
+        if not self._closed:
+            self._schedule(loop)
+
+    def close(self) -> None:
+        """Stop the heartbeat; idempotent (a loop that already closed has dropped it)."""
+        self._closed = True
+        if self._handle is not None:
+            with contextlib.suppress(RuntimeError):
+                self._handle.cancel()
+            self._handle = None

@@ -35,7 +35,7 @@ from edge_agent.cache import aliases
 from edge_agent.cache.base import Vectors
 from edge_agent.cache.embedding import MemoEmbedder, embed_each
 from edge_agent.cache.grey import GreyCandidate, GreyQueue, JudgeClient
-from edge_agent.cache.headroom import LoopLoad
+from edge_agent.cache.headroom import LoopLag
 from edge_agent.cache.keys import CacheRequest
 from edge_agent.cache.service import CacheService
 from edge_agent.cache.writes import ExactWrites, IndexWrites
@@ -79,7 +79,7 @@ class CacheStage:
             self.grey = GreyQueue(service.db, judge, capacity=settings.judge_queue)
         self.exact_writes = ExactWrites(service)
         self.writes = IndexWrites(service)
-        self.load = LoopLoad(limit=settings.index_max_loop_share)
+        self.load = LoopLag(limit_ms=settings.index_max_loop_lag_ms)
         self.shed = 0  # answered misses not indexed because the loop had no room (``headroom``)
         # one callable for every job, so the indexer can batch them
         self._embed_batch: Callable[[list[str]], Sequence[Vectors | None]] | None = None
@@ -178,5 +178,6 @@ class CacheStage:
 
     async def close(self) -> None:
         """Stop sending grey candidates (the app closes this before the service it writes to)."""
+        self.load.close()
         if self.grey is not None:
             await self.grey.aclose()

@@ -1,5 +1,5 @@
-"""The loop's CPU share decides whether an answered miss is indexed: a busy loop sheds the
-indexing (the exact entry is still stored), an idle one indexes again."""
+"""The loop's lag decides whether an answered miss is indexed: a loop that work waits for sheds
+the indexing (the exact entry is still stored), a free one indexes again."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.cache.headroom import LoopLoad
+from edge_agent.cache.headroom import LoopLag
 from edge_agent.cache.service import CacheService
 from edge_agent.cache.stage import CacheStage
 from edge_agent.request import Answer, InferenceRequest
@@ -22,25 +22,36 @@ from shared.wire import ChatMessage, SamplingParams, Usage
 from tests.edge_agent.cache.counting import CountingEmbedder
 
 
-def _spin(seconds: float) -> None:
+def _block(seconds: float) -> None:
+    """Hold the loop, as a burst of requests would."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         pass
 
 
-def test_a_spinning_thread_reads_busy_and_an_idle_one_does_not() -> None:
-    load = LoopLoad(limit=0.2, window_s=0.05)
-    assert not load.busy()  # no full window yet
-    _spin(0.1)
-    assert load.busy() and load.share > 0.2
-    time.sleep(0.15)
-    assert not load.busy() and load.share < 0.2
+async def _blocked_beats(load: LoopLag, beats: int, block_s: float) -> None:
+    for _ in range(beats):
+        _block(block_s)
+        await asyncio.sleep(0)  # the late heartbeat runs
 
 
-def test_limit_one_never_sheds() -> None:
-    load = LoopLoad(limit=1.0, window_s=0.01)
-    _spin(0.05)
+async def test_a_held_loop_reads_busy_and_a_free_one_does_not() -> None:
+    load = LoopLag(limit_ms=5.0, interval_s=0.01)
+    assert not load.busy()  # starts the heartbeat; nothing measured yet
+    await _blocked_beats(load, 8, 0.03)
+    assert load.busy() and load.lag_ms > 5.0
+    await asyncio.sleep(0.3)  # heartbeats on time
+    assert not load.busy() and load.lag_ms < 5.0
+    load.close()
+    load.close()  # idempotent
+
+
+async def test_no_limit_never_sheds() -> None:
+    load = LoopLag(limit_ms=None, interval_s=0.01)
     assert not load.busy()
+    await _blocked_beats(load, 4, 0.03)
+    assert not load.busy()
+    load.close()
 
 
 @pytest.fixture()
@@ -63,16 +74,17 @@ def _answer(text: str) -> Answer:
 
 
 async def test_a_busy_loop_stores_the_exact_entry_and_sheds_the_indexing(stage: CacheStage) -> None:
-    stage.load = LoopLoad(limit=0.2, window_s=0.05)
+    stage.load = LoopLag(limit_ms=5.0, interval_s=0.01)
     sem = stage.service.semantic
     assert sem is not None and isinstance(sem.embedder, CountingEmbedder)
-    _spin(0.1)  # this test's thread is the loop's
+    stage.load.busy()
+    await _blocked_beats(stage.load, 8, 0.03)
     asked = _req("Which planet is known as the red planet?")
     await stage.store(asked, _answer("Mars."), await stage.lookup(asked))
     assert stage.shed == 1 and sem.embedder.texts == [] and sem.count()[0] == 0
     hit = await stage.lookup(_req("Which planet is known as the red planet?"))
     assert hit.hit is not None and hit.hit.route is Route.EXACT_CACHE
-    await asyncio.sleep(0.15)  # room again: the next miss is indexed
+    await asyncio.sleep(0.3)  # room again: the next miss is indexed
     other = _req("What is the tallest mountain on Earth?")
     await stage.store(other, _answer("Everest."), await stage.lookup(other))
     await stage.drain()
