@@ -47,6 +47,9 @@ class CacheSettings(BaseModel):
     # while ready work waits longer than this for the event loop (its moving average), answered
     # misses are not indexed: serving comes first (``edge_agent.cache.headroom``); None: never shed
     index_max_loop_lag_ms: float | None = Field(default=5.0, gt=0.0)
+    # at most this many answered misses indexed a second (the embedding is not free even on spare
+    # CPU: it slows the loop on a core that shares its silicon); more wait in the queue. None: no cap
+    index_max_per_s: float | None = Field(default=20.0, gt=0.0)
     hub_pub_endpoint: str | None = None
     hub_snapshot_endpoint: str | None = None
 

@@ -114,11 +114,12 @@ def _inference_request(
             target = override.quality_target
         if cache is None:
             cache, cache_source = override.cache, "body"
+    # a client that timed out has closed its socket: its answer reaches nobody (telemetry says so);
+    # the request's own quality target beats its tenant's
+    changes: dict[str, Any] = {"client_gone": lambda: request.transport is None}
     if target is not None:
-        # the request's own target beats its tenant's
-        ctx = dataclasses.replace(ctx, quality_target=target)
-    # a client that timed out has closed its socket: its answer reaches nobody (telemetry says so)
-    ctx = dataclasses.replace(ctx, client_gone=lambda: request.transport is None)
+        changes["quality_target"] = target
+    ctx = dataclasses.replace(ctx, **changes)
     probe = override.probe if override is not None else None
     header = request.headers.get(ROUTE_HEADER)
     if header is not None:

@@ -296,6 +296,10 @@ def stream(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             cmd = [sys.executable, "-c", "from edge_agent.cli import main; raise SystemExit(main())"]
             cmd += ["serve", "--home", str(tmp / "edge"), "--port", str(port), "--model", args.model]
             cmd += ["--hub", endpoint, "--hub-key", str(hub_pub)]
+            # the stream replays questions as fast as the echo model answers them, faster than a
+            # client asks: the indexing rate cap (a CPU budget) would leave first occurrences out
+            (tmp / "edge.yaml").write_text("cache:\n  index_max_per_s: null\n")
+            cmd += ["--config", str(tmp / "edge.yaml")]
             edge = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             client = _wait_client(edge, port, args.model)
             db = tmp / "edge" / "cache.db"

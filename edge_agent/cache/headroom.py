@@ -8,6 +8,12 @@ throughput. So the stage asks ``LoopLag`` first, and skips (sheds) the indexing 
 work waits for the loop: the exact entry is still stored, and the question is indexed the next
 time it misses with room to spare.
 
+"Spare" CPU is not free either: on this project's two-core hosts a pure-Python loop ran 40% slower
+while the idle-class embedder worked on the *other* core (the two share a physical core or its
+memory path), so an edge asked for 150 unique questions a second at concurrency 1 lost 2 ms of
+p50 to indexing every one. So the indexer also paces itself (``index_max_per_s``, 20 a second:
+about a tenth of a core here, and 72,000 questions an hour); a burst above it waits in its queue.
+
 The signal is the loop's lag: a heartbeat every ``interval_s`` notes how late it ran, and the
 lag is a moving average of that. It reads how long ready work waits for the loop whatever keeps
 the loop from it, whether its own requests or a host whose CPU is taken (where the spare-CPU

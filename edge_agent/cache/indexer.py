@@ -7,6 +7,8 @@ and hands each to the embedder it is given: in the agent, ``edge_agent.cache.spa
 process at the lowest CPU priority, so this thread only waits on a pipe. An edge that passes more
 unique misses than it has spare CPU for fills the queue; further jobs are dropped and counted
 (``dropped``), never waited for, so a busy edge serves at full speed and indexes what it can.
+``max_per_s`` paces the thread as well: spare CPU is not free (see ``edge_agent.cache.headroom``),
+so it takes at most that many jobs a second, and the queue absorbs a burst above it.
 
 Embeddings go in batches (``run_batched``): the thread takes what is queued, waits up to
 ``linger_s`` for more (at most ``batch``), hands them to the embedder in one call and settles every
@@ -55,10 +57,14 @@ _Queued = _Job[Any] | _Item[Any, Any]
 
 
 class Indexer:
-    def __init__(self, *, capacity: int = 256, batch: int = 32, linger_s: float = 0.05) -> None:
+    def __init__(
+        self, *, capacity: int = 256, batch: int = 32, linger_s: float = 0.05, max_per_s: float | None = None
+    ) -> None:
         self.capacity = capacity
         self.batch = batch
         self.linger_s = linger_s
+        self.max_per_s = max_per_s  # jobs a second at most (``_pace``); None: as fast as they come
+        self._stop = threading.Event()
         self._jobs: queue.Queue[_Queued | None] = queue.Queue(maxsize=capacity)
         self._carry: _Queued | None = None  # taken while filling a batch, but not of that batch
         self._thread = threading.Thread(target=self._run, name="cache-index", daemon=True)
@@ -116,6 +122,7 @@ class Indexer:
                     return
                 continue
             result: object = None
+            started = time.monotonic()
             try:
                 result = job.work()
                 self.done += 1
@@ -123,12 +130,14 @@ class Indexer:
                 self.failed += 1
                 log.exception("background cache indexing failed")
             _resolve(job, result)
+            self._pace(1, started)
 
     def _run_batch(self, first: _Item[Any, Any]) -> bool:
         """Fill a batch behind ``first`` (same ``batch`` callable), run it, settle it; False when
         the stop marker came while filling (the batch still runs: its callers are waiting)."""
         items, running = [first], True
-        deadline = time.monotonic() + self.linger_s
+        started = time.monotonic()
+        deadline = started + self.linger_s
         while len(items) < self.batch and not self._closed:
             try:
                 more = self._next(timeout=max(0.0, deadline - time.monotonic()))
@@ -154,13 +163,21 @@ class Indexer:
             self.failed += len(items)
             log.exception("background cache indexing failed")
         _resolve_all(items, results)
+        self._pace(len(items), started)
         return running
+
+    def _pace(self, jobs: int, started: float) -> None:
+        """Hold the thread until ``jobs`` fit ``max_per_s`` since ``started``: meanwhile further
+        jobs wait in the queue, and once it is full they are dropped (``close`` cuts it short)."""
+        if self.max_per_s is not None:
+            self._stop.wait(jobs / self.max_per_s - (time.monotonic() - started))
 
     def close(self) -> None:
         """Stop after the job in hand; jobs still queued are dropped (their callers get ``None``)."""
         if self._closed:
             return
         self._closed = True
+        self._stop.set()
         if not self._started:
             return
         while True:

@@ -53,7 +53,8 @@ class CacheService:
         if embedder is not None and self.settings.semantic:
             verifier = verifier or load_verifier(self.settings)
             self.semantic = SemanticCache(self.db, embedder, verifier, self.settings)
-            self.indexer = Indexer(capacity=self.settings.index_queue)
+            settings = self.settings
+            self.indexer = Indexer(capacity=settings.index_queue, max_per_s=settings.index_max_per_s)
         self._closed = False
         # stores that failed (a full disk, an I/O error): the answer was served, not remembered
         self.store_failures = 0

@@ -47,6 +47,8 @@ class Deployment:
         return self.agent.base_url
 
     def events(self) -> list[TelemetryEvent]:
+        """Every telemetry event spooled since the last call (the agent's recorder drained)."""
+        self.agent.drain()
         lease = self.spool.lease(max_events=10_000, max_bytes=1 << 30)
         if lease is None:
             return []

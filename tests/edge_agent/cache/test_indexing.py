@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -75,6 +76,24 @@ async def test_a_full_queue_drops_and_a_closed_indexer_answers_none() -> None:
     assert await indexer.run(lambda: 1 / 0) is None and indexer.failed == 1  # logged, never raised
     indexer.close()
     assert await indexer.run(lambda: "late") is None and indexer.dropped == 2
+
+
+async def test_a_paced_indexer_takes_at_most_its_rate_and_queues_the_rest() -> None:
+    indexer = Indexer(capacity=16, batch=4, linger_s=0.0, max_per_s=20.0)
+    done_at: list[float] = []
+
+    def stamp(items: list[int]) -> list[int | None]:
+        done_at.extend(time.monotonic() for _ in items)
+        return list(items)
+
+    start = time.monotonic()
+    got = await asyncio.gather(*(indexer.run_batched(stamp, i) for i in range(8)))
+    assert got == list(range(8)) and indexer.dropped == 0  # the burst waited, none was dropped
+    # eight jobs at 20 a second: the last batch cannot start before the first ones' 0.2 s or so
+    assert done_at[-1] - start >= 0.15
+    closing = time.monotonic()
+    indexer.close()  # a pause in progress does not hold the close up
+    assert time.monotonic() - closing < 1.0
 
 
 async def test_queued_items_go_to_one_batch_call_and_each_gets_its_own_result() -> None:
