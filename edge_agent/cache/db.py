@@ -8,6 +8,7 @@ never corrupt the file. Foreign keys are on, so deleting an entry deletes its an
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from shared import sqlite
 
 Connection = Any  # the driver may be pysqlite3, whose objects are not stdlib instances
+VERSION_MAX_AGE_S = 0.005
 
 # the driver's own classes: a stdlib ``sqlite3`` error class would not catch what pysqlite3 raises
 IntegrityError: type[Exception] = sqlite.driver(extensions=True).IntegrityError
@@ -46,6 +48,8 @@ class Database:
         self._readers: list[Connection] = []
         # a second connection to ":memory:" would be another, empty database
         self._shared_reads = str(path) == ":memory:" or str(path).startswith("file::memory:")
+        self._version: int | None = None  # ``foreign_version``'s last reading, and when
+        self._version_at = 0.0
 
     @contextmanager
     def tx(self) -> Iterator[Connection]:
@@ -87,11 +91,18 @@ class Database:
     def foreign_version(self, *, wait: bool = True) -> int | None:
         """``PRAGMA data_version`` of the writing connection: it changes only when another
         connection (another process: this one writes through ``conn`` alone) commits to the file.
+        Read at most once per ``VERSION_MAX_AGE_S`` (every lookup asks, and under load the pragma
+        was a tenth of an exact lookup), so another process's commit is seen within that long.
         ``wait`` off: ``None`` at once while another thread holds the lock (a write in progress)."""
+        now = time.monotonic()
+        if self._version is not None and now - self._version_at < VERSION_MAX_AGE_S:
+            return self._version
         if not self.lock.acquire(blocking=wait):
             return None
         try:
-            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+            self._version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+            self._version_at = now
+            return self._version
         finally:
             self.lock.release()
 

@@ -180,11 +180,16 @@ class ExactCache:
         and one write of the noted hits for all of them (``put`` of each, otherwise)."""
         if not rows:
             return []
+        # a key the filter never held has no rows yet: nothing of it to replace or trim
+        fresh = [not self.keys.may_hold(self.key(req)) for req, _, _ in rows]
         for req, _, _ in rows:
             self.keys.add(self.key(req))
         try:
             with self.db.tx() as conn:
-                ids = [self._insert(conn, req, answer, model) for req, answer, model in rows]
+                ids = [
+                    self._insert(conn, req, answer, model, new)
+                    for (req, answer, model), new in zip(rows, fresh, strict=True)
+                ]
                 # the touches first: eviction must see which entries were used lately
                 self._write_hits(conn)
                 evicted = self._evict(conn, max(req.now for req, _, _ in rows))
@@ -194,7 +199,7 @@ class ExactCache:
             self.hot.clear()
         return ids
 
-    def _insert(self, conn: Connection, req: CacheRequest, answer: str, model: str) -> int | None:
+    def _insert(self, conn: Connection, req: CacheRequest, answer: str, model: str, new: bool) -> int | None:
         key = self.key(req)
         now = req.now
         ttl = min(self.settings.exact_ttl_s, self.settings.time_bucket_s) if req.time_sensitive else None
@@ -202,7 +207,7 @@ class ExactCache:
         answer_hash = hashlib.sha256(answer.encode()).hexdigest()
         size = len(answer.encode()) + len(key) + 64
         target = pool_target(req, self.settings.pool_size)
-        if target == 1:
+        if target == 1 and not new:
             conn.execute("DELETE FROM exact_entries WHERE key = ? AND answer_hash != ?", (key, answer_hash))
         cur = conn.execute(
             "INSERT OR IGNORE INTO exact_entries"
@@ -219,7 +224,7 @@ class ExactCache:
                 " WHERE key = ? AND answer_hash = ?",
                 (int(target > 1), expires, key, answer_hash),
             )
-        if target > 1:
+        if target > 1 and not new:
             conn.execute(
                 "DELETE FROM exact_entries WHERE key = ? AND id NOT IN"
                 " (SELECT id FROM exact_entries WHERE key = ? ORDER BY created DESC LIMIT ?)",

@@ -146,6 +146,7 @@ class EdgeOptions:
     delivery_timeout_s: float = 2.0
     spool_max_bytes: int = 64 * 1024 * 1024
     settings: dict[str, Any] = field(default_factory=dict)  # any further EdgeSettings fields
+    cache_settings: dict[str, Any] = field(default_factory=dict)  # and CacheSettings fields
 
 
 @dataclass
@@ -187,7 +188,7 @@ async def start_edge(home: Path, backend: EchoModel, opts: EdgeOptions) -> Runni
     caches: list[AnswerCache] = []
     service: CacheService | None = None
     if opts.cache:
-        cfg = CacheSettings(semantic=opts.embedder is not None)
+        cfg = CacheSettings(semantic=opts.embedder is not None, **opts.cache_settings)
         service = CacheService(home / "cache.db", cfg, embedder=opts.embedder)
         resources.append(ClosingResource(service))
         caches.append(CacheStage(service))

@@ -3,11 +3,13 @@ alias, or another process's entry is still found."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from edge_agent.cache.db import VERSION_MAX_AGE_S
 from edge_agent.cache.keys import CacheRequest
 from edge_agent.cache.service import CacheService
 from shared.cache_text import GlobalEntry
@@ -85,6 +87,7 @@ def test_another_process_entry_is_found_after_its_commit(tmp_path: Path, embedde
         with CacheService(path, CacheSettings(), embedder=embedder) as other:  # its own connection
             assert other.semantic is not None
             other.semantic.put(asked, "100 °C at sea level.", "m")
+        time.sleep(2 * VERSION_MAX_AGE_S)  # how soon another process's commit is looked for
         found = mine.semantic.lookup_form(asked)
         assert found.answer is not None and found.answer.text == "100 °C at sea level."
 
@@ -117,6 +120,7 @@ def test_another_process_exact_entry_is_found_after_its_commit(tmp_path: Path) -
         assert mine.lookup_exact(asked).answer is None
         with CacheService(path, CacheSettings()) as other:  # its own connection
             assert other.store_exact(asked, "100 °C at sea level.", "m")
+        time.sleep(2 * VERSION_MAX_AGE_S)  # how soon another process's commit is looked for
         found = mine.lookup_exact(req("What is the boiling point of water?"))
         assert found.answer is not None and found.answer.text == "100 °C at sea level."
 

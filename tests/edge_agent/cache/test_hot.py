@@ -3,12 +3,13 @@ the next hit read them afresh: a new answer, an eviction, a tenant's erasure, an
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from edge_agent.cache.db import Database
+from edge_agent.cache.db import VERSION_MAX_AGE_S, Database
 from edge_agent.cache.exact import ExactCache
 from edge_agent.cache.keys import CacheRequest
 from shared.config import CacheSettings
@@ -79,6 +80,7 @@ def test_another_process_answer_is_served_after_its_commit(tmp_path: Path) -> No
         mine.put(req("What is a monad?"), "A monoid.", "m")
         assert _served(mine, "What is a monad?") == "A monoid."
         other.put(req("What is a monad?"), "A burrito.", "m")  # replaces the greedy answer
+        time.sleep(2 * VERSION_MAX_AGE_S)  # how soon another process's commit is looked for
         assert _served(mine, "What is a monad?") == "A burrito."
 
 
