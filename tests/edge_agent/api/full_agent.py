@@ -29,6 +29,16 @@ from shared.telemetry import TelemetryEvent
 TENANTS = {"acme": "sk-acme-surface", "globex": "sk-globex-surface"}
 
 
+def spooled_events(agent: BackgroundAgent, spool: TelemetrySpool) -> list[TelemetryEvent]:
+    """Every telemetry event spooled since the last call (the agent's bookkeeping drained first)."""
+    agent.drain()
+    lease = spool.lease(max_events=10_000, max_bytes=1 << 30)
+    if lease is None:
+        return []
+    spool.ack(lease.batch_id)
+    return [TelemetryEvent.from_attributes(e) for e in lease.events]
+
+
 @dataclass
 class FullAgent:
     agent: BackgroundAgent
@@ -39,13 +49,7 @@ class FullAgent:
         return self.agent.base_url
 
     def events(self) -> list[TelemetryEvent]:
-        """Every telemetry event spooled since the last call (the agent's bookkeeping drained)."""
-        self.agent.drain()
-        lease = self.spool.lease(max_events=10_000, max_bytes=1 << 30)
-        if lease is None:
-            return []
-        self.spool.ack(lease.batch_id)
-        return [TelemetryEvent.from_attributes(e) for e in lease.events]
+        return spooled_events(self.agent, self.spool)
 
     def stop(self) -> None:
         self.agent.stop()

@@ -27,6 +27,7 @@ from edge_agent.telemetry.spool import TelemetrySpool
 from shared.config import EdgeSettings, TenantConfig
 from shared.telemetry import TelemetryEvent
 from tests.cloud_hub.helpers import HubProcess, Keys
+from tests.edge_agent.api.full_agent import spooled_events
 
 FRAME = 64 * 1024
 STEPS = 8
@@ -47,13 +48,7 @@ class Deployment:
         return self.agent.base_url
 
     def events(self) -> list[TelemetryEvent]:
-        """Every telemetry event spooled since the last call (the agent's recorder drained)."""
-        self.agent.drain()
-        lease = self.spool.lease(max_events=10_000, max_bytes=1 << 30)
-        if lease is None:
-            return []
-        self.spool.ack(lease.batch_id)
-        return [TelemetryEvent.from_attributes(e) for e in lease.events]
+        return spooled_events(self.agent, self.spool)
 
     def hub_png(self, asset_id: str) -> bytes:
         with sqlite3.connect(self.keys.hub_home / "assets.db") as db:

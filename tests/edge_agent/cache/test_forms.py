@@ -20,14 +20,19 @@ from shared.wire import ChatMessage, SamplingParams
 NOW = 1_800_000_000.0
 
 
-def req(text: str, tenant: str = "a") -> CacheRequest:
+def chat_request(text: str, tenant: str, now: float = NOW) -> CacheRequest:
+    """A greedy single-question chat request of ``tenant``, as the cache keys it."""
     return CacheRequest(
         tenant=tenant,
         model="qwen2.5-coder-0.5b-instruct",
         messages=(ChatMessage(role="user", content=text),),
         params=SamplingParams(temperature=0.0),
-        now=NOW,
+        now=now,
     )
+
+
+def req(text: str, tenant: str = "a") -> CacheRequest:
+    return chat_request(text, tenant)
 
 
 @pytest.fixture()

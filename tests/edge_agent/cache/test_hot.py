@@ -13,19 +13,13 @@ from edge_agent.cache.db import VERSION_MAX_AGE_S, Database
 from edge_agent.cache.exact import ExactCache
 from edge_agent.cache.keys import CacheRequest
 from shared.config import CacheSettings
-from shared.wire import ChatMessage, SamplingParams
+from tests.edge_agent.cache.test_forms import chat_request
 
 NOW = 1_800_000_000.0
 
 
-def req(text: str, *, now: float = NOW, tenant: str = "acme") -> CacheRequest:
-    return CacheRequest(
-        tenant=tenant,
-        model="qwen2.5-coder-0.5b-instruct",
-        messages=(ChatMessage(role="user", content=text),),
-        params=SamplingParams(temperature=0.0),
-        now=now,
-    )
+def req(text: str, *, now: float = NOW) -> CacheRequest:
+    return chat_request(text, tenant="acme", now=now)
 
 
 @pytest.fixture()
