@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 from edge_agent.cache.base import Lookup, Vectors
 from edge_agent.cache.keys import CacheRequest
@@ -30,23 +28,21 @@ from edge_agent.cache.service import CacheService
 
 log = logging.getLogger(__name__)
 
-ItemT = TypeVar("ItemT")
-ResultT = TypeVar("ResultT")
 
-
-class _TurnBatch(Generic[ItemT, ResultT]):
-    """``put`` items; every item put in one loop turn goes to one ``_run`` call."""
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
+class ExactWrites:
+    def __init__(self, service: CacheService) -> None:
+        self.service = service
+        self._pending: list[tuple[tuple[CacheRequest, str, str], asyncio.Future[bool]]] = []
         self._scheduled = False
         self.batches = 0
         self.written = 0
 
-    async def _put(self, item: ItemT) -> ResultT:
+    async def put(self, key: CacheRequest, text: str, model: str) -> bool:
+        """Store ``key``'s answer with the others of this loop turn; False when it was not stored
+        (caches off, an empty answer, a failed write: logged and counted)."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[ResultT] = loop.create_future()
-        self._pending.append((item, done))
+        done: asyncio.Future[bool] = loop.create_future()
+        self._pending.append(((key, text, model), done))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -57,36 +53,12 @@ class _TurnBatch(Generic[ItemT, ResultT]):
         batch, self._pending = self._pending, []
         if not batch:
             return
-        results = self._run([item for item, _ in batch])
+        stored = self.service.store_exact_many([row for row, _ in batch])
         self.batches += 1
         self.written += len(batch)
-        for (_, done), result in zip(batch, results, strict=True):
+        for (_, done), ok in zip(batch, stored, strict=True):
             if not done.done():  # its task was cancelled meanwhile
-                done.set_result(result)
-
-    def _run(self, items: list[ItemT]) -> Sequence[ResultT]:
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class _Exact:
-    key: CacheRequest
-    text: str
-    model: str
-
-
-class ExactWrites(_TurnBatch[_Exact, bool]):
-    def __init__(self, service: CacheService) -> None:
-        super().__init__()
-        self.service = service
-
-    async def put(self, key: CacheRequest, text: str, model: str) -> bool:
-        """Store ``key``'s answer with the others of this loop turn; False when it was not stored
-        (caches off, an empty answer, a failed write: logged and counted)."""
-        return await self._put(_Exact(key, text, model))
-
-    def _run(self, items: list[_Exact]) -> list[bool]:
-        return self.service.store_exact_many([(i.key, i.text, i.model) for i in items])
+                done.set_result(ok)
 
 
 @dataclass(frozen=True)
