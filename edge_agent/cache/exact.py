@@ -180,10 +180,13 @@ class ExactCache:
         and one write of the noted hits for all of them (``put`` of each, otherwise)."""
         if not rows:
             return []
-        # a key the filter never held has no rows yet: nothing of it to replace or trim
-        fresh = [not self.keys.may_hold(self.key(req)) for req, _, _ in rows]
-        for req, _, _ in rows:
-            self.keys.add(self.key(req))
+        keys = [self.key(req) for req, _, _ in rows]
+        # a key the filter never held has no rows yet, so nothing of it to replace or trim (but a
+        # key twice in one batch: its second store may replace its first)
+        fresh: list[bool] = []
+        for key in keys:
+            fresh.append(not self.keys.may_hold(key))
+            self.keys.add(key)
         try:
             with self.db.tx() as conn:
                 ids = [
@@ -194,7 +197,7 @@ class ExactCache:
                 self._write_hits(conn)
                 evicted = self._evict(conn, max(req.now for req, _, _ in rows))
         finally:  # committed or rolled back, what was read of these keys may be stale
-            self.hot.forget([self.key(req) for req, _, _ in rows])
+            self.hot.forget(keys)
         if evicted:
             self.hot.clear()
         return ids
