@@ -95,7 +95,8 @@ def wilson(successes: float, n: float, z: float = Z95) -> RateCI:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return RateCI(p, max(0.0, centre - half), min(1.0, centre + half), n)
+    # the interval always holds p; rounding can leave its bound a hair inside at p = 0 or 1
+    return RateCI(p, min(max(0.0, centre - half), p), max(min(1.0, centre + half), p), n)
 
 
 def weighted_wilson(passed: list[bool], weights: list[float], z: float = Z95) -> RateCI:
@@ -107,7 +108,7 @@ def weighted_wilson(passed: list[bool], weights: list[float], z: float = Z95) ->
     rate = sum(w for ok, w in zip(passed, weights, strict=True) if ok) / total
     n_eff = total * total / sum(w * w for w in weights)
     ci = wilson(rate * n_eff, n_eff, z)
-    return RateCI(rate, ci.low, ci.high, n_eff)
+    return RateCI(rate, min(ci.low, rate), max(ci.high, rate), n_eff)
 
 
 def difference_ci(a: RateCI, b: RateCI, z: float = Z95) -> tuple[float, float]:

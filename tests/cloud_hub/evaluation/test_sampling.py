@@ -55,3 +55,10 @@ def test_wilson_intervals() -> None:
     assert skewed.rate == 0.1 and skewed.n < equal.n  # unequal weights shrink the effective n
     lo, hi = difference_ci(wilson(90, 100), wilson(60, 100))
     assert 0.15 < lo < hi < 0.45
+
+
+def test_a_perfect_or_zero_rate_lies_inside_its_interval() -> None:
+    # the Wilson bound at p = 0 or 1 is exactly 0 or 1; rounding used to leave it just inside
+    for n in range(1, 200):
+        assert wilson(n, n).high == 1.0 and wilson(0, n).low == 0.0, n
+        assert weighted_wilson([True] * n, [1.0] * n).high == 1.0, n

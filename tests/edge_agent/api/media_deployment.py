@@ -23,6 +23,7 @@ from edge_agent.images.store import EdgeAssetStore
 from edge_agent.serving import BackgroundAgent
 from edge_agent.telemetry.metrics import EdgeMetrics
 from edge_agent.telemetry.recorder import TelemetryRecorder
+from edge_agent.telemetry.sink import TelemetrySink
 from edge_agent.telemetry.spool import TelemetrySpool
 from shared.config import EdgeSettings, TenantConfig
 from shared.telemetry import TelemetryEvent
@@ -95,6 +96,8 @@ def start_agent(
         backend,
         hub=link,
         images=gateway,
+        # as in ``build_app``: the sink and the gateway share one recorder, so ``drain`` covers both
+        sink=TelemetrySink(recorder),
         resources=[ClosingResource(recorder)],
         owns_backend=False,
     )
