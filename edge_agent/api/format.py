@@ -8,8 +8,8 @@ has the same form streamed or not, with ``prompt_tokens_details.cached_tokens`` 
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -41,7 +41,7 @@ class Shape:
     def __post_init__(self) -> None:
         if not self.id:
             prefix = "chatcmpl" if self.kind == "chat" else "cmpl"
-            self.id = f"{prefix}-{uuid.uuid4().hex}"
+            self.id = f"{prefix}-{os.urandom(16).hex()}"
 
     def _head(self, obj: str, model: str) -> dict[str, Any]:
         return {"id": self.id, "object": obj, "created": self.created, "model": model}

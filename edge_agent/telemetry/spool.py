@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS quarantine (
     event_id TEXT, payload BLOB NOT NULL, reason TEXT NOT NULL, tries INTEGER NOT NULL
 );
 """
+_Row = tuple[str, bytes, int]  # event id, payload, its size
+_INSERT = "INSERT OR IGNORE INTO events(event_id, payload, size, crc) VALUES (?, ?, ?, ?)"
 # columns added after the first release; a file without them gets them on open (NULL crc: unchecked)
 _ADDED_COLUMNS = (("crc", "INTEGER"), ("tries", "INTEGER NOT NULL DEFAULT 0"))
 # SQLite's primary result codes for "the disk cannot take this write"
@@ -141,7 +143,7 @@ class TelemetrySpool:
     def _encode(self, event: TelemetryEvent) -> bytes:
         return self._encoder.encode(event.to_attributes())
 
-    def _write(self, rows: list[tuple[str, bytes, int]]) -> list[bool] | None:
+    def _write(self, rows: list[_Row]) -> list[bool] | None:
         """Insert ``rows`` in one transaction; None when the disk refused it (nothing written)."""
         held = self._bytes
         try:
@@ -162,13 +164,15 @@ class TelemetrySpool:
         self._unwritten["dropped_events"] += 1
         self._unwritten["dropped_bytes"] += size
 
-    def _append(self, rows: list[tuple[str, bytes, int]]) -> list[bool]:
+    def _append(self, rows: list[_Row]) -> list[bool]:
         db = self._conn
         db.execute("BEGIN IMMEDIATE")
         try:
             if any(self._unwritten.values()):
                 self._count(db, **self._unwritten)
-            stored = [self._insert(db, event_id, payload, size) for event_id, payload, size in rows]
+            stored = self._insert_fitting(db, rows)
+            if stored is None:
+                stored = [self._insert(db, event_id, payload, size) for event_id, payload, size in rows]
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -176,6 +180,25 @@ class TelemetrySpool:
             raise
         self._unwritten = dict.fromkeys(self._unwritten, 0)
         return stored
+
+    def _insert_fitting(self, db: sqlite3.Connection, rows: list[_Row]) -> list[bool] | None:
+        """The usual batch, in one statement: new events that fit without evicting anything.
+        None (and nothing written) when one must be looked at alone: a spool near its cap, or an
+        event id already stored."""
+        total = sum(size for _, _, size in rows)
+        if self._bytes + total > self.max_bytes:
+            return None
+        db.execute("SAVEPOINT fitting")
+        before = db.total_changes
+        db.executemany(_INSERT, [(event_id, data, size, zlib.crc32(data)) for event_id, data, size in rows])
+        if db.total_changes - before != len(rows):
+            db.execute("ROLLBACK TO fitting")
+            db.execute("RELEASE fitting")
+            return None
+        db.execute("RELEASE fitting")
+        self._bytes += total
+        self._count(db, appended_events=len(rows))
+        return [True] * len(rows)
 
     def _insert(self, db: sqlite3.Connection, event_id: str, payload: bytes, size: int) -> bool:
         if size > self.max_bytes:
@@ -187,10 +210,7 @@ class TelemetrySpool:
             # everything left is in flight; the new event is the one that cannot fit
             self._count(db, dropped_events=1, dropped_bytes=size)
             return False
-        cur = db.execute(
-            "INSERT OR IGNORE INTO events(event_id, payload, size, crc) VALUES (?, ?, ?, ?)",
-            (event_id, payload, size, zlib.crc32(payload)),
-        )
+        cur = db.execute(_INSERT, (event_id, payload, size, zlib.crc32(payload)))
         if cur.rowcount:
             self._bytes += size
             self._count(db, appended_events=1)

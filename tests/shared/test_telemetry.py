@@ -44,6 +44,15 @@ def test_attribute_names_follow_opentelemetry_genai_where_defined() -> None:
     assert {"edgeroute.event.id", "edgeroute.event.kind", "edgeroute.event.timestamp"} <= attrs.keys()
 
 
+def test_an_event_at_its_defaults_sends_identity_and_time_only() -> None:
+    attrs = TelemetryEvent().to_attributes()
+    assert attrs.keys() == {"edgeroute.event.id", "edgeroute.event.kind", "edgeroute.event.timestamp"}
+    assert attrs["edgeroute.event.kind"] == "request"
+    # a field wins over an unknown attribute that claims its name
+    clash = _event(extra={"gen_ai.request.model": "other"}).to_attributes()
+    assert clash["gen_ai.request.model"] == "qwen"
+
+
 def test_unknown_attributes_survive_validation() -> None:
     attrs = _event().to_attributes()
     attrs["vendor.custom"] = 3

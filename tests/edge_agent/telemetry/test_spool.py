@@ -153,3 +153,21 @@ def test_append_many_is_one_transaction_with_append_s_answer_for_each_event(tmp_
     assert lease is not None
     assert [e["edgeroute.event.id"] for e in lease.events] == ["e00000", "e00001", "e00003"]
     spool.close()
+
+
+def test_a_fitting_batch_that_repeats_a_stored_id_keeps_the_first_and_counts_once(
+    tmp_path: Path,
+) -> None:
+    spool = TelemetrySpool(tmp_path / "s.db")
+    assert spool.append_many([_ev(0), _ev(1)]) == [True, True]
+    one = spool.stats().pending_bytes
+    # fits under the cap, so it is tried as one statement; the repeat sends it row by row
+    assert spool.append_many([_ev(2), _ev(1, pad=50), _ev(3)]) == [True, True, True]
+    stats = spool.stats()
+    assert (stats.pending_events, stats.appended_events) == (4, 4)
+    assert stats.pending_bytes == 2 * one
+    (stored,) = spool._conn.execute("SELECT SUM(size) FROM events").fetchone()
+    assert stored == stats.pending_bytes  # the running total matches the rows
+    lease = spool.lease()
+    assert lease is not None and all("gen_ai.output.messages" not in e for e in lease.events)
+    spool.close()
