@@ -13,6 +13,7 @@ import openai
 import pytest
 from pydantic import SecretStr
 
+from edge_agent.api.errors import ApiError, parse_json_object
 from edge_agent.app import create_app
 from edge_agent.backends.llamacpp import LlamaCppBackend
 from edge_agent.serving import BackgroundAgent
@@ -201,3 +202,41 @@ def test_no_route_left_is_503(smollm_gguf: Path, tmp_path: Path) -> None:
 def test_feedback_without_telemetry_is_404(http: httpx.Client) -> None:
     err = _error(http.post("/v1/feedback", json={"response_id": "x", "thumbs": "up"}), 404)
     assert err["code"] == "feedback_disabled"
+
+
+def _nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": "x\\ud800"}',  # an escaped lone surrogate, lower and upper hex
+        b'{"a": "x\\uDFFF"}',
+        b'{"\\udbff": 1}',  # in a key
+        b'{"a": "\xed\xa0\x80"}',  # the surrogate's own UTF-8 bytes, which the decoder lets through
+        '{"a": "\\ud800"}'.encode("utf-16"),  # a body the decoder reads as UTF-16
+        '{"a": "\\ud800"}'.encode("utf-32-le"),
+        b'{"a": ' + b"[" * 70 + b"]" * 70 + b"}",
+    ],
+)
+def test_the_byte_scan_never_waves_through_what_the_walk_refuses(raw: bytes) -> None:
+    with pytest.raises(ApiError) as caught:
+        parse_json_object(raw)
+    assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        (b'{"a": "\\\\ud800"}', "\\ud800"),  # an escaped backslash: six plain characters
+        ('{"a": "한"}'.encode(), "한"),  # Hangul shares the surrogates' lead byte
+        ('{"a": "\\ud83d\\ude00"}'.encode("utf-16"), "\U0001f600"),  # a paired surrogate is one character
+        (b'{"a": ' + b"[" * 30 + b"]" * 30 + b"}", _nested(30)),
+    ],
+)
+def test_bodies_that_look_suspect_to_the_scan_are_still_accepted(raw: bytes, value: Any) -> None:
+    assert parse_json_object(raw) == {"a": value}
