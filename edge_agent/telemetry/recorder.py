@@ -4,12 +4,15 @@ The request path calls ``record`` once per request and ``feedback`` for ``POST /
 both only touch memory and the local spool, so a slow or absent hub never slows a request.
 
 On an event loop the spool writes leave the loop: events queue in memory and one writer task
-stores everything queued in one transaction, in a worker thread, so a burst of cache hits shares
-a commit instead of each paying for one on the loop. ``drain`` waits until every event recorded
-so far is in the spool (the pipeline's drain and the app's shutdown call it), and ``close``
-writes what is still queued before it closes the spool. Called with no loop running, ``record``
-writes before it returns. Until its batch commits an event is only in memory: a ``kill -9`` in
-those milliseconds loses it, as it would lose an answer whose bookkeeping had not yet run.
+stores everything queued in one transaction, in a worker thread. The writer lets a batch build
+up for ``linger_s`` (cut short by ``max_batch`` events or a ``drain``): measured at 1,000 cache
+hits a second, handing each event or two to the thread on its own cost the loop about 0.2 ms of
+CPU per answer (the hand-off, and waiting for the GIL after every socket write), a third of what
+a hit costs. ``drain`` waits until every event recorded so far is in the spool (the pipeline's
+drain and the app's shutdown call it), and ``close`` writes what is still queued before it closes
+the spool. Called with no loop running, ``record`` writes before it returns. Until its batch
+commits an event is only in memory: a ``kill -9`` in those milliseconds (at most ``linger_s``
+plus one write) loses it, as it would lose an answer whose bookkeeping had not yet run.
 """
 
 from __future__ import annotations
@@ -40,8 +43,12 @@ class TelemetryRecorder:
         metrics: EdgeMetrics | None = None,
         regeneration: RegenerationDetector | None = None,
         capture_content: bool = False,
+        linger_s: float = 0.02,
+        max_batch: int = 256,
     ) -> None:
         self.spool = spool
+        self.linger_s = linger_s
+        self.max_batch = max_batch
         self.metrics = metrics or EdgeMetrics()
         self.regeneration = regeneration or RegenerationDetector()
         # prompts and answers leave the device only when the operator opts in (evaluation needs
@@ -52,6 +59,8 @@ class TelemetryRecorder:
         # the spool under a batch already taken off the queue
         self._writing = threading.Lock()
         self._writer: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None  # set while the writer lingers
+        self._draining = 0
         self._closed = False
 
     def record(self, event: TelemetryEvent, prompt: str | None = None) -> TelemetryEvent:
@@ -116,11 +125,16 @@ class TelemetryRecorder:
 
     async def drain(self) -> None:
         """Wait until every event recorded so far has been written to the spool (or failed to be)."""
-        while (writer := self._writer) is not None and not writer.done():
-            if writer.get_loop() is not asyncio.get_running_loop():
-                break
-            # ``wait``, not ``await``: a caller that is cancelled must not cancel the writer
-            await asyncio.wait({writer})
+        self._draining += 1
+        try:
+            while (writer := self._writer) is not None and not writer.done():
+                if writer.get_loop() is not asyncio.get_running_loop():
+                    break
+                self._hurry()
+                # ``wait``, not ``await``: a caller that is cancelled must not cancel the writer
+                await asyncio.wait({writer})
+        finally:
+            self._draining -= 1
         if self._queued:  # left by a writer that gave up, or one on another loop
             await asyncio.to_thread(self._write_queued)
 
@@ -142,10 +156,13 @@ class TelemetryRecorder:
             return
         if self._writer is None or self._writer.done():
             self._writer = loop.create_task(self._write(), name="telemetry spool writer")
+        elif len(self._queued) >= self.max_batch:
+            self._hurry()
 
     async def _write(self) -> None:
         # what arrives while a batch is being written goes into the next one
         while self._queued:
+            await self._linger()
             try:
                 await asyncio.to_thread(self._write_queued)
             except Exception:
@@ -154,6 +171,24 @@ class TelemetryRecorder:
                 log.exception("telemetry spool write failed")
                 return
 
+    async def _linger(self) -> None:
+        """Let the batch grow for ``linger_s``, unless it is full or someone is draining."""
+        if self.linger_s <= 0 or self._draining or len(self._queued) >= self.max_batch:
+            return
+        loop = asyncio.get_running_loop()
+        self._wake = wake = loop.create_future()
+        timer = loop.call_later(self.linger_s, _settle, wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._wake = None
+
+    def _hurry(self) -> None:
+        wake = self._wake
+        if wake is not None and wake.get_loop() is asyncio.get_running_loop():
+            _settle(wake)
+
     def _write_queued(self) -> None:
         with self._writing:
             batch: list[TelemetryEvent] = []
@@ -161,3 +196,8 @@ class TelemetryRecorder:
                 batch.append(self._queued.popleft())
             if batch:
                 self.spool.append_many(batch)
+
+
+def _settle(wake: asyncio.Future[None]) -> None:
+    if not wake.done():
+        wake.set_result(None)

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import time
+
 import msgspec
 import pytest
 
 from shared.codec import Codec
-from shared.telemetry import ATTRIBUTE_NAMES, MAX_CONTENT_CHARS, TelemetryEvent, identity_hash
+from shared.telemetry import ATTRIBUTE_NAMES, MAX_CONTENT_CHARS, TelemetryEvent, identity_hash, new_event_id
 from shared.wire import TelemetryBatch
 
 
@@ -89,3 +91,12 @@ def test_derived_flags() -> None:
     assert _event(route="semantic_cache").is_cache_hit
     assert not _event(route="hub_oss").is_cache_hit
     assert _event(escalation_reason="low_confidence").escalated
+
+
+def test_event_ids_are_unique_and_sort_by_the_millisecond_they_were_made() -> None:
+    first = [new_event_id() for _ in range(1000)]
+    time.sleep(0.002)
+    later = new_event_id()
+    assert len(set(first)) == 1000 and all(len(i) == 32 and int(i, 16) >= 0 for i in first)
+    assert later > max(first)  # the unique indexes on it grow at their end
+    assert TelemetryEvent().event_id >= later[:12]  # the default id is one of these

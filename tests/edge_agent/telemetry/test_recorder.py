@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +156,28 @@ async def test_on_a_loop_events_are_written_later_in_one_batch_and_drain_waits(t
     await rec.drain()
     assert commits == ["COMMIT"]  # the 200 recorded in one loop turn share one transaction
     assert [e.event_id for e in _spooled(rec)] == [f"e{i:04d}" for i in range(200)]
+    rec.close()
+
+
+async def test_events_spread_over_the_linger_share_one_commit_and_a_full_batch_goes_at_once(
+    tmp_path: Path,
+) -> None:
+    spool = TelemetrySpool(tmp_path / "s.db")
+    rec = TelemetryRecorder(spool, EdgeMetrics(), linger_s=0.5, max_batch=64)
+    commits: list[str] = []
+    spool._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    for i in range(10):  # a slow trickle, each in its own loop turn
+        rec.record(TelemetryEvent(event_id=f"t{i}", route="exact_cache"))
+        await asyncio.sleep(0.01)
+    assert commits == [] and spool.stats().pending_events == 0  # still lingering
+    for i in range(64):  # fills the batch: written without waiting out the linger
+        rec.record(TelemetryEvent(event_id=f"b{i}", route="exact_cache"))
+    await asyncio.sleep(0.3)
+    assert commits == ["COMMIT"] and spool.stats().pending_events == 74
+    rec.record(TelemetryEvent(event_id="last", route="exact_cache"))
+    began = time.monotonic()
+    await rec.drain()  # cuts the next linger short
+    assert time.monotonic() - began < 0.4 and spool.stats().pending_events == 75
     rec.close()
 
 
