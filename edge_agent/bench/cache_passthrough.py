@@ -9,8 +9,10 @@ round, so load from elsewhere on the host falls on all three alike; each figure 
 the rounds. Before each turn the bench waits until the previous agent has gone quiet: work an
 agent does after its answers (indexing misses on spare CPU) counts against its own turn, never
 against the next agent's. ``indexed`` is the share of a turn's misses that went into the semantic
-index (the rest were shed while the agent's loop had no room, or found no spare CPU). A last run
-measures the exact-hit path of the default agent: one request, repeated.
+index (the rest were shed while the agent's loop had no room, or found no spare CPU). Each round
+ends with a run of the default agent's exact-hit path (one request, repeated); the figure is the
+median of the rounds, with the agent's CPU per hit and the host's steal time beside it (see
+``procs``: steal alone moved a hit run between 1,000 and 1,600 req/s here).
 
 Goals: with the default caches, at least 80% of the caches-off throughput (at the highest
 concurrency) and at most 1 ms more p50 at concurrency 1; exact hits at least 1,500 req/s.
@@ -21,14 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from edge_agent.bench import procs
 from edge_agent.bench.link import ECHO_CONFIG, _spawn, _wait_line
 from shared.keys import enroll_public_key, init_keys
 
@@ -47,6 +50,8 @@ ARMS: dict[str, str] = {
 GOAL_SHARE = 0.8
 GOAL_ADDED_P50_MS = 1.0
 GOAL_HIT_RPS = 1500.0
+HIT_QUESTION = "What is the capital of France?"
+HIT_EXTRAS = ("agent_cpu_ms_per_req", "host_steal_cores")  # reported beside each hit run
 TOPICS = ("volcanoes", "glaciers", "tides", "comets", "coral reefs", "deserts", "auroras", "monsoons")
 
 
@@ -147,34 +152,6 @@ def _measure(
     }
 
 
-def _cpu_ticks(pid: int) -> int | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
-def _children(pid: int) -> list[int]:
-    """Child processes of ``pid`` (the agent's spare-CPU embedder), from ``/proc``."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if ppid == pid:
-                out.append(int(entry.name))
-    return out
-
-
-def _cpu(pid: int) -> tuple[int, int]:
-    """CPU ticks so far of the agent itself and of its child processes."""
-    own = _cpu_ticks(pid) or 0
-    return own, sum(_cpu_ticks(c) or 0 for c in _children(pid))
-
-
 def _indexed(home: Path) -> int:
     """Questions in an agent's semantic index (0 for an arm without one)."""
     from shared import sqlite
@@ -189,28 +166,6 @@ def _indexed(home: Path) -> int:
         return 0
     finally:
         conn.close()
-
-
-def _settle(pid: int, timeout_s: float = 60.0) -> None:
-    """Wait until process ``pid`` uses under 5% of a core (Linux; elsewhere a fixed pause)."""
-    hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    end = time.monotonic() + timeout_s
-    quiet = 0
-    last: int | None = sum(_cpu(pid)) if _cpu_ticks(pid) is not None else None
-    while time.monotonic() < end and quiet < 2:
-        time.sleep(0.25)
-        now = sum(_cpu(pid)) if _cpu_ticks(pid) is not None else None
-        if last is None or now is None:
-            time.sleep(2.0)
-            return
-        quiet = quiet + 1 if (now - last) / hz < 0.05 * 0.25 else 0
-        last = now
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _post(base: str, body: dict[str, Any], headers: dict[str, str]) -> str:
@@ -229,7 +184,7 @@ def _start_agent(tmp: Path, name: str, yaml: str, hub: str, hub_key: Path, model
     enroll_public_key(edge_pub, tmp / "hub" / "enrolled")
     config = tmp / f"{name}.yaml"
     config.write_text(yaml)
-    port = _free_port()
+    port = procs.free_port()
     cmd = [sys.executable, "-c", "from edge_agent.cli import main; raise SystemExit(main())"]
     cmd += ["serve", "--home", str(home), "--port", str(port), "--model", model, "--config", str(config)]
     cmd += ["--hub", hub, "--hub-key", str(hub_key)]
@@ -270,53 +225,39 @@ def passthrough(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             for name, (proc, base) in agents.items():
                 _wait_ready(proc, base, args.model)
                 console.print(f"{name}: ready at {base}")
+            default_base = agents["default"][1]
+            _post(default_base, _body(args.model, HIT_QUESTION), {})
+            if (route := _post(default_base, _body(args.model, HIT_QUESTION), {})) != "exact_cache":
+                raise RuntimeError(f"the repeated request was not an exact hit: {route}")
             samples: dict[str, dict[int, list[dict[str, float]]]] = {a: {c: [] for c in concs} for a in ARMS}
+            hits: list[dict[str, float]] = []
             pool = _real_questions()
             console.print(
                 f"questions: {len(pool)} real ones, then templated" if pool else "questions: templated"
             )
             per_turn = max(1, len(pool) // max(1, args.rounds * len(concs) * len(ARMS)))
             turn = 0
+            everyone = [hub.pid, *(proc.pid for proc, _ in agents.values())]
             for r in range(args.rounds):
                 for conc in concs:
                     order = list(ARMS) if r % 2 == 0 else list(reversed(ARMS))
                     for name in order:
-                        for proc, _ in agents.values():
-                            _settle(proc.pid)
-                        _settle(hub.pid)  # judging the last turn's grey candidates, say
-                        base = agents[name][1]
-                        url = f"{base}/v1/chat/completions"
                         # questions of its own per turn: two agents asking one question would
                         # make the hub share it, and the third agent spend its turn indexing it
                         mine = pool[turn * per_turn : (turn + 1) * per_turn]
                         turn += 1
-                        pid = agents[name][0].pid
-                        before, indexed, hub_before = _cpu(pid), _indexed(tmp / name), _cpu(hub.pid)
-                        got = _measure(url, args.model, f"{name}{r}c{conc}", mine, conc, args.seconds)
-                        _settle(pid)  # what it does after its answers is part of its cost
-                        _settle(hub.pid)  # and what the hub does for it
-                        after, hub_after = _cpu(pid), _cpu(hub.pid)
-                        # misses indexed into the semantic index: the rest the loop shed or
-                        # the spare embedder had no time for
-                        got["indexed_share"] = round(
-                            (_indexed(tmp / name) - indexed) / max(got["requests"], 1), 3
-                        )
-                        hz = os.sysconf("SC_CLK_TCK")
-                        per = 1000.0 / hz / max(got["requests"], 1)
-                        got["agent_cpu_ms_per_req"] = round((after[0] - before[0]) * per, 3)
-                        got["spare_cpu_ms_per_req"] = round((after[1] - before[1]) * per, 3)
-                        got["hub_cpu_ms_per_req"] = round((sum(hub_after) - sum(hub_before)) * per, 3)
+                        url = f"{agents[name][1]}/v1/chat/completions"
+                        tag = f"{name}{r}c{conc}"
+                        load = partial(_measure, url, args.model, tag, mine, conc, args.seconds)
+                        got = _turn(everyone, agents[name][0].pid, hub.pid, tmp / name, load)
                         samples[name][conc].append(got)
                         console.print(f"round {r} c={conc} {name}: {got}")
-            default_base = agents["default"][1]
-            _post(default_base, _body(args.model, "What is the capital of France?"), {})
-            hit_route = _post(default_base, _body(args.model, "What is the capital of France?"), {})
-            if hit_route != "exact_cache":
-                raise RuntimeError(f"the repeated request was not an exact hit: {hit_route}")
-            _settle(agents["default"][0].pid)
-            hit = _measure(
-                f"{default_base}/v1/chat/completions", args.model, "hit", None, max(concs), args.seconds
-            )
+                # the default agent's exact-hit path, once a round: one request, repeated
+                url = f"{default_base}/v1/chat/completions"
+                load = partial(_measure, url, args.model, "hit", None, max(concs), args.seconds)
+                hit = _turn(everyone, agents["default"][0].pid, hub.pid, tmp / "default", load)
+                hits.append(hit)
+                console.print(f"round {r} exact hits: {hit}")
         finally:
             for proc, _ in agents.values():
                 proc.terminate()
@@ -324,7 +265,32 @@ def passthrough(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 proc.wait(timeout=30)
             hub.terminate()
             hub.wait(timeout=30)
-    return _summary(samples, concs, hit)
+    return _summary(samples, concs, hits)
+
+
+def _turn(
+    everyone: list[int], pid: int, hub: int, home: Path, load: Callable[[], dict[str, float]]
+) -> dict[str, float]:
+    """One arm's turn: every process quiet first, then ``load``; what the agent (and the hub for
+    it) does after its answers, until both are quiet again, is part of its cost."""
+    for other in everyone:
+        procs.settle(other)  # the hub judging the last turn's grey candidates, say
+    before, hub_before, indexed = procs.cpu(pid), procs.cpu(hub), _indexed(home)
+    steal, began = procs.steal_ticks(), time.monotonic()
+    got = load()
+    steal_after, took = procs.steal_ticks(), time.monotonic() - began
+    procs.settle(pid)
+    procs.settle(hub)
+    after, hub_after = procs.cpu(pid), procs.cpu(hub)
+    # misses indexed into the semantic index: the rest the loop shed or the spare embedder
+    # had no time for
+    got["indexed_share"] = round((_indexed(home) - indexed) / max(got["requests"], 1), 3)
+    per = 1000.0 / procs.hz() / max(got["requests"], 1)
+    got["agent_cpu_ms_per_req"] = round((after[0] - before[0]) * per, 3)
+    got["spare_cpu_ms_per_req"] = round((after[1] - before[1]) * per, 3)
+    got["hub_cpu_ms_per_req"] = round((sum(hub_after) - sum(hub_before)) * per, 3)
+    got["host_steal_cores"] = procs.steal_cores(steal, steal_after, took) or 0.0
+    return got
 
 
 def _median(rows: list[dict[str, float]], key: str) -> float:
@@ -332,12 +298,17 @@ def _median(rows: list[dict[str, float]], key: str) -> float:
 
 
 def _summary(
-    samples: dict[str, dict[int, list[dict[str, float]]]], concs: list[int], hit: dict[str, float]
+    samples: dict[str, dict[int, list[dict[str, float]]]], concs: list[int], hits: list[dict[str, float]]
 ) -> dict[str, Any]:
     keys = (
         "req_per_s", "p50_ms", "p99_ms", "agent_cpu_ms_per_req", "spare_cpu_ms_per_req",
-        "hub_cpu_ms_per_req", "indexed_share",
+        "hub_cpu_ms_per_req", "indexed_share", "host_steal_cores",
     )  # fmt: skip
+    hit = {
+        k: _median(hits, k)
+        for k in ("req_per_s", "p50_ms", "p99_ms", "agent_cpu_ms_per_req", "host_steal_cores")
+    }
+    hit["requests"] = int(_median(hits, "requests"))
     arms: dict[str, Any] = {}
     for name, by_conc in samples.items():
         arms[name] = {str(c): {k: _median(rows, k) for k in keys} for c, rows in by_conc.items()}
@@ -358,6 +329,9 @@ def _summary(
         "default_added_p50_ms": round(added, 3),
         "default_added_p50_ms_paired": round(paired_added, 3),
         "exact_hit": hit,
+        "exact_hit_rounds": [
+            {k: h[k] for k in ("req_per_s", "agent_cpu_ms_per_req", "host_steal_cores")} for h in hits
+        ],
         "goals": {
             "share": paired_share >= GOAL_SHARE,
             "added_p50": paired_added <= GOAL_ADDED_P50_MS,
@@ -369,7 +343,7 @@ def _summary(
 def report(result: dict[str, Any], console: Console) -> None:
     table = Table(title="forced-hub misses through the agent (median of rounds)")
     cols = ("arm", "concurrency", "req/s", "p50 ms", "p99 ms", "agent cpu ms/req", "spare cpu ms/req")
-    for col in (*cols, "hub cpu ms/req", "indexed"):
+    for col in (*cols, "hub cpu ms/req", "indexed", "host steal cores"):
         table.add_column(col, justify="left" if col == "arm" else "right")
     for name, by_conc in result["arms"].items():
         for conc, row in by_conc.items():
@@ -377,10 +351,14 @@ def report(result: dict[str, Any], console: Console) -> None:
                 name, conc, f"{row['req_per_s']:.0f}", f"{row['p50_ms']:.2f}", f"{row['p99_ms']:.2f}",
                 f"{row['agent_cpu_ms_per_req']:.2f}", f"{row['spare_cpu_ms_per_req']:.2f}",
                 f"{row['hub_cpu_ms_per_req']:.2f}", f"{row['indexed_share']:.0%}",
+                f"{row['host_steal_cores']:.2f}",
             )  # fmt: skip
     console.print(table)
     console.print(
         f"default caches: {result['default_share_of_off_paired']:.0%} of caches-off throughput "
         f"(round by round), {result['default_added_p50_ms_paired']:+.2f} ms p50 at concurrency 1; "
-        f"exact hits {result['exact_hit']['req_per_s']:.0f} req/s"
+        f"exact hits {result['exact_hit']['req_per_s']:.0f} req/s "
+        f"(rounds: {', '.join(str(round(h['req_per_s'])) for h in result['exact_hit_rounds'])}; "
+        f"{result['exact_hit']['agent_cpu_ms_per_req']:.2f} ms of agent CPU per hit, "
+        f"host steal {result['exact_hit']['host_steal_cores']:.2f} cores)"
     )

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 
-from edge_agent.bench.cache_passthrough import _free_port
 from edge_agent.bench.link import _spawn, _wait_line
+from edge_agent.bench.procs import free_port
 from edge_agent.cache.db import connect
 from edge_agent.cache.embedding import load_embedder
 from edge_agent.cache.keys import CacheRequest, semantic_eligibility
@@ -286,8 +286,8 @@ def stream(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             "models:\n  - name: echo\n    backend: echo\ndefault_model: echo\nheartbeat_s: 1.0\n"
             f"global_cache:\n  judge: {args.hub_judge}\n  judge_model: {args.hub_judge_model}\n"
         )
-        port = _free_port()
-        hub_port = _free_port()
+        port = free_port()
+        hub_port = free_port()
         hub_cmd = [str(Path(sys.executable).with_name("cloud-hub")), "serve", "--home", str(tmp / "hub")]
         hub = _spawn([*hub_cmd, "--bind", f"tcp://127.0.0.1:{hub_port}", "--config", str(hub_yaml)])
         edge: subprocess.Popen[bytes] | None = None
