@@ -1,18 +1,18 @@
 """The edge's single entry point for telemetry: metrics, regeneration detection, spooling.
 
-The request path calls ``record`` once per request and ``feedback`` for ``POST /v1/feedback``;
-both only touch memory and the local spool, so a slow or absent hub never slows a request.
+The request path calls ``record`` once per request and ``feedback`` for ``POST /v1/feedback``; both
+only touch memory and the local spool, so a slow or absent hub never slows a request.
 
-On an event loop the spool writes leave the loop: events queue in memory and one writer task
-stores everything queued in one transaction, in a worker thread. The writer lets a batch build
-up for ``linger_s`` (cut short by ``max_batch`` events or a ``drain``): measured at 1,000 cache
-hits a second, handing each event or two to the thread on its own cost the loop about 0.2 ms of
-CPU per answer (the hand-off, and waiting for the GIL after every socket write), a third of what
-a hit costs. ``drain`` waits until every event recorded so far is in the spool (the pipeline's
-drain and the app's shutdown call it), and ``close`` writes what is still queued before it closes
-the spool. Called with no loop running, ``record`` writes before it returns. Until its batch
-commits an event is only in memory: a ``kill -9`` in those milliseconds (at most ``linger_s``
-plus one write) loses it, as it would lose an answer whose bookkeeping had not yet run.
+On an event loop the spool writes leave the loop: events queue in memory and one writer task stores
+everything queued in one transaction, in a worker thread. The writer lets a batch build up for
+``linger_s`` (cut short by ``max_batch`` events or a ``drain``): about ten commits a second at 1,300
+cache hits a second, where each loop turn's handful of events used to make one. The thread's SQLite
+work runs beside the loop on a vCPU that may share its physical core, and slows it
+(docs/architecture.md, "What a miss costs"). ``drain`` waits until every event recorded so far is in
+the spool (the pipeline's drain and the app's shutdown call it), and ``close`` writes what is still
+queued before it closes the spool. Called with no loop running, ``record`` writes before it returns.
+Until its batch commits an event is only in memory: a ``kill -9`` in those milliseconds (at most
+``linger_s`` plus one write) loses it, as it would lose an answer whose bookkeeping had not yet run.
 """
 
 from __future__ import annotations
