@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from functools import lru_cache
 from typing import Any, Final, Literal
 
 import msgspec
@@ -182,6 +183,7 @@ def clip_content(text: str | None) -> str | None:
     return text if len(text) <= MAX_CONTENT_CHARS else text[:MAX_CONTENT_CHARS]
 
 
+@lru_cache(maxsize=4096)  # every request hashes its tenant and user, and the same few come back
 def identity_hash(value: str, salt: str = "") -> str:
     """Tenants and users leave the edge only as salted hashes: stable for aggregation, not reversible."""
     if not value:
