@@ -60,7 +60,8 @@ class TelemetrySink:
             canary=decided.get("canary") is True,
             task=str(decided.get("task") or "other"),
             domain=str(decided.get("domain") or "general"),
-            completion=answer.text,
+            # only what the recorder keeps: with capture off it would copy the event to drop it
+            completion=answer.text if self.recorder.capture_content or req.probe is not None else None,
             reference=req.probe[0] if req.probe is not None else None,
             reference_kind=req.probe[1] if req.probe is not None else "",
         )

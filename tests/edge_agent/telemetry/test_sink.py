@@ -80,11 +80,13 @@ def test_a_baseline_is_stored_as_forced_with_its_domain_and_probe(tmp_path: Path
         assert not event.escalated  # the client chose the hub; the router did not escalate
         assert (event.domain, event.task) == ("math", "math")  # classified although forced
         assert (event.reference, event.reference_kind) == ("72", "gsm8k")
+        assert event.completion  # kept with content capture off: the hub grades it
         # a baseline asks the same question on purpose: not a re-ask, and not re-asked later
         assert not event.regeneration and not event.regenerates
     assert not routed.regeneration
     assert routed_again.regeneration and routed_again.regenerates == routed.response_id
     assert routed.route_forced == "" and not routed.cache_bypass and routed.reference is None
+    assert routed.completion is None and routed.prompt is None  # capture is off
     # a user who only pins the route is still a user: the re-ask counts
     assert local.route_forced == "body" and not local.cache_bypass and not local.escalated
     assert local_again.regeneration and local_again.regenerates == local.response_id
