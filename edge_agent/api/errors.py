@@ -110,8 +110,9 @@ def parse_json_object(raw: bytes, first: Callable[[dict[str, Any]], None] | None
     """
     if not raw.strip():
         raise ApiError(400, "The request body is empty; expected a JSON object.")
+    encoding = json.detect_encoding(raw)
     try:
-        data = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        data = _DECODER.decode(raw.decode(encoding, "surrogatepass"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ApiError(
             400,
@@ -127,12 +128,12 @@ def parse_json_object(raw: bytes, first: Callable[[dict[str, Any]], None] | None
         raise ApiError(400, "The request body must be a JSON object.", code="invalid_json")
     if first is not None:
         first(data)
-    if _may_be_deep_or_hold_surrogates(raw):
+    if _may_be_deep_or_hold_surrogates(raw, encoding):
         _check_text(data)
     return data
 
 
-def _may_be_deep_or_hold_surrogates(raw: bytes) -> bool:
+def _may_be_deep_or_hold_surrogates(raw: bytes, encoding: str) -> bool:
     """False when a scan of the bytes (in C) rules out what ``_check_text`` walks the object for:
     fewer brackets than the depth limit, and no surrogate either escaped or as raw UTF-8 bytes
     (the decoder lets those through). Conservative: an escaped backslash before ``ud800``, or
@@ -141,7 +142,7 @@ def _may_be_deep_or_hold_surrogates(raw: bytes) -> bool:
         return True
     if raw.isascii() and b"\x00" not in raw:  # no BOM, no UTF-16/32: read as UTF-8, escapes only
         return b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None
-    return json.detect_encoding(raw) != "utf-8" or b"\xed" in raw or _SURROGATE_ESCAPE.search(raw) is not None
+    return encoding != "utf-8" or b"\xed" in raw or _SURROGATE_ESCAPE.search(raw) is not None
 
 
 def _no_constant(name: str) -> Any:
