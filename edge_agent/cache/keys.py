@@ -7,9 +7,10 @@ every key and every vector partition, so two tenants can never share an entry by
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
-from typing import Any
+from functools import lru_cache
+from typing import Any, Generic, TypeVar, overload
 
 import msgspec
 
@@ -30,6 +31,33 @@ MAX_SEMANTIC_CHARS = 600
 
 _canon = msgspec.json.Encoder(order="sorted")
 
+T = TypeVar("T")
+
+
+class once(Generic[T]):  # lower case: a decorator, like the ``cached_property`` it replaces
+    """``functools.cached_property`` without its lock: Python 3.11 takes one on every first read,
+    and each request reads about ten of these once. The value lands in the instance's dict, which
+    a frozen dataclass leaves writable, so later reads never reach this descriptor. Two threads
+    reading one at once may both compute it: every one here is a pure function of the request."""
+
+    def __init__(self, fn: Callable[[Any], T]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> once[T]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> T: ...
+    def __get__(self, obj: object | None, owner: type | None = None) -> T | once[T]:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.fn(obj)
+        return value
+
 
 @dataclass(frozen=True)
 class CacheRequest:
@@ -46,7 +74,7 @@ class CacheRequest:
     now: float = field(default_factory=time.time)
 
     # derived once per request: the lookup and the store of one request share this object
-    @cached_property
+    @once
     def family(self) -> str:
         return model_family(self.model)
 
@@ -54,7 +82,7 @@ class CacheRequest:
     def system_prompts(self) -> list[str]:
         return [m.content for m in self.messages if m.role in ("system", "developer")]
 
-    @cached_property
+    @once
     def sys_hash(self) -> str:
         return system_hash(self.system_prompts)
 
@@ -69,29 +97,29 @@ class CacheRequest:
                 return m.content
         return ""
 
-    @cached_property
+    @once
     def time_sensitive(self) -> bool:
         return any(is_time_sensitive(m.content) for m in self.conversation if m.role == "user")
 
-    @cached_property
+    @once
     def tenant_scope(self) -> str:
         return tenant_hash(self.tenant)
 
-    @cached_property
+    @once
     def eligibility(self) -> Eligibility:
         """``semantic_eligibility`` of this request, worked out once."""
         return semantic_eligibility(self)
 
-    @cached_property
+    @once
     def shape(self) -> str:
         """``answer_shape`` of this request's sampling parameters."""
         return answer_shape(self.params)
 
-    @cached_property
+    @once
     def _exact_keys(self) -> dict[float, str]:
         return {}
 
-    @cached_property
+    @once
     def raw_identity(self) -> tuple[object, ...]:
         """Everything ``exact_key`` reads but the clock, as sent: equal for two requests exactly
         alike, so the work of normalising and hashing one can stand for the other."""
@@ -106,19 +134,19 @@ class CacheRequest:
             key = memo[time_bucket_s] = exact_key(self, time_bucket_s=time_bucket_s)
         return key
 
-    @cached_property
+    @once
     def partition_hash(self) -> str:
         """The system prompt and the answer's shape: what a semantic partition is filed under
         besides tenant and family (also the ``sys_hash`` the hub's judge files an alias under,
         so an approved alias lands in the partition it was judged for)."""
         return digest("partition", self.sys_hash, self.shape)[:32]
 
-    @cached_property
+    @once
     def own_scope(self) -> str:
         """The semantic partition of this tenant, model family, system prompt and answer shape."""
         return semantic_scope(self.tenant_scope, self.family, self.partition_hash)
 
-    @cached_property
+    @once
     def shared_scope(self) -> str:
         """The partition of the hub's shared answers for the same family and system prompt, or
         one that holds nothing when a shared answer may not fit this request's shape."""

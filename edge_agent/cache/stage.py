@@ -94,6 +94,7 @@ class CacheStage:
             skipped = TraceStep(Route.EXACT_CACHE, "skip", "text completions are not cached")
             return CacheLookup(None, [skipped])
         service = self.service
+        self.exact_writes.flush_for(key)  # an entry still lingering is read like any other
         result = service.lookup_exact(key)
         if not result.hit and service.settings.enabled:
             result = service.semantic_form(key, result)
@@ -177,7 +178,9 @@ class CacheStage:
         return None
 
     async def close(self) -> None:
-        """Stop sending grey candidates (the app closes this before the service it writes to)."""
+        """Write the lingering exact entries and stop sending grey candidates (the app closes this
+        before the service it writes to)."""
+        self.exact_writes.close()
         self.load.close()
         if self.grey is not None:
             await self.grey.aclose()

@@ -191,7 +191,9 @@ async def start_edge(home: Path, backend: EchoModel, opts: EdgeOptions) -> Runni
         cfg = CacheSettings(semantic=opts.embedder is not None, **opts.cache_settings)
         service = CacheService(home / "cache.db", cfg, embedder=opts.embedder)
         resources.append(ClosingResource(service))
-        caches.append(CacheStage(service))
+        stage = CacheStage(service)
+        caches.append(stage)
+        resources.append(stage)  # after the service: writes its lingering entries before the file closes
     spool = TelemetrySpool(home / "telemetry.db", opts.spool_max_bytes)
     metrics = EdgeMetrics(registry)
     recorder = TelemetryRecorder(spool, metrics)
