@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
 from edge_agent.cache.audit import AuditError, AuditRow, HitAudit, read_jsonl, write_jsonl
-from edge_agent.cache.db import Database
+from edge_agent.cache.db import VERSION_MAX_AGE_S, Database
 from edge_agent.cache.service import CacheService
 from edge_agent.cache.verifier import Verifier, load_verifier
 from edge_agent.cli import main
@@ -79,6 +80,7 @@ def test_a_running_cache_takes_an_audit_without_restart(tmp_path: Path, embedder
             audit = HitAudit(other)
             (row,) = audit.sample(10)
             audit.apply(load_verifier(SETTINGS), [replace(row, correct=False)], 0.0)
+        time.sleep(2 * VERSION_MAX_AGE_S)  # how soon another process's commit is looked for
         res = svc.lookup(req(ASKED))
         assert res.answer is None and res.trace[-1].reason == "identical_only"
         assert res.trace[-1].detail["operating_point"] == "audited:general"

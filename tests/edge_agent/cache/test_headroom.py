@@ -13,12 +13,10 @@ import pytest
 from edge_agent.cache.headroom import LoopLag
 from edge_agent.cache.service import CacheService
 from edge_agent.cache.stage import CacheStage
-from edge_agent.request import Answer, InferenceRequest
-from edge_agent.tenancy import RequestContext
 from shared.config import CacheSettings
 from shared.embedding import Embedder
 from shared.taxonomy import Route
-from shared.wire import ChatMessage, SamplingParams, Usage
+from tests.edge_agent.cache.asks import answered, ask
 from tests.edge_agent.cache.counting import CountingEmbedder
 
 
@@ -60,33 +58,20 @@ def stage(tmp_path: Path, embedder: Embedder) -> Iterator[CacheStage]:
         yield CacheStage(svc)
 
 
-def _req(text: str) -> InferenceRequest:
-    return InferenceRequest(
-        ctx=RequestContext(request_id="r", tenant="acme"),
-        model="qwen2.5-coder-0.5b-instruct",
-        messages=(ChatMessage("user", text),),
-        params=SamplingParams(max_tokens=64, temperature=0.0),
-    )
-
-
-def _answer(text: str) -> Answer:
-    return Answer(text, "stop", Usage(3, 5), Route.EDGE_LOCAL, "m", ())
-
-
 async def test_a_busy_loop_stores_the_exact_entry_and_sheds_the_indexing(stage: CacheStage) -> None:
     stage.load = LoopLag(limit_ms=5.0, interval_s=0.01)
     sem = stage.service.semantic
     assert sem is not None and isinstance(sem.embedder, CountingEmbedder)
     stage.load.busy()
     await _blocked_beats(stage.load, 8, 0.03)
-    asked = _req("Which planet is known as the red planet?")
-    await stage.store(asked, _answer("Mars."), await stage.lookup(asked))
+    asked = ask("Which planet is known as the red planet?")
+    await stage.store(asked, answered("Mars."), await stage.lookup(asked))
     assert stage.shed == 1 and sem.embedder.texts == [] and sem.count()[0] == 0
-    hit = await stage.lookup(_req("Which planet is known as the red planet?"))
+    hit = await stage.lookup(ask("Which planet is known as the red planet?"))
     assert hit.hit is not None and hit.hit.route is Route.EXACT_CACHE
     await asyncio.sleep(0.3)  # room again: the next miss is indexed
-    other = _req("What is the tallest mountain on Earth?")
-    await stage.store(other, _answer("Everest."), await stage.lookup(other))
+    other = ask("What is the tallest mountain on Earth?")
+    await stage.store(other, answered("Everest."), await stage.lookup(other))
     await stage.drain()
     assert stage.shed == 1 and sem.embedder.texts == ["What is the tallest mountain on Earth?"]
     assert sem.count()[0] == 1

@@ -12,12 +12,12 @@ import pytest
 from edge_agent.cache.indexer import Indexer
 from edge_agent.cache.service import CacheService
 from edge_agent.cache.stage import CacheStage
-from edge_agent.request import Answer, InferenceRequest
-from edge_agent.tenancy import RequestContext
+from edge_agent.request import Answer
 from shared.config import CacheSettings
 from shared.embedding import Embedder
 from shared.taxonomy import Route
-from shared.wire import ChatMessage, SamplingParams, TraceStep, Usage
+from shared.wire import Usage
+from tests.edge_agent.cache.asks import answered, ask
 from tests.edge_agent.cache.counting import CountingEmbedder
 
 
@@ -34,30 +34,17 @@ def stage(tmp_path: Path, counted: CountingEmbedder) -> Iterator[CacheStage]:
         yield CacheStage(service)
 
 
-def _req(text: str, rid: str = "r") -> InferenceRequest:
-    return InferenceRequest(
-        ctx=RequestContext(request_id=rid, tenant="acme"),
-        model="qwen2.5-coder-0.5b-instruct",
-        messages=(ChatMessage("user", text),),
-        params=SamplingParams(max_tokens=64, temperature=0.0),
-    )
-
-
-def _answer(text: str) -> Answer:
-    return Answer(text, "stop", Usage(3, 5), Route.EDGE_LOCAL, "m", (TraceStep("edge_local", "answer", ""),))
-
-
 async def test_a_store_embeds_nothing_its_lookup_already_did(
     stage: CacheStage, counted: CountingEmbedder
 ) -> None:
-    asked = _req("How do I reverse a list in Python?")
+    asked = ask("How do I reverse a list in Python?")
     looked = await stage.lookup(asked)
     assert looked.hit is None and looked.embedding is not None
     assert counted.texts == ["How do I reverse a list in Python?"]
-    await stage.store(asked, _answer("Use lst[::-1]."), looked)
+    await stage.store(asked, answered("Use lst[::-1]."), looked)
     assert len(counted.texts) == 1  # the store reused the lookup's vector
     # the vector it stored is the question's: a paraphrase finds the answer by meaning
-    paraphrase = await stage.lookup(_req("how can I reverse a python list"))
+    paraphrase = await stage.lookup(ask("how can I reverse a python list"))
     assert paraphrase.hit is not None and paraphrase.hit.route is Route.SEMANTIC_CACHE
     assert paraphrase.hit.text == "Use lst[::-1]."
 
@@ -65,7 +52,7 @@ async def test_a_store_embeds_nothing_its_lookup_already_did(
 async def test_without_its_lookup_a_store_embeds_the_question(
     stage: CacheStage, counted: CountingEmbedder
 ) -> None:
-    await stage.store(_req("What is the boiling point of water?"), _answer("100 °C at sea level."), None)
+    await stage.store(ask("What is the boiling point of water?"), answered("100 °C at sea level."), None)
     await stage.drain()  # the question is embedded off the request path, on spare CPU
     assert counted.texts == ["What is the boiling point of water?"]
 
@@ -73,19 +60,19 @@ async def test_without_its_lookup_a_store_embeds_the_question(
 async def test_a_repeat_hits_while_its_semantic_entry_is_still_being_indexed(
     stage: CacheStage, counted: CountingEmbedder
 ) -> None:
-    asked = _req("Which planet is known as the red planet?")
-    await stage.store(asked, _answer("Mars."), None)
-    again = await stage.lookup(_req("Which planet is known as the red planet?", rid="r2"))
+    asked = ask("Which planet is known as the red planet?")
+    await stage.store(asked, answered("Mars."), None)
+    again = await stage.lookup(ask("Which planet is known as the red planet?", rid="r2"))
     assert again.hit is not None and again.hit.route is Route.EXACT_CACHE and again.hit.text == "Mars."
     await stage.drain()
     assert counted.texts == ["Which planet is known as the red planet?"]
     # once indexed, the same question in another form is served by the semantic stage
-    other_form = await stage.lookup(_req("which planet is known as the red planet", rid="r3"))
+    other_form = await stage.lookup(ask("which planet is known as the red planet", rid="r3"))
     assert other_form.hit is not None and other_form.hit.route is Route.SEMANTIC_CACHE
 
 
 async def test_fallback_answers_are_never_stored(stage: CacheStage) -> None:
-    asked = _req("What colour is the sky?")
+    asked = ask("What colour is the sky?")
     fallback = Answer("blue", "stop", Usage(), Route.EDGE_LOCAL, "m", (), fallback=True)
     await stage.store(asked, fallback, await stage.lookup(asked))
     assert (await stage.lookup(asked)).hit is None
@@ -103,13 +90,13 @@ async def test_misses_indexed_together_share_one_write(stage: CacheStage, counte
     answers = ["Mars.", "Everest.", "Herman Melville.", "100 °C at sea level."]
     await asyncio.gather(
         *(
-            stage.store(_req(q, rid=f"r{i}"), _answer(a), None)
+            stage.store(ask(q, rid=f"r{i}"), answered(a), None)
             for i, (q, a) in enumerate(zip(questions, answers, strict=True))
         )
     )
     assert sorted(counted.texts) == sorted(questions)  # each embedded once, alone
     assert (stage.writes.batches, stage.writes.written) == (1, 4)
     for q, a in zip(questions, answers, strict=True):  # each one's own entry, served by another form
-        hit = (await stage.lookup(_req(q.lower().rstrip("?"), rid="again"))).hit
+        hit = (await stage.lookup(ask(q.lower().rstrip("?"), rid="again"))).hit
         assert hit is not None and hit.route is Route.SEMANTIC_CACHE and hit.text == a
     stage.service.indexer.close()

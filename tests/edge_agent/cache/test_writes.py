@@ -8,15 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.cache.keys import CacheRequest
 from edge_agent.cache.service import CacheService
 from edge_agent.cache.stage import CacheStage
 from edge_agent.cache.writes import ExactWrites
-from edge_agent.request import Answer, InferenceRequest
-from edge_agent.tenancy import RequestContext
 from shared.config import CacheSettings
 from shared.taxonomy import Route
-from shared.wire import ChatMessage, SamplingParams, TraceStep, Usage
+from tests.edge_agent.cache.asks import answered, ask, key
 
 LONG = 30.0  # a linger no test waits out: what is stored before it ends was stored on purpose
 
@@ -27,28 +24,6 @@ def service(tmp_path: Path) -> Iterator[CacheService]:
         yield svc
 
 
-def _key(text: str) -> CacheRequest:
-    return CacheRequest(
-        tenant="acme",
-        model="qwen2.5-coder-0.5b-instruct",
-        messages=(ChatMessage("user", text),),
-        params=SamplingParams(max_tokens=64, temperature=0.0),
-    )
-
-
-def _req(text: str) -> InferenceRequest:
-    return InferenceRequest(
-        ctx=RequestContext(request_id="r", tenant="acme"),
-        model="qwen2.5-coder-0.5b-instruct",
-        messages=(ChatMessage("user", text),),
-        params=SamplingParams(max_tokens=64, temperature=0.0),
-    )
-
-
-def _answer(text: str) -> Answer:
-    return Answer(text, "stop", Usage(3, 5), Route.EDGE_LOCAL, "m", (TraceStep("edge_local", "answer", ""),))
-
-
 def _stored(service: CacheService) -> int:
     return service.exact.stats()[0]
 
@@ -56,7 +31,7 @@ def _stored(service: CacheService) -> int:
 async def test_entries_stored_within_one_linger_share_one_commit(service: CacheService) -> None:
     writes = ExactWrites(service, linger_s=0.05)
     questions = [f"What is fact number {i} about tides?" for i in range(5)]
-    stored = await asyncio.gather(*(writes.put(_key(q), f"answer {i}", "m") for i, q in enumerate(questions)))
+    stored = await asyncio.gather(*(writes.put(key(q), f"answer {i}", "m") for i, q in enumerate(questions)))
     assert stored == [True] * 5
     assert (writes.batches, writes.written) == (1, 5)
     assert _stored(service) == 5
@@ -64,7 +39,7 @@ async def test_entries_stored_within_one_linger_share_one_commit(service: CacheS
 
 async def test_a_full_batch_goes_out_without_waiting_for_the_linger(service: CacheService) -> None:
     writes = ExactWrites(service, linger_s=LONG, max_batch=3)
-    puts = [asyncio.ensure_future(writes.put(_key(f"question {i}?"), "a", "m")) for i in range(3)]
+    puts = [asyncio.ensure_future(writes.put(key(f"question {i}?"), "a", "m")) for i in range(3)]
     done, _ = await asyncio.wait(puts, timeout=5.0)
     assert len(done) == 3 and _stored(service) == 3
 
@@ -72,10 +47,10 @@ async def test_a_full_batch_goes_out_without_waiting_for_the_linger(service: Cac
 async def test_a_repeat_finds_an_entry_still_lingering(service: CacheService) -> None:
     stage = CacheStage(service)
     stage.exact_writes.linger_s = LONG
-    store = asyncio.ensure_future(stage.store(_req("Which planet is red?"), _answer("Mars."), None))
+    store = asyncio.ensure_future(stage.store(ask("Which planet is red?"), answered("Mars."), None))
     await asyncio.sleep(0)  # the store has queued its entry, which waits for the linger
     assert _stored(service) == 0 and not store.done()
-    again = await stage.lookup(_req("Which planet is red?"))
+    again = await stage.lookup(ask("Which planet is red?"))
     assert again.hit is not None and again.hit.route is Route.EXACT_CACHE and again.hit.text == "Mars."
     await asyncio.wait_for(store, 5.0)  # the lookup wrote the batch: the store is done too
 
@@ -83,9 +58,9 @@ async def test_a_repeat_finds_an_entry_still_lingering(service: CacheService) ->
 async def test_a_lookup_of_another_question_leaves_the_batch_lingering(service: CacheService) -> None:
     stage = CacheStage(service)
     stage.exact_writes.linger_s = LONG
-    store = asyncio.ensure_future(stage.store(_req("Which planet is red?"), _answer("Mars."), None))
+    store = asyncio.ensure_future(stage.store(ask("Which planet is red?"), answered("Mars."), None))
     await asyncio.sleep(0)
-    assert (await stage.lookup(_req("Which planet is blue?"))).hit is None
+    assert (await stage.lookup(ask("Which planet is blue?"))).hit is None
     assert _stored(service) == 0 and not store.done()
     await stage.close()
     await asyncio.wait_for(store, 5.0)
@@ -96,5 +71,5 @@ async def test_after_close_each_store_goes_out_at_once(service: CacheService) ->
     writes = ExactWrites(service, linger_s=LONG)
     writes.close()
     writes.close()  # idempotent
-    assert await asyncio.wait_for(writes.put(_key("What is the tallest mountain?"), "Everest.", "m"), 5.0)
+    assert await asyncio.wait_for(writes.put(key("What is the tallest mountain?"), "Everest.", "m"), 5.0)
     assert _stored(service) == 1
