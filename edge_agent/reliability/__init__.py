@@ -25,7 +25,7 @@ SCENARIOS: dict[str, str] = {
     "T27": "edge_agent.reliability.surface:t27_secrets",
     "T28": "edge_agent.reliability.limits:t28_limits",
     "T32": "edge_agent.reliability.failover:t32_failover",
-    "T33": "edge_agent.reliability.load:t33_budgets",
+    "T33": "edge_agent.reliability.budgets:t33_budgets",
     "T34": "edge_agent.reliability.failover:t34_cancel",
     "T35": "edge_agent.reliability.load:t35_load",
     "T37": "edge_agent.reliability.load:t37_overload",
