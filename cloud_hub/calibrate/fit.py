@@ -88,7 +88,7 @@ class FitResult:
     calibration_rows: int
 
 
-def fit(joined: JoinedTable, embedder: TextEmbedder) -> FitResult:
+def fit(joined: JoinedTable, embedder: TextEmbedder, *, confidence: float = 0.0) -> FitResult:
     if len(joined) == 0:
         raise ValueError("no train rows to fit on")
     labels = joined.labels
@@ -110,7 +110,9 @@ def fit(joined: JoinedTable, embedder: TextEmbedder) -> FitResult:
         raise ValueError("no train row has an outcome and a cost for every tier")
     mean_cost = costs[complete].mean(axis=0)
     reference = Tier.FRONTIER.value if Tier.FRONTIER.value in labels else labels[-1]
-    table = calibrate(oof[complete], mean_cost, scores[complete], costs[complete], labels, reference)
+    table = calibrate(
+        oof[complete], mean_cost, scores[complete], costs[complete], labels, reference, confidence=confidence
+    )
     table = replace(table, option_costs=tuple(float(c) for c in mean_cost))
 
     fits = []

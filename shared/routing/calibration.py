@@ -10,10 +10,14 @@ when that step's gain per unit cost beats the others'.
 
 ``calibrate`` replays recorded outcomes (predictions made out-of-fold, so they are honest) over a
 grid of ``lam`` and, for each target, keeps the cheapest ``lam`` whose *realised* quality reaches
-``target * reference_quality``. The result is a ``ThresholdTable`` that both programs load from JSON.
-A table may also carry each option's mean cost per request on the calibration rows
-(``option_costs``): ``lam`` is only meaningful against the costs it was calibrated with, so a
-program that has no better price for a route should use these.
+``target * reference_quality``. On few rows that choice is optimistic: the cheapest setting that
+reaches a target is, among many candidates, the one luckiest on these rows. With ``confidence``
+(say 0.95) a setting must instead reach the target at the lower bound of a paired bootstrap of its
+quality ratio to the reference, so what ships holds on rows like these with that confidence.
+The result is a ``ThresholdTable`` that both programs load from JSON. A table may also carry each
+option's mean cost per request on the calibration rows (``option_costs``): ``lam`` is only
+meaningful against the costs it was calibrated with, so a program that has no better price for a
+route should use these.
 """
 
 from __future__ import annotations
@@ -76,6 +80,8 @@ class OperatingPoint:
     quality: float  # realised on the calibration rows
     cost: float
     reached: bool  # False: even the best-quality setting falls short of the target
+    # with a confidence level: the bootstrap lower bound of quality / reference quality
+    lower: float | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,7 @@ class ThresholdTable:
     version: int = TABLE_VERSION
     # mean USD per request of each option on the calibration rows, in ``options`` order; () = unknown
     option_costs: tuple[float, ...] = ()
+    confidence: float = 0.0  # 0: calibrated on the realised quality itself (see ``calibrate``)
 
     def __post_init__(self) -> None:
         if self.option_costs and len(self.option_costs) != len(self.options):
@@ -113,10 +120,12 @@ class ThresholdTable:
             "options": list(self.options),
             "reference": self.reference,
             "reference_quality": self.reference_quality,
-            "points": [asdict(p) for p in self.points],
+            "points": [{k: v for k, v in asdict(p).items() if v is not None} for p in self.points],
         }
         if self.option_costs:
             body["option_costs"] = dict(zip(self.options, self.option_costs, strict=True))
+        if self.confidence:
+            body["confidence"] = self.confidence
         return json.dumps(body, indent=2, sort_keys=True)
 
     def save(self, path: Path) -> None:
@@ -139,6 +148,7 @@ class ThresholdTable:
             reference_quality=float(body["reference_quality"]),
             points=tuple(OperatingPoint(**p) for p in body["points"]),
             option_costs=tuple(float(costs[o]) for o in options) if costs else (),
+            confidence=float(body.get("confidence", 0.0)),
         )
 
     @classmethod
@@ -154,25 +164,44 @@ def calibrate(
     options: Sequence[str],
     reference: str,
     targets: Sequence[float] = DEFAULT_TARGETS,
+    *,
+    confidence: float = 0.0,
+    resamples: int = 2000,
+    seed: int = 0,
 ) -> ThresholdTable:
-    """Cheapest ``lam`` per target on recorded outcomes (rows with a missing score are skipped)."""
+    """Cheapest ``lam`` per target on recorded outcomes (rows with a missing score are skipped);
+    with ``confidence`` in (0, 1), cheapest whose bootstrap lower bound reaches the target."""
+    if not 0.0 <= confidence < 1.0:
+        raise ValueError(f"confidence {confidence!r} must be in [0, 1)")
     ok = ~np.isnan(scores).any(axis=1) & ~np.isnan(costs).any(axis=1)
     pred, scores, costs = pred[ok], scores[ok], costs[ok]
     if np.ndim(cost_est) == 2:
         cost_est = np.asarray(cost_est)[ok]
     if len(scores) == 0:
         raise ValueError("no complete rows to calibrate on")
-    ref_q = float(np.mean(scores[:, list(options).index(reference)]))
-    grid = lambda_grid(pred, cost_est)
-    sweep = [(lam, *realised(choose(pred, cost_est, lam), scores, costs)) for lam in grid]
+    ref_col = list(options).index(reference)
+    ref_q = float(np.mean(scores[:, ref_col]))
+    # the same resampled rows for every setting, so their bounds are compared on equal terms
+    boot = np.random.default_rng(seed).integers(0, len(scores), size=(resamples, len(scores)))
+    ref_boot = np.maximum(scores[boot, ref_col].mean(axis=1), 1e-12)
+    rows = np.arange(len(scores))
+    sweep = []  # (lam, quality, cost, what must reach the target)
+    for lam in lambda_grid(pred, cost_est):
+        pick = choose(pred, cost_est, lam)
+        q, c = realised(pick, scores, costs)
+        if confidence:
+            ratio = scores[rows, pick][boot].mean(axis=1) / ref_boot
+            measure = float(np.quantile(ratio, 1.0 - confidence))
+        else:
+            measure = q / ref_q if ref_q else float("inf")
+        sweep.append((lam, q, c, measure))
     points = []
     for t in targets:
-        need = t * ref_q - 1e-12
-        ok_pts = [s for s in sweep if s[1] >= need]
-        if ok_pts:
-            lam, q, c = min(ok_pts, key=lambda s: (s[2], -s[0]))
-            points.append(OperatingPoint(float(t), float(lam), q, c, True))
-        else:
-            lam, q, c = max(sweep, key=lambda s: (s[1], -s[2]))
-            points.append(OperatingPoint(float(t), float(lam), q, c, False))
-    return ThresholdTable(tuple(options), reference, ref_q, tuple(points))
+        meeting = [s for s in sweep if s[3] >= t - 1e-12]
+        reached = bool(meeting)
+        lam, q, c, measure = (
+            min(meeting, key=lambda s: (s[2], -s[0])) if reached else max(sweep, key=lambda s: (s[3], -s[2]))
+        )
+        lower = measure if confidence else None
+        points.append(OperatingPoint(float(t), float(lam), q, c, reached, lower))
+    return ThresholdTable(tuple(options), reference, ref_q, tuple(points), confidence=confidence)

@@ -91,3 +91,39 @@ def test_table_roundtrip_and_conservative_lookup(tmp_path: Path) -> None:
 def test_ties_go_to_the_cheaper_option() -> None:
     pred = np.array([[0.7, 0.7]])
     assert choose(pred, np.array([1.0, 5.0]), 0.0).tolist() == [0]
+
+
+def test_a_lower_bound_holds_on_fresh_rows_where_the_measured_quality_does_not() -> None:
+    """On 75 rows the cheapest setting that reaches a target is the luckiest one; the bootstrap
+    lower bound buys a safer setting, which keeps the target on rows it never saw."""
+    options, target = ["edge", "oss", "frontier"], 0.95
+    fresh_p, fresh_y, fresh_c = _world(50000, seed=99)
+    strong = fresh_y[:, 2].mean()
+    short_measured = short_bounded = 0
+    for seed in range(20):
+        p, y, c = _world(75, seed=100 + seed)
+        plain = calibrate(p, COST, y, c, options, "frontier", targets=[target])
+        bounded = calibrate(p, COST, y, c, options, "frontier", targets=[target], confidence=0.95)
+        (pt,) = bounded.points
+        assert bounded.confidence == 0.95 and pt.lower is not None and plain.points[0].lower is None
+        assert not pt.reached or pt.lower >= target
+        assert pt.lam <= plain.points[0].lam  # never a cheaper setting than the measured one
+        for table, short in ((plain, "measured"), (bounded, "bounded")):
+            q, _ = realised(choose(fresh_p, COST, table.lam_for(target)), fresh_y, fresh_c)
+            if q < (target - 0.01) * strong:
+                short_measured += short == "measured"
+                short_bounded += short == "bounded"
+    assert short_bounded < short_measured  # the control: the measured choice misses often
+    assert short_bounded <= 2
+
+
+def test_a_bounded_table_round_trips_and_an_old_one_reads_as_measured(tmp_path: Path) -> None:
+    p, y, c = _world(300, seed=5)
+    table = calibrate(p, COST, y, c, ["edge", "oss", "frontier"], "frontier", confidence=0.9)
+    table.save(tmp_path / "t.json")
+    assert ThresholdTable.load(tmp_path / "t.json") == table
+    plain = calibrate(p, COST, y, c, ["edge", "oss", "frontier"], "frontier")
+    assert '"lower"' not in plain.to_json() and '"confidence"' not in plain.to_json()
+    assert ThresholdTable.from_json(plain.to_json()).confidence == 0.0
+    with pytest.raises(ValueError, match="confidence"):
+        calibrate(p, COST, y, c, ["edge", "oss", "frontier"], "frontier", confidence=1.0)
