@@ -7,6 +7,7 @@ every replayed tier, so the replay backend can answer the new items.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,6 +70,17 @@ def _edge_yaml(path: Path, base: Path | None, keys: dict[str, str]) -> Path:
     return path
 
 
+STATE_DIRS = ("hub", "edge", "logs")  # what a run writes under its home, besides its report files
+
+
+def fresh_state(home: Path) -> None:
+    """Remove what an earlier run left under ``home``: its caches, the hub's global cache and its
+    telemetry would otherwise answer this run's questions with that run's answers. Only the
+    folders a run makes are removed, so a ``--home`` that holds anything else keeps it."""
+    for name in STATE_DIRS:
+        shutil.rmtree(home / name, ignore_errors=True)
+
+
 @contextmanager
 def deployed(
     home: Path,
@@ -80,6 +92,7 @@ def deployed(
     datasets: Sequence[Path] = (),
 ) -> Iterator[Deployment]:
     home = home.resolve()
+    fresh_state(home)
     hub_home, edge_home = home / "hub", home / "edge"
     hub_cli, edge_cli = console_script("cloud-hub"), console_script("edge-agent")
     run_cli(hub_cli, "keys", "init", "--home", str(hub_home))
