@@ -181,9 +181,9 @@ def calibrate(
         raise ValueError("no complete rows to calibrate on")
     ref_col = list(options).index(reference)
     ref_q = float(np.mean(scores[:, ref_col]))
-    # the same resampled rows for every setting, so their bounds are compared on equal terms
-    boot = np.random.default_rng(seed).integers(0, len(scores), size=(resamples, len(scores)))
-    ref_boot = np.maximum(scores[boot, ref_col].mean(axis=1), 1e-12)
+    if confidence:  # the same resampled rows for every setting, so their bounds compare fairly
+        boot = np.random.default_rng(seed).integers(0, len(scores), size=(resamples, len(scores)))
+        ref_boot = np.maximum(scores[boot, ref_col].mean(axis=1), 1e-12)
     rows = np.arange(len(scores))
     sweep = []  # (lam, quality, cost, what must reach the target)
     for lam in lambda_grid(pred, cost_est):
