@@ -7,7 +7,10 @@ every replayed tier, so the replay backend can answer the new items.
 
 from __future__ import annotations
 
+import json
 import shutil
+import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -117,5 +120,23 @@ def deployed(
             hub.start(timeout_s=900)
         with console.status("starting the edge agent"):
             edge.start(timeout_s=300)
+        with console.status("waiting for the edge's link to the hub"):
+            _wait_linked(f"http://127.0.0.1:{port}/health", timeout_s=120)
         edge_model = load_settings(EdgeSettings, yaml_file=edge_yaml, home=edge_home).local_model.name
         yield Deployment(f"http://127.0.0.1:{port}/v1", keys, tuple(models), hub_url, edge_model)
+
+
+def _wait_linked(health_url: str, timeout_s: float) -> None:
+    """Until the edge reports its hub link up: a pinned hub request sent before that is answered
+    by the edge's own model, which a run would then count as the hub tier's miss."""
+    end = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(health_url, timeout=5) as resp:
+                if json.loads(resp.read()).get("hub") == "connected":
+                    return
+        except OSError:
+            pass  # up a moment ago; a refused or slow answer is asked again
+        if time.monotonic() > end:
+            raise RuntimeError(f"the edge did not connect to the hub within {timeout_s:.0f} s")
+        time.sleep(0.2)
